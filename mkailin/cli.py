@@ -1,0 +1,270 @@
+"""The ``mkailin`` command line. Thin: each command parses options and makes one library call."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from mkailin.errors import MkailinError
+
+
+class App:
+    """What every command shares: where the lake is and which config to use."""
+
+    def __init__(self, lake_path: str | None, config_path: str | None):
+        self._lake_path = lake_path
+        self.config_path = config_path
+        self._config = None
+
+    @property
+    def config(self):
+        if self._config is None:
+            from mkailin import config
+
+            self._config = config.load(self.config_path)
+        return self._config
+
+    @property
+    def lake_path(self) -> str:
+        if self._lake_path:
+            return self._lake_path
+        if self.config_path:
+            return self.config.lake
+        return "lake"
+
+    def lake(self, create: bool = False):
+        from mkailin.lake import Lake
+
+        return Lake.open(self.lake_path, create=create)
+
+
+class MkailinGroup(click.Group):
+    """Turns the library's named errors into ``Error: …`` and a non-zero exit."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except MkailinError as e:
+            raise click.ClickException(str(e)) from None
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+def format_option(f):
+    return click.option(
+        "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+        show_default=True, help="Output format.",
+    )(f)
+
+
+def echo_summary(summary) -> None:
+    for line in summary.lines():
+        click.echo(line)
+    if summary.errors:
+        for e in summary.errors:
+            click.echo(f"  fault: {e}", err=True)
+        raise click.ClickException(
+            f"{len(summary.errors)} file(s) had faults; good records were kept and the rest "
+            "quarantined (see: mkailin sql \"select * from quarantine\")"
+        )
+
+
+@click.group(cls=MkailinGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--lake", "lake_path", envvar="MKAILIN_LAKE", type=click.Path(file_okay=False),
+              help="The lake folder (env MKAILIN_LAKE; default ./lake, or the config's).")
+@click.option("--config", "config_path", envvar="MKAILIN_CONFIG", type=click.Path(dir_okay=False),
+              help="A mkailin.toml config (env MKAILIN_CONFIG; default ./mkailin.toml if present).")
+@click.version_option(package_name="mkailin")
+@click.pass_context
+def cli(ctx, lake_path, config_path):
+    """mkailin: distil biomedical QA corpora from PubMed, guided by the MeSH hierarchy.
+
+    Example:
+
+        mkailin init && mkailin ingest mesh MeshTree2017.tsv
+    """
+    ctx.obj = App(lake_path, config_path)
+
+
+# ------------------------------------------------------------------------------ lake
+@cli.command()
+@click.argument("path", required=False, type=click.Path(file_okay=False))
+@pass_app
+def init(app, path):
+    """Create a lake (default: the --lake folder).
+
+    Example:
+
+        mkailin init lake
+    """
+    from mkailin.lake import Lake
+
+    lake = Lake.init(path or app.lake_path)
+    click.echo(f"lake ready at {lake.root} ({len(lake.table_names())} tables)")
+    click.echo(f"query it with: duckdb {lake.catalog_path} -c \"select count(*) from articles\"")
+
+
+@cli.command()
+@click.argument("query")
+@format_option
+@pass_app
+def sql(app, query, fmt):
+    """Run a SQL query over the lake's tables and views.
+
+    Example:
+
+        mkailin sql "select pub_year, count(*) from articles group by 1 order by 1"
+    """
+    from mkailin.output import render
+
+    click.echo(render(app.lake().query_arrow(query), fmt))
+
+
+@cli.command()
+@format_option
+@pass_app
+def tables(app, fmt):
+    """List every table and view with its row count.
+
+    Example:
+
+        mkailin tables --format csv
+    """
+    import pyarrow as pa
+
+    from mkailin.output import render
+
+    rows = app.lake().relations()
+    click.echo(render(pa.Table.from_pylist(
+        [{"name": n, "kind": k, "rows": c} for n, k, c in rows],
+        schema=pa.schema([("name", pa.string()), ("kind", pa.string()), ("rows", pa.int64())]),
+    ), fmt))
+
+
+# ------------------------------------------------------------------------------ ingest
+@cli.group()
+def ingest():
+    """Load PubMed, MeSH, PubMedQA and BioASQ files into the lake."""
+
+
+@ingest.command("mesh")
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@pass_app
+def ingest_mesh_cmd(app, files):
+    """Load MeSH: NLM descriptor XML (descYYYY.xml[.gz]) and/or a MeshTree TSV.
+
+    Example:
+
+        mkailin ingest mesh ../shared/data/mesh/MeshTree2017.tsv
+    """
+    from mkailin.ingest.mesh import ingest_mesh
+
+    echo_summary(ingest_mesh(app.lake(create=True), list(files)))
+
+
+@ingest.command("pubmed")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option("--jobs", "-j", type=click.IntRange(min=1), help="Parallel processes (default: cores).")
+@pass_app
+def ingest_pubmed_cmd(app, inputs, jobs):
+    """Load PubMed baseline/update XML (.xml or .xml.gz files, or folders of them).
+
+    Example:
+
+        mkailin ingest pubmed pubmed/baseline/ --jobs 2
+    """
+    from mkailin.ingest.pubmed import ingest_pubmed
+
+    echo_summary(ingest_pubmed(app.lake(create=True), list(inputs), jobs=jobs))
+
+
+@ingest.command("pubmedqa")
+@click.argument("file", type=click.Path())
+@click.option("--ground-truth", type=click.Path(), help="test_ground_truth.json: marks the test split.")
+@click.option("--split", default="train", show_default=True,
+              help="Split name for the PMIDs not in the ground truth (e.g. pqa-a).")
+@pass_app
+def ingest_pubmedqa_cmd(app, file, ground_truth, split):
+    """Load PubMedQA (ori_pqal.json or a file of the same shape).
+
+    Example:
+
+        mkailin ingest pubmedqa ori_pqal.json --ground-truth test_ground_truth.json
+    """
+    from mkailin.ingest.pubmedqa import ingest_pubmedqa
+
+    echo_summary(ingest_pubmedqa(app.lake(create=True), file, ground_truth, split))
+
+
+@ingest.command("bioasq")
+@click.argument("file", type=click.Path())
+@pass_app
+def ingest_bioasq_cmd(app, file):
+    """Load BioASQ training JSON into seed_qa.
+
+    Example:
+
+        mkailin ingest bioasq training12b.json
+    """
+    from mkailin.ingest.bioasq import ingest_bioasq
+
+    echo_summary(ingest_bioasq(app.lake(create=True), file))
+
+
+@cli.command()
+@click.argument("source", type=click.Choice(["pubmedqa", "mesh", "baseline", "updates"]))
+@click.option("--dest", default="data", show_default=True, type=click.Path(file_okay=False),
+              help="Folder to download into.")
+@click.option("--base-url", help="A mirror of the official location.")
+@click.option("--limit", default=0, type=click.IntRange(min=0),
+              help="At most this many PubMed files (0 = all).")
+@click.option("--mesh-year", default=2025, show_default=True, type=int)
+def fetch(source, dest, base_url, limit, mesh_year):
+    """Download public inputs (PubMed, MeSH, PubMedQA) from their official locations.
+
+    Example:
+
+        mkailin fetch baseline --limit 2 --dest data
+    """
+    from mkailin.ingest.fetch import fetch as do_fetch
+
+    def report(f):
+        state = "already there" if f.skipped else f"{f.bytes:,} bytes"
+        click.echo(f"{f.path} ({state})")
+
+    do_fetch(source, dest, base_url=base_url, limit=limit, mesh_year=mesh_year, on_file=report)
+
+
+# ------------------------------------------------------------------------------ demo
+@cli.command()
+@click.option("--data", "data_dir", type=click.Path(file_okay=False),
+              help="Local data laid out like shared/data (mesh/, pubmed/, pubmedqa/). "
+                   "Without it the demo downloads the small public files.")
+@pass_app
+def demo(app, data_dir):
+    """Build a demo lake from real data, end to end.
+
+    Example:
+
+        mkailin demo --data ../shared/data
+    """
+    from mkailin.demo import run_demo
+
+    run_demo(app.lake_path, data_dir, app.config_path, echo=click.echo)
+
+
+def main() -> None:
+    try:
+        cli(prog_name="mkailin")
+    except KeyboardInterrupt:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

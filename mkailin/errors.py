@@ -1,0 +1,58 @@
+"""Named errors. The CLI turns every one of them into ``Error: …`` and a non-zero exit."""
+
+
+class MkailinError(Exception):
+    """Base class of every error a user can cause or fix."""
+
+
+class LakeError(MkailinError):
+    """The lake folder is missing, damaged, or not a lake."""
+
+
+class LakeLockedError(LakeError):
+    """Another process holds the lake's write lock."""
+
+
+class ConfigError(MkailinError, ValueError):
+    """The configuration file has an unknown key, a wrong type, or a bad value."""
+
+
+class InputError(MkailinError, ValueError):
+    """An input file is missing, empty, or not in the expected format."""
+
+
+class UnknownTableError(MkailinError, KeyError):
+    """A table name that the lake does not hold."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; keep the message plain
+        return str(self.args[0]) if self.args else ""
+
+
+class QueryError(MkailinError):
+    """A SQL query failed."""
+
+
+class MissingDependencyError(MkailinError, ImportError):
+    """An optional package that this step needs is not installed."""
+
+    def __init__(self, package: str, extra: str | None = None, purpose: str = ""):
+        self.package = package
+        hint = f"pip install 'mkailin[{extra}]'" if extra else f"pip install {package}"
+        what = f" for {purpose}" if purpose else ""
+        super().__init__(f"the package '{package}' is needed{what}; install it with: {hint}")
+
+
+class ModelError(MkailinError):
+    """A model could not be found, loaded, or run."""
+
+
+class BackendError(MkailinError):
+    """A generation or embedding backend failed after its retries."""
+
+
+class StageError(MkailinError):
+    """A stage could not run (bad input query, a missing upstream table, a failed batch)."""
+
+
+class DownloadError(MkailinError):
+    """A download failed, or the network is not reachable."""

@@ -1,0 +1,132 @@
+"""What every ingest shares: input checks, gzip-aware opening, file keys, the ledger, summaries."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+from mkailin.errors import InputError
+from mkailin.lake import Lake, now
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+@dataclass
+class IngestSummary:
+    """What an ingest did; the CLI prints it."""
+
+    source: str
+    files: int = 0
+    skipped_files: int = 0
+    read: int = 0
+    written: int = 0
+    quarantined: int = 0
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = [
+            f"{self.source}: {self.files} file(s) ingested, {self.skipped_files} already in the lake",
+            f"  rows read {self.read:,}, written {self.written:,}, quarantined {self.quarantined:,}"
+            f" in {self.seconds:.1f} s",
+        ]
+        out += [f"  {k.replace('_', ' ')}: {v:,}" if isinstance(v, int) else f"  {k.replace('_', ' ')}: {v}"
+                for k, v in self.extra.items()]
+        return out
+
+
+def check_input(path: str | Path) -> Path:
+    """A readable, non-empty regular file, or an ``InputError`` that names it."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file")
+    if p.is_dir():
+        raise InputError(f"{p}: is a directory, expected a file")
+    if p.stat().st_size == 0:
+        raise InputError(f"{p}: empty file")
+    return p
+
+
+def is_gzip(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == GZIP_MAGIC
+
+
+def open_bytes(path: Path) -> io.BufferedIOBase:
+    """Open a file for reading bytes, decompressing gzip by its magic number, not its name."""
+    if is_gzip(path):
+        return gzip.open(path, "rb")
+    return open(path, "rb")
+
+
+def read_head(path: Path, n: int = 4096) -> bytes:
+    """The first ``n`` decompressed bytes (fewer if the file is short or truncated)."""
+    try:
+        with open_bytes(path) as f:
+            return f.read(n)
+    except (EOFError, OSError):
+        # a truncated gzip: return what decompresses
+        out = bytearray()
+        try:
+            with open_bytes(path) as f:
+                while len(out) < n:
+                    b = f.read(1)
+                    if not b:
+                        break
+                    out += b
+        except (EOFError, OSError):
+            pass
+        return bytes(out)
+
+
+def file_key(path: Path) -> str:
+    """sha256 of the file's bytes: the identity of an input file in the ledger."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class Ledger:
+    """The ``ingested_files`` table: which input files are in the lake, and in what order."""
+
+    def __init__(self, lake: Lake, source: str):
+        self.lake, self.source = lake, source
+        rows = lake.query(
+            "select file_key, status, file_seq from ingested_files where source = ?", [source]
+        )
+        self.complete = {k for k, s, _ in rows if s == "complete"}
+        seqs = lake.query("select coalesce(max(file_seq), 0) from ingested_files")
+        self._next_seq = int(seqs[0][0]) + 1
+
+    def next_seq(self) -> int:
+        seq, self._next_seq = self._next_seq, self._next_seq + 1
+        return seq
+
+    def record(self, path: Path, key: str, seq: int, records: int, quarantined: int,
+               status: str) -> None:
+        self.lake.write_part("ingested_files", pa.Table.from_pylist([{
+            "source": self.source, "path": str(path.absolute()), "file_key": key,
+            "size": path.stat().st_size, "file_seq": seq, "records": records,
+            "quarantined": quarantined, "status": status, "ingested_at": now(),
+        }]))
+
+
+class Timer:
+    def __enter__(self):
+        self.t0 = time.perf_counter()
+        return self
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def __exit__(self, *exc):
+        self.seconds = self.elapsed()

@@ -1,0 +1,153 @@
+"""MeSH into ``mesh_descriptors`` and ``mesh_tree``.
+
+Two formats, told apart by content, not by name:
+
+- NLM descriptor XML (``descYYYY.xml`` or ``.xml.gz``): ``<DescriptorRecordSet>`` of
+  ``<DescriptorRecord>`` with UI, name, tree numbers and entry terms. Descriptors with no tree
+  number (check tags such as *Female* in some years) are kept, with an empty tree list.
+- MeshTree TSV (``Tree Number<TAB>Desc Ui<TAB>Term``), one row per tree number.
+
+Several files are merged by descriptor UI; the result replaces both tables in one swap each.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pyarrow as pa
+from lxml import etree
+
+from mkailin.errors import InputError
+from mkailin.ingest.common import IngestSummary, Timer, check_input, open_bytes, read_head
+from mkailin.lake import Lake
+
+SOURCE = "mesh"
+TSV_HEADER = ["Tree Number", "Desc Ui", "Term"]
+
+
+def detect_format(path: Path) -> str:
+    head = read_head(path, 4096)
+    text = head.decode("utf-8-sig", "replace").lstrip()
+    if text.startswith("<"):
+        if "<DescriptorRecordSet" in text or "<DescriptorRecord" in text:
+            return "xml"
+        raise InputError(
+            f"{path}: not a MeSH file: XML without <DescriptorRecordSet> "
+            "(expected NLM descYYYY.xml or a MeshTree TSV)"
+        )
+    first = text.splitlines()[0] if text else ""
+    cols = [c.strip() for c in first.split("\t")]
+    if [c.lower() for c in cols[:3]] == [c.lower() for c in TSV_HEADER]:
+        return "tsv"
+    raise InputError(
+        f"{path}: not a MeSH file: expected the header 'Tree Number<TAB>Desc Ui<TAB>Term' "
+        f"or NLM descriptor XML, found {first[:80]!r}"
+    )
+
+
+def read_tsv(path: Path, descriptors: dict, quarantine: list[dict]) -> int:
+    n = 0
+    with open_bytes(path) as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline="")
+        reader = csv.reader(text, delimiter="\t", quoting=csv.QUOTE_NONE)
+        try:
+            next(reader)
+            for lineno, row in enumerate(reader, start=2):
+                n += 1
+                if len(row) < 3 or not row[0].strip() or not row[1].strip():
+                    quarantine.append(_qrow(path, f"line {lineno}", "expected 3 tab-separated "
+                                            "columns: tree number, descriptor UI, term",
+                                            "\t".join(row)))
+                    continue
+                tree, ui, term = row[0].strip(), row[1].strip(), row[2].strip()
+                d = descriptors.setdefault(ui, {"name": term, "trees": [], "entries": []})
+                d["name"] = d["name"] or term
+                if tree not in d["trees"]:
+                    d["trees"].append(tree)
+        except UnicodeDecodeError as e:
+            raise InputError(f"{path}: line {n + 2}: not UTF-8 ({e.reason})") from None
+    return n
+
+
+def read_xml(path: Path, descriptors: dict, quarantine: list[dict]) -> int:
+    n = 0
+    try:
+        with open_bytes(path) as f:
+            for _, el in etree.iterparse(f, events=("end",), tag="DescriptorRecord", huge_tree=True):
+                n += 1
+                ui = (el.findtext("DescriptorUI") or "").strip()
+                name = (el.findtext("DescriptorName/String") or "").strip()
+                if not ui or not name:
+                    quarantine.append(_qrow(path, f"record {n}", "descriptor without UI or name",
+                                            etree.tostring(el, encoding="unicode")[:2000]))
+                else:
+                    trees = [t.text.strip() for t in el.iterfind("TreeNumberList/TreeNumber") if t.text]
+                    entries = sorted({t.text.strip() for t in el.iterfind(
+                        "ConceptList/Concept/TermList/Term/String") if t.text} - {name})
+                    d = descriptors.setdefault(ui, {"name": name, "trees": [], "entries": []})
+                    d["name"] = name
+                    d["trees"] += [t for t in trees if t not in d["trees"]]
+                    d["entries"] = sorted(set(d["entries"]) | set(entries))
+                el.clear(keep_tail=True)
+                while el.getprevious() is not None:
+                    del el.getparent()[0]
+    except (etree.XMLSyntaxError, EOFError, OSError) as e:
+        raise InputError(f"{path}: after descriptor record {n}: {e}") from None
+    return n
+
+
+def _qrow(path: Path, key: str, error: str, excerpt: str) -> dict:
+    return {"source": SOURCE, "file": str(path), "record_key": f"{path.name}:{key}",
+            "error": error, "raw_excerpt": excerpt}
+
+
+def build_tables(descriptors: dict) -> tuple[pa.Table, pa.Table]:
+    drows, trows = [], []
+    owner: dict[str, str] = {}
+    for ui in sorted(descriptors):
+        d = descriptors[ui]
+        trees = sorted(d["trees"])
+        drows.append({"descriptor_ui": ui, "name": d["name"], "tree_numbers": trees,
+                      "entry_terms": d["entries"]})
+        for t in trees:
+            owner[t] = ui
+    for t in sorted(owner):
+        parts = t.split(".")
+        trows.append({
+            "tree_number": t,
+            "descriptor_ui": owner[t],
+            "parent_tree_number": ".".join(parts[:-1]) or None,
+            "depth": len(parts),
+            "category": t[0],
+        })
+    return pa.Table.from_pylist(drows), pa.Table.from_pylist(trows)
+
+
+def ingest_mesh(lake: Lake, inputs: list[str | Path]) -> IngestSummary:
+    files = [check_input(p) for p in inputs]
+    formats = [(f, detect_format(f)) for f in files]
+    summary = IngestSummary(SOURCE)
+    descriptors: dict = {}
+    quarantine: list[dict] = []
+    with Timer() as timer:
+        for f, fmt in formats:
+            summary.read += (read_xml if fmt == "xml" else read_tsv)(f, descriptors, quarantine)
+            summary.files += 1
+        if not descriptors:
+            raise InputError(f"{', '.join(map(str, files))}: no MeSH descriptors found")
+        dtab, ttab = build_tables(descriptors)
+        with lake.lock("ingest mesh"):
+            lake.replace_table("mesh_descriptors", dtab)
+            lake.replace_table("mesh_tree", ttab)
+            lake.quarantine(quarantine)
+            lake.sync_catalog()
+    summary.seconds = timer.seconds
+    summary.written = dtab.num_rows + ttab.num_rows
+    summary.quarantined = len(quarantine)
+    summary.extra = {"descriptors": dtab.num_rows, "tree numbers": ttab.num_rows,
+                     "descriptors without a tree number":
+                         sum(1 for d in descriptors.values() if not d["trees"])}
+    return summary
+

@@ -1,0 +1,407 @@
+"""PubMed/MEDLINE XML (baseline and update files, ``.xml`` or ``.xml.gz``) into the lake.
+
+Each file is streamed with lxml ``iterparse``, clearing elements as it goes, so memory stays
+flat whatever the file size. Files run in parallel processes. Records go to
+``article_records`` and ``article_mesh_records`` in part files named after the input file's
+sha256; the ``articles`` view resolves versions and DeleteCitation tombstones.
+
+When the fast streaming parse hits a fault (malformed XML, invalid UTF-8, a truncated gzip), the
+file is re-read record by record from the fault on: good records are kept, a record whose bytes
+are not UTF-8 is repaired (invalid bytes become U+FFFD) and kept, and a record that does not
+parse goes to ``quarantine`` with the file, the record number and an excerpt.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing as mp
+import os
+import re
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+from lxml import etree
+
+from mkailin.errors import InputError
+from mkailin.ingest.common import (
+    IngestSummary,
+    Ledger,
+    Timer,
+    check_input,
+    file_key,
+    open_bytes,
+    read_head,
+)
+from mkailin.lake import Lake, now
+
+SOURCE = "pubmed"
+RECORD_TAGS = ("PubmedArticle", "DeleteCitation", "PubmedBookArticle")
+SEQ_BASE = 100_000_000  # ingest_seq = file_seq * SEQ_BASE + record index
+CHUNK_ROWS = 25_000
+_YEAR = re.compile(r"(1[89]|20)\d\d")
+_ROOT = re.compile(rb"<([A-Za-z_][\w.-]*)[\s>/]")
+_RECORD = re.compile(rb"<(PubmedArticle|DeleteCitation|PubmedBookArticle)[\s>]")
+_FAULTS = (etree.XMLSyntaxError, EOFError, zlib.error, OSError, UnicodeDecodeError)
+
+
+class RecordError(ValueError):
+    """A record that cannot go into the lake (quarantined, not raised to the user)."""
+
+
+# ---------------------------------------------------------------------------- record parsing
+def _text(el) -> str | None:
+    if el is None:
+        return None
+    t = " ".join("".join(el.itertext()).split())
+    return t or None
+
+
+def _year(article) -> int | None:
+    pd = article.find("Journal/JournalIssue/PubDate")
+    if pd is None:
+        return None
+    y = pd.findtext("Year")
+    if not y:
+        y = pd.findtext("MedlineDate") or ""
+    m = _YEAR.search(y)
+    return int(m.group(0)) if m else None
+
+
+def parse_article(elem) -> tuple[dict, list[dict]]:
+    """One ``<PubmedArticle>`` element into an article row and its MeSH rows."""
+    mc = elem.find("MedlineCitation")
+    pmid_el = mc.find("PMID") if mc is not None else None
+    pmid_text = (pmid_el.text or "").strip() if pmid_el is not None else ""
+    if not pmid_text.isdigit():
+        raise RecordError("record has no PMID" if not pmid_text else f"bad PMID {pmid_text!r}")
+    pmid = int(pmid_text)
+    art = mc.find("Article")
+    if art is None:
+        raise RecordError(f"PMID {pmid}: record has no <Article>")
+    sections = []
+    for s in art.iterfind("Abstract/AbstractText"):
+        t = _text(s)
+        if t:
+            label = s.get("Label")
+            sections.append(f"{label}: {t}" if label else t)
+    version = pmid_el.get("Version")
+    row = {
+        "pmid": pmid,
+        "title": _text(art.find("ArticleTitle")),
+        "abstract": "\n".join(sections) or None,
+        "journal": art.findtext("Journal/Title"),
+        "pub_year": _year(art),
+        "language": art.findtext("Language"),
+        "version": int(version) if version and version.isdigit() else 1,
+    }
+    mesh = []
+    for mh in mc.iterfind("MeshHeadingList/MeshHeading"):
+        d = mh.find("DescriptorName")
+        if d is None:
+            continue
+        quals = mh.findall("QualifierName")
+        mesh.append({
+            "pmid": pmid,
+            "descriptor_ui": d.get("UI"),
+            "descriptor_name": _text(d),
+            "major_topic": d.get("MajorTopicYN") == "Y"
+            or any(q.get("MajorTopicYN") == "Y" for q in quals),
+            "qualifiers": [_text(q) for q in quals],
+        })
+    return row, mesh
+
+
+def parse_delete(elem) -> list[int]:
+    return [int(p.text) for p in elem.iterfind("PMID") if (p.text or "").strip().isdigit()]
+
+
+def _element_events(elem) -> Iterator[tuple]:
+    tag = elem.tag
+    if tag == "PubmedArticle":
+        try:
+            row, mesh = parse_article(elem)
+            yield ("article", row, mesh)
+        except RecordError as e:
+            yield ("bad", str(e), etree.tostring(elem, encoding="unicode")[:2000], "dropped")
+    elif tag == "DeleteCitation":
+        yield ("delete", parse_delete(elem))
+    else:  # PubmedBookArticle: NCBI Bookshelf records carry no MEDLINE citation
+        yield ("book",)
+
+
+# ---------------------------------------------------------------------------- file streaming
+def _root_tag(path: Path) -> str | None:
+    head = read_head(path, 8192)
+    body = re.sub(rb"<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^>]*>", b"", head, flags=re.S)
+    m = _ROOT.search(body)
+    return m.group(1).decode("ascii", "replace") if m else None
+
+
+def iter_records(path: Path) -> Iterator[tuple]:
+    """Events for each record of a file, in order: ('article', row, mesh), ('delete', pmids),
+    ('book',), ('bad', error, excerpt, action), ('repaired', note, excerpt),
+    and at most one ('fault', message) for a file-level fault."""
+    done = 0
+    fault = None
+    try:
+        with open_bytes(path) as f:
+            for _, elem in etree.iterparse(f, events=("end",), tag=RECORD_TAGS, huge_tree=True):
+                yield from _element_events(elem)
+                done += 1
+                elem.clear(keep_tail=True)
+                parent = elem.getparent()
+                if parent is not None:
+                    while elem.getprevious() is not None:
+                        del parent[0]
+    except _FAULTS as e:
+        fault = _fault_message(e)
+    if fault is None:
+        return
+    yield from _resync(path, skip=done, first_fault=fault)
+
+
+def _fault_message(e: Exception) -> str:
+    if isinstance(e, EOFError | zlib.error) or "gzip" in str(e).lower() or "end-of-stream" in str(e):
+        return f"truncated or corrupt gzip ({e})"
+    if isinstance(e, etree.XMLSyntaxError):
+        return f"malformed XML at line {e.lineno}: {e.msg}"
+    return str(e)
+
+
+def _stream_chunks(path: Path) -> Iterator[bytes]:
+    """Decompressed bytes in chunks; stops quietly where a truncated gzip ends."""
+    try:
+        with open_bytes(path) as f:
+            while True:
+                b = f.read(1 << 20)
+                if not b:
+                    return
+                yield b
+    except (EOFError, zlib.error, OSError):
+        return
+
+
+def _resync(path: Path, skip: int, first_fault: str) -> Iterator[tuple]:
+    """Re-read the file record by record, keeping what parses, from record ``skip`` on."""
+    buf = b""
+    index = 0
+    for chunk in _stream_chunks(path):
+        buf += chunk
+        pos = 0
+        while True:
+            m = _RECORD.search(buf, pos)
+            if not m:
+                # keep a tail in case a start tag is split across chunks
+                pos = max(pos, len(buf) - 32)
+                break
+            tag = m.group(1)
+            end_tag = b"</" + tag + b">"
+            end = buf.find(end_tag, m.end())
+            if end < 0:
+                pos = m.start()
+                break
+            rec = buf[m.start(): end + len(end_tag)]
+            pos = end + len(end_tag)
+            if index >= skip:
+                yield from _parse_one(rec, index)
+            index += 1
+        buf = buf[pos:]
+    tail = _RECORD.search(buf)
+    if tail:
+        excerpt = buf[tail.start(): tail.start() + 2000].decode("utf-8", "replace")
+        yield ("bad", f"record {index + 1}: truncated at end of file ({first_fault})", excerpt,
+               "dropped")
+        index += 1
+    if index <= skip:
+        yield ("fault", first_fault)
+    else:
+        yield ("fault_recovered", first_fault)
+
+
+def _parse_one(rec: bytes, index: int) -> Iterator[tuple]:
+    try:
+        elem = etree.fromstring(rec, parser=_PARSER)
+        yield from _element_events(elem)
+        return
+    except etree.XMLSyntaxError as e:
+        first = e
+    try:
+        fixed = rec.decode("utf-8", "replace").encode("utf-8")
+        if fixed != rec:
+            elem = etree.fromstring(fixed, parser=_PARSER)
+            excerpt = rec[:2000].decode("utf-8", "replace")
+            yield ("repaired", f"record {index + 1}: invalid UTF-8 bytes replaced with U+FFFD",
+                   excerpt)
+            yield from _element_events(elem)
+            return
+    except etree.XMLSyntaxError:
+        pass
+    yield ("bad", f"record {index + 1}: malformed XML: {first.msg}",
+           rec[:2000].decode("utf-8", "replace"), "dropped")
+
+
+_PARSER = etree.XMLParser(huge_tree=True, resolve_entities=False)
+
+
+# ---------------------------------------------------------------------------- one file -> lake
+def ingest_file(lake_root: str, path: str, key: str, file_seq: int,
+                chunk_rows: int = CHUNK_ROWS) -> dict:
+    """Parse one file and write its parts. Runs in a worker process."""
+    lake = Lake(lake_root)
+    p = Path(path)
+    name = p.name
+    prefix = f"part-{key[:16]}"
+    base = file_seq * SEQ_BASE
+    arts: list[dict] = []
+    mesh: list[dict] = []
+    quarantine: list[dict] = []
+    stats = {"records": 0, "articles": 0, "deleted": 0, "books": 0, "mesh": 0,
+             "no_abstract": 0, "quarantined": 0, "repaired": 0, "fault": None}
+    chunk = 0
+
+    def flush():
+        nonlocal chunk, arts, mesh
+        if arts:
+            lake.write_part("article_records", pa.Table.from_pylist(arts),
+                            f"{prefix}-{chunk:05d}")
+        if mesh:
+            lake.write_part("article_mesh_records", pa.Table.from_pylist(mesh),
+                            f"{prefix}-{chunk:05d}")
+        chunk += 1
+        arts, mesh = [], []
+
+    index = 0
+    for ev in iter_records(p):
+        kind = ev[0]
+        if kind == "article":
+            row, heads = ev[1], ev[2]
+            seq = base + index
+            row.update(source=SOURCE, source_file=name, ingest_seq=seq, deleted=False)
+            arts.append(row)
+            for h in heads:
+                h["ingest_seq"] = seq
+            mesh.extend(heads)
+            stats["articles"] += 1
+            stats["mesh"] += len(heads)
+            stats["no_abstract"] += row["abstract"] is None
+        elif kind == "delete":
+            for pm in ev[1]:
+                arts.append({"pmid": pm, "source": SOURCE, "source_file": name,
+                             "ingest_seq": base + index, "deleted": True})
+                stats["deleted"] += 1
+        elif kind == "book":
+            stats["books"] += 1
+        elif kind in ("bad", "repaired"):
+            quarantine.append({"source": SOURCE, "file": str(p), "record_key": f"{name}#{index + 1}",
+                               "error": ev[1], "raw_excerpt": ev[2],
+                               "action": ev[3] if kind == "bad" else "repaired"})
+            stats["repaired" if kind == "repaired" else "quarantined"] += 1
+            if kind == "repaired":
+                continue  # the record itself follows as its own event
+        elif kind in ("fault", "fault_recovered"):
+            # one file-level row; records that could not be recovered have rows of their own
+            stats["fault"] = f"{p}: {ev[1]}"
+            quarantine.append({"source": SOURCE, "file": str(p), "record_key": name,
+                               "error": f"file fault after record {index}: {ev[1]}",
+                               "raw_excerpt": None,
+                               "action": "dropped" if kind == "fault" else "resynced"})
+            continue
+        index += 1
+        if len(arts) >= chunk_rows:
+            flush()
+    flush()
+    stats["records"] = index
+    if quarantine:
+        lake.write_part("quarantine", _quarantine_table(quarantine), f"{prefix}-q")
+    return stats
+
+
+def _quarantine_table(rows: list[dict]) -> pa.Table:
+    stamp = now()
+    for r in rows:
+        r["created_at"] = stamp
+    return pa.Table.from_pylist(rows)
+
+
+# ---------------------------------------------------------------------------- many files
+def expand_inputs(inputs: list[str | Path]) -> list[Path]:
+    """Files and folders (searched for ``*.xml`` and ``*.xml.gz``), sorted by name, which is
+    PubMed's release order."""
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted([*p.glob("*.xml"), *p.glob("*.xml.gz")])
+            if not found:
+                raise InputError(f"{p}: folder holds no .xml or .xml.gz files")
+            files += found
+        else:
+            files.append(check_input(p))
+    return files
+
+
+def ingest_pubmed(lake: Lake, inputs: list[str | Path], jobs: int | None = None,
+                  progress: bool | None = None, chunk_rows: int = CHUNK_ROWS) -> IngestSummary:
+    from tqdm import tqdm
+
+    files = expand_inputs(inputs)
+    summary = IngestSummary(SOURCE)
+    with Timer() as timer, lake.lock("ingest pubmed"):
+        for f in files:
+            tag = _root_tag(f)
+            if tag is not None and tag not in ("PubmedArticleSet", "PubmedBookArticleSet"):
+                raise InputError(
+                    f"{f}: not a PubMed XML file (root element <{tag}>, expected <PubmedArticleSet>)"
+                )
+        ledger = Ledger(lake, SOURCE)
+        todo = []
+        for f in files:
+            key = file_key(f)
+            if key in ledger.complete or key in {k for _, k, _ in todo}:
+                summary.skipped_files += 1
+                continue
+            # parts left by a killed or faulty earlier run of this file are replaced, not doubled
+            for table in ("article_records", "article_mesh_records", "quarantine"):
+                lake.delete_parts(table, f"part-{key[:16]}-*")
+            todo.append((f, key, ledger.next_seq()))
+        jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
+        totals = dict.fromkeys(("records", "articles", "deleted", "books", "mesh",
+                                "no_abstract", "quarantined", "repaired"), 0)
+        bar = tqdm(total=sum(f.stat().st_size for f, _, _ in todo), unit="B", unit_scale=True,
+                   desc="ingest pubmed", disable=None if progress is None else not progress,
+                   leave=False)
+        args = [(str(lake.root), str(f), key, seq, chunk_rows) for f, key, seq in todo]
+        results = []
+        if jobs == 1:
+            for a in args:
+                results.append((a, ingest_file(*a)))
+                bar.update(Path(a[1]).stat().st_size)
+        else:
+            with cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+                futs = {pool.submit(ingest_file, *a): a for a in args}
+                for fut in cf.as_completed(futs):
+                    a = futs[fut]
+                    results.append((a, fut.result()))
+                    bar.update(Path(a[1]).stat().st_size)
+        bar.close()
+        for a, stats in sorted(results, key=lambda r: r[0][3]):
+            path, key, seq = Path(a[1]), a[2], a[3]
+            for k in totals:
+                totals[k] += stats[k]
+            status = "partial" if stats["fault"] else "complete"
+            ledger.record(path, key, seq, stats["records"], stats["quarantined"], status)
+            if stats["fault"]:
+                summary.errors.append(stats["fault"])
+            summary.files += 1
+        lake.sync_catalog()
+    summary.seconds = timer.seconds
+    summary.read = totals["records"]
+    summary.written = totals["articles"] + totals["deleted"]
+    summary.quarantined = totals["quarantined"]
+    summary.extra = {"articles": totals["articles"], "deletions": totals["deleted"],
+                     "mesh headings": totals["mesh"], "no abstract": totals["no_abstract"],
+                     "repaired records": totals["repaired"], "book records skipped": totals["books"],
+                     "processes": jobs}
+    return summary

@@ -1,0 +1,422 @@
+"""The lake: one folder of Parquet tables, LanceDB vectors, artifacts and a DuckDB catalog.
+
+Layout::
+
+    lake/
+      tables/<name>/current -> g000001/      a symlink, swapped atomically on replace
+      tables/<name>/g000001/part-*.parquet   each part written to a temp name, then renamed
+      vectors/                                LanceDB datasets
+      artifacts/                              LoRA adapters, judge checkpoints, cached models
+      mkailin.duckdb                          views over the tables plus the sql/ views
+      .lock                                   the write lock (one writer at a time)
+
+Readers never lock. A reader sees each part file whole or not at all, and a replaced table
+whole in its old or its new generation, never a mix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mkailin import schema
+from mkailin.errors import LakeError, LakeLockedError, QueryError, UnknownTableError
+
+CATALOG = "mkailin.duckdb"
+# The catalog is written in a storage format that older DuckDB CLIs (1.0 and later) can open.
+CATALOG_STORAGE_VERSION = "v1.0.0"
+_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+_MARKER = ".mkailin-lake"
+
+
+def sql_dir() -> Path:
+    """The folder of ``NNN_name.sql`` files: inside the installed package, else the repo's."""
+    packaged = Path(__file__).parent / "_sql"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "sql"
+
+
+def sql_files() -> list[Path]:
+    return sorted(p for p in sql_dir().glob("[0-9][0-9][0-9]_*.sql"))
+
+
+def check_name(name: str) -> str:
+    """Table names reach SQL and the file system, so they are held to ``[a-z_][a-z0-9_]*``."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise UnknownTableError(f"not a valid table name: {name!r}")
+    return name
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Lake:
+    """A lake folder. ``Lake.init(path)`` makes one; ``Lake.open(path)`` opens an existing one."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).absolute()
+        self._lock_fd: int | None = None
+        self._lock_depth = 0
+
+    # ------------------------------------------------------------------ layout
+    @property
+    def tables_dir(self) -> Path:
+        return self.root / "tables"
+
+    @property
+    def vectors_dir(self) -> Path:
+        return self.root / "vectors"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.root / "artifacts"
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.root / CATALOG
+
+    @classmethod
+    def init(cls, root: str | os.PathLike) -> Lake:
+        """Create the lake folder, every contract table (empty) and the catalog. Idempotent."""
+        lake = cls(root)
+        if lake.root.exists() and not lake.root.is_dir():
+            raise LakeError(f"{lake.root} exists and is not a folder")
+        for d in (lake.root, lake.tables_dir, lake.vectors_dir, lake.artifacts_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        (lake.root / _MARKER).write_text("mkailin lake 1\n")
+        with lake.lock("init"):
+            for name in schema.TABLES:
+                lake.ensure_table(name)
+            lake.sync_catalog()
+        return lake
+
+    @classmethod
+    def open(cls, root: str | os.PathLike, create: bool = False) -> Lake:
+        lake = cls(root)
+        if not (lake.root / _MARKER).exists():
+            if create:
+                return cls.init(root)
+            raise LakeError(
+                f"{lake.root} is not a mkailin lake; create it with: mkailin init {root}"
+            )
+        return lake
+
+    # ------------------------------------------------------------------ tables
+    def _current(self, name: str) -> Path:
+        return self.tables_dir / check_name(name) / "current"
+
+    def has_table(self, name: str) -> bool:
+        return self._current(name).exists()
+
+    def table_names(self) -> list[str]:
+        if not self.tables_dir.is_dir():
+            return []
+        return sorted(p.parent.name for p in self.tables_dir.glob("*/current") if p.exists())
+
+    def table_path(self, name: str) -> Path:
+        """The folder of the table's current generation."""
+        cur = self._current(name)
+        if not cur.exists():
+            raise UnknownTableError(f"the lake has no table '{name}'")
+        return cur.resolve()
+
+    def parts(self, name: str) -> list[Path]:
+        if not self.has_table(name):
+            return []
+        return sorted(self.table_path(name).glob("*.parquet"))
+
+    def ensure_table(self, name: str, table_schema: pa.Schema | None = None) -> None:
+        """Create an empty table (one zero-row part) when it does not exist yet."""
+        if self.has_table(name):
+            return
+        table_schema = table_schema or schema.TABLES.get(name)
+        if table_schema is None:
+            raise UnknownTableError(f"the lake has no table '{name}' and no schema to create it")
+        self._new_generation(name, [table_schema.empty_table()])
+
+    def _new_generation(self, name: str, tables: Iterable[pa.Table]) -> Path:
+        tdir = self.tables_dir / check_name(name)
+        tdir.mkdir(parents=True, exist_ok=True)
+        gens = sorted(int(p.name[1:]) for p in tdir.glob("g[0-9]*") if p.is_dir())
+        gen = tdir / f"g{(gens[-1] + 1) if gens else 1:06d}"
+        gen.mkdir()
+        wrote = False
+        first_schema = None
+        for i, t in enumerate(tables):
+            first_schema = first_schema or t.schema
+            if t.num_rows or not wrote:
+                _atomic_write(t, gen / f"part-{i:06d}.parquet")
+                wrote = True
+        if not wrote:
+            raise LakeError(f"no data and no schema given for table '{name}'")
+        link = tdir / f".current-{uuid.uuid4().hex[:8]}.tmp"
+        os.symlink(gen.name, link)
+        os.replace(link, tdir / "current")
+        for old in tdir.glob("g[0-9]*"):
+            if old != gen and old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+        return gen
+
+    def replace_table(self, name: str, tables: Iterable[pa.Table] | pa.Table) -> None:
+        """Swap in a whole new generation of a table. Readers see old or new, never a mix."""
+        if isinstance(tables, pa.Table):
+            tables = [tables]
+        if name in schema.TABLES:
+            tables = (schema.conform(name, t) for t in tables)
+        self._new_generation(name, tables)
+
+    def write_part(self, name: str, table: pa.Table, part: str | None = None) -> Path | None:
+        """Append a part file to a table (created on first write). Returns its path."""
+        if name in schema.TABLES:
+            table = schema.conform(name, table)
+        self.ensure_table(name, table.schema)
+        if table.num_rows == 0:
+            return None
+        part = part or f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+        path = self.table_path(name) / f"{part}.parquet"
+        _atomic_write(table, path)
+        return path
+
+    def delete_parts(self, name: str, pattern: str) -> int:
+        """Remove the part files of ``name`` that match a glob ``pattern``; returns how many."""
+        n = 0
+        for p in self.table_path(name).glob(pattern):
+            if p.suffix == ".parquet":
+                p.unlink()
+                n += 1
+        return n
+
+    def clean_temp(self) -> int:
+        """Remove temp files left by a killed writer. Call with the write lock held."""
+        n = 0
+        for p in self.tables_dir.glob("*/*/.*.tmp"):
+            p.unlink(missing_ok=True)
+            n += 1
+        for p in self.tables_dir.glob("*/.current-*.tmp"):
+            p.unlink(missing_ok=True)
+            n += 1
+        return n
+
+    def read_table(self, name: str) -> pa.Table:
+        return self.query_arrow(f"select * from {quote_ident(check_name(name))}")
+
+    # ------------------------------------------------------------------ locking
+    @contextlib.contextmanager
+    def lock(self, command: str = "", wait: float = 0.0) -> Iterator[None]:
+        """Hold the lake's write lock. Re-entrant within one process.
+
+        A second writer waits up to ``wait`` seconds, then gets a ``LakeLockedError`` that names
+        the holder.
+        """
+        if self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip()
+                    os.close(fd)
+                    raise LakeLockedError(
+                        f"the lake {self.root} is being written by another process"
+                        f" ({holder or 'unknown'}); wait for it to finish or pass --wait SECONDS"
+                    ) from None
+                time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}: mkailin {command}".encode(), 0)
+        self._lock_fd, self._lock_depth = fd, 1
+        try:
+            self.clean_temp()
+            yield
+        finally:
+            self._lock_depth = 0
+            self._lock_fd = None
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    # ------------------------------------------------------------------ SQL
+    def _table_view_sql(self, name: str) -> str:
+        glob = str(self._current(name) / "*.parquet")
+        return (
+            f"create or replace view {quote_ident(name)} as select * from "
+            f"read_parquet({sql_literal(glob)}, union_by_name = true)"
+        )
+
+    def _statements(self) -> list[tuple[str, str]]:
+        """(key, sql) in the order they are applied: table views, then the sql/ files."""
+        out = [(f"table:{n}", self._table_view_sql(n)) for n in self.table_names()]
+        out += [(f"sql:{p.name}", p.read_text()) for p in sql_files()]
+        return out
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB connection with every table and sql/ view defined.
+
+        It never locks ``mkailin.duckdb``, so a user's duckdb CLI session on the catalog does not
+        block a stage.
+        """
+        con = duckdb.connect()
+        for key, stmt in self._statements():
+            try:
+                con.execute(stmt)
+            except duckdb.Error as e:
+                raise QueryError(f"{key}: {e}") from None
+        return con
+
+    def sync_catalog(self) -> dict[str, int]:
+        """Write the table views and sql/ files into ``mkailin.duckdb``, recorded by checksum.
+
+        Unchanged statements are skipped, so re-applying is safe and cheap. Returns counts of
+        applied and skipped statements. If another process holds the catalog open, the sync is
+        skipped (the views bind late, so only a new table or changed sql/ file waits).
+        """
+        fresh = not self.catalog_path.exists()
+        con = duckdb.connect()
+        try:
+            opt = f" (storage_version {sql_literal(CATALOG_STORAGE_VERSION)})" if fresh else ""
+            con.execute(f"attach {sql_literal(str(self.catalog_path))} as lake{opt}")
+        except duckdb.Error as e:
+            con.close()
+            if "lock" in str(e).lower():
+                return {"applied": 0, "skipped": 0, "busy": 1}
+            raise LakeError(f"cannot open the catalog {self.catalog_path}: {e}") from None
+        try:
+            con.execute("use lake")
+            con.execute(
+                "create table if not exists _mkailin_sql ("
+                "key varchar primary key, checksum varchar, applied_at timestamptz)"
+            )
+            done = dict(con.execute("select key, checksum from _mkailin_sql").fetchall())
+            applied = skipped = 0
+            con.execute("begin")
+            for key, stmt in self._statements():
+                digest = hashlib.sha256(stmt.encode()).hexdigest()
+                if done.get(key) == digest:
+                    skipped += 1
+                    continue
+                try:
+                    con.execute(stmt)
+                except duckdb.Error as e:
+                    con.execute("rollback")
+                    raise QueryError(f"{key}: {e}") from None
+                con.execute(
+                    "insert or replace into _mkailin_sql values (?, ?, now())", [key, digest]
+                )
+                applied += 1
+            con.execute("commit")
+            return {"applied": applied, "skipped": skipped, "busy": 0}
+        finally:
+            con.close()
+
+    def query_arrow(self, sql: str, params: list | None = None) -> pa.Table:
+        con = self.connect()
+        try:
+            return fetch_arrow(con, sql, params)
+        except duckdb.Error as e:
+            raise QueryError(str(e).splitlines()[0]) from None
+        finally:
+            con.close()
+
+    def query(self, sql: str, params: list | None = None) -> list[tuple]:
+        con = self.connect()
+        try:
+            return con.execute(sql, params or []).fetchall()
+        except duckdb.Error as e:
+            raise QueryError(str(e).splitlines()[0]) from None
+        finally:
+            con.close()
+
+    def count(self, name: str) -> int:
+        return self.query(f"select count(*) from {quote_ident(check_name(name))}")[0][0]
+
+    def relations(self) -> list[tuple[str, str, int]]:
+        """Every table and view a user can query: (name, kind, rows)."""
+        con = self.connect()
+        try:
+            rows = con.execute(
+                "select table_name, table_type from information_schema.tables "
+                "where table_schema = 'main' order by table_name"
+            ).fetchall()
+            out = []
+            tables = set(self.table_names())
+            for name, kind in rows:
+                if name.startswith("_"):
+                    continue
+                n = con.execute(f"select count(*) from {quote_ident(name)}").fetchone()[0]
+                out.append((name, "table" if name in tables else "view", n))
+            return out
+        finally:
+            con.close()
+
+    # ------------------------------------------------------------------ quarantine
+    def quarantine(self, rows: list[dict], run_id: str | None = None) -> int:
+        if not rows:
+            return 0
+        stamp = now()
+        for r in rows:
+            r.setdefault("action", "dropped")
+            r.setdefault("run_id", run_id)
+            r.setdefault("created_at", stamp)
+            excerpt = r.get("raw_excerpt")
+            if excerpt is not None and len(excerpt) > 2000:
+                r["raw_excerpt"] = excerpt[:2000]
+        self.write_part("quarantine", pa.Table.from_pylist(rows))
+        return len(rows)
+
+
+def fetch_arrow(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pa.Table:
+    """Run a query and return an Arrow table (across DuckDB 1.x and 2.x APIs)."""
+    rel = con.sql(sql, params=params or None)
+    if rel is None:
+        return pa.table({})
+    to_table = getattr(rel, "to_arrow_table", None) or rel.fetch_arrow_table
+    return to_table()
+
+
+def _atomic_write(table: pa.Table, path: Path) -> None:
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def json_dumps(obj) -> str:
+    return json.dumps(obj, sort_keys=True, default=str)
