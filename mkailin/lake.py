@@ -202,13 +202,20 @@ class Lake:
         return path
 
     def delete_parts(self, name: str, pattern: str) -> int:
-        """Remove the part files of ``name`` that match a glob ``pattern``; returns how many."""
-        n = 0
-        for p in self.table_path(name).glob(pattern):
-            if p.suffix == ".parquet":
-                p.unlink()
-                n += 1
-        return n
+        """Remove the part files of ``name`` that match a glob ``pattern``; returns how many.
+
+        A table left with no part keeps a zero-row one, so its view still binds.
+        """
+        folder = self.table_path(name)
+        doomed = [p for p in folder.glob(pattern) if p.suffix == ".parquet"]
+        if not doomed:
+            return 0
+        keep_schema = pq.read_schema(doomed[0])
+        for p in doomed:
+            p.unlink()
+        if not any(folder.glob("*.parquet")):
+            _atomic_write(keep_schema.empty_table(), folder / "part-empty.parquet")
+        return len(doomed)
 
     def clean_temp(self) -> int:
         """Remove temp files left by a killed writer. Call with the write lock held."""

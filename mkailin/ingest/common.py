@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,10 +59,64 @@ def is_gzip(path: Path) -> bool:
         return f.read(2) == GZIP_MAGIC
 
 
-def open_bytes(path: Path) -> io.BufferedIOBase:
+class GzipReader(io.RawIOBase):
+    """Streaming gzip decompression that hands out every byte it can before reporting a
+    truncated or corrupt stream (``gzip.open`` drops the last buffer when it raises)."""
+
+    def __init__(self, path: Path, chunk: int = 1 << 16):
+        self._f = open(path, "rb")
+        self._chunk = chunk
+        self._d = zlib.decompressobj(wbits=31)
+        self._buf = b""
+        self._error: Exception | None = None
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def _fill(self, n: int) -> None:
+        while len(self._buf) < n and not self._done:
+            raw = self._f.read(self._chunk)
+            if not raw:
+                self._done = True
+                if not self._d.eof:
+                    self._error = EOFError(
+                        "Compressed file ended before the end-of-stream marker was reached")
+                return
+            try:
+                self._buf += self._d.decompress(raw)
+                while self._d.eof and self._d.unused_data:  # concatenated gzip members
+                    rest = self._d.unused_data
+                    self._d = zlib.decompressobj(wbits=31)
+                    self._buf += self._d.decompress(rest)
+            except zlib.error as e:
+                self._done, self._error = True, e
+                return
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            n = 1 << 62
+        self._fill(n)
+        if not self._buf and self._error is not None:
+            err, self._error = self._error, None
+            raise err
+        out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+    def readinto(self, b) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
+
+
+def open_bytes(path: Path) -> io.RawIOBase:
     """Open a file for reading bytes, decompressing gzip by its magic number, not its name."""
     if is_gzip(path):
-        return gzip.open(path, "rb")
+        return GzipReader(path)
     return open(path, "rb")
 
 
@@ -71,19 +125,8 @@ def read_head(path: Path, n: int = 4096) -> bytes:
     try:
         with open_bytes(path) as f:
             return f.read(n)
-    except (EOFError, OSError):
-        # a truncated gzip: return what decompresses
-        out = bytearray()
-        try:
-            with open_bytes(path) as f:
-                while len(out) < n:
-                    b = f.read(1)
-                    if not b:
-                        break
-                    out += b
-        except (EOFError, OSError):
-            pass
-        return bytes(out)
+    except (EOFError, OSError, zlib.error):
+        return b""
 
 
 def file_key(path: Path) -> str:

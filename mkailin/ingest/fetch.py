@@ -28,7 +28,8 @@ MESH_BASE = "https://nlmpubs.nlm.nih.gov/projects/mesh/MESH_FILES/xmlmesh/"
 PUBMEDQA_BASE = "https://raw.githubusercontent.com/pubmedqa/pubmedqa/master/data/"
 SOURCES = ("pubmedqa", "mesh", "baseline", "updates")
 _PUBMED_FILE = re.compile(r'href="(pubmed\d+n\d+\.xml\.gz)"')
-USER_AGENT = "mkailin-fetch/0.1 (+https://github.com/)"
+USER_AGENT = "mkailin-fetch/0.1"
+BACKOFF_SECONDS = 1.0  # first retry delay; doubles, capped at 10 s
 
 
 @dataclass
@@ -59,7 +60,7 @@ def _get(url: str, timeout: float, retries: int = 3) -> bytes:
                     f"cannot reach {url} ({reason}); if this machine is offline, use local files "
                     "(for the demo: mkailin demo --data DIR)"
                 ) from None
-        time.sleep(min(2 ** attempt, 10))
+        time.sleep(min(BACKOFF_SECONDS * 2 ** attempt, 10))
     raise AssertionError("unreachable")
 
 
@@ -94,7 +95,7 @@ def download(url: str, dest: Path, timeout: float = 60, md5: str | None = None,
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        time.sleep(min(2 ** attempt, 10))
+        time.sleep(min(BACKOFF_SECONDS * 2 ** attempt, 10))
     raise AssertionError("unreachable")
 
 

@@ -1,0 +1,74 @@
+"""Shared fixtures: temp lakes, the real data in ../shared/data, the packaged models."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("MKAILIN_SHARED_DATA", ROOT.parent / "shared" / "data"))
+FIXTURES = Path(__file__).resolve().parent / "data"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def shared(*parts: str) -> Path:
+    """A path in ../shared/data, or skip the test with the reason."""
+    p = DATA.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"real data not present: {p} (../shared/data is absent on a fresh clone)")
+    return p
+
+
+def has_module(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+@pytest.fixture
+def lake(tmp_path):
+    from mkailin.lake import Lake
+
+    return Lake.init(tmp_path / "lake")
+
+
+@pytest.fixture
+def runner():
+    from click.testing import CliRunner
+
+    return CliRunner()
+
+
+@pytest.fixture
+def cli_lake(tmp_path, runner):
+    """Invoke the CLI against a fresh lake: ``cli_lake("tables")`` -> click Result."""
+    from mkailin.cli import cli
+
+    path = tmp_path / "lake"
+
+    def invoke(*args, **kw):
+        return runner.invoke(cli, ["--lake", str(path), *args], catch_exceptions=False, **kw)
+
+    invoke.path = path
+    return invoke
+
+
+@pytest.fixture(scope="session")
+def mesh_lake(tmp_path_factory):
+    """A lake with the real MeSH 2017 tree and PubMedQA ingested (shared, read-only)."""
+    from mkailin.ingest.mesh import ingest_mesh
+    from mkailin.ingest.pubmedqa import ingest_pubmedqa
+    from mkailin.lake import Lake
+
+    tree = DATA / "mesh" / "MeshTree2017.tsv"
+    pqal = DATA / "pubmedqa" / "ori_pqal.json"
+    if not tree.exists() or not pqal.exists():
+        pytest.skip("real data not present: ../shared/data/{mesh,pubmedqa}")
+    lake = Lake.init(tmp_path_factory.mktemp("mesh") / "lake")
+    ingest_mesh(lake, [tree])
+    ingest_pubmedqa(lake, pqal, DATA / "pubmedqa" / "test_ground_truth.json")
+    return lake
