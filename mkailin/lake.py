@@ -382,7 +382,7 @@ class Lake:
             for name, kind in rows:
                 if name.startswith("_"):
                     continue
-                n = con.execute(f"select count(*) from {quote_ident(name)}").fetchone()[0]
+                n = con.execute(f"select count(*) from {quote_ident(name)}").fetchall()[0][0]
                 out.append((name, "table" if name in tables else "view", n))
             return out
         finally:
@@ -411,6 +411,16 @@ def fetch_arrow(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = 
         return pa.table({})
     to_table = getattr(rel, "to_arrow_table", None) or rel.fetch_arrow_table
     return to_table()
+
+
+def arrow_reader(con: duckdb.DuckDBPyConnection, sql: str, params: list | None,
+                 batch_size: int):
+    """Stream a query's rows as Arrow record batches of ``batch_size`` rows."""
+    rel = con.sql(sql, params=params or None)
+    for name in ("to_arrow_reader", "fetch_arrow_reader", "record_batch"):
+        if hasattr(rel, name):
+            return getattr(rel, name)(batch_size)
+    return rel.fetch_record_batch(batch_size)
 
 
 def _atomic_write(table: pa.Table, path: Path) -> None:
