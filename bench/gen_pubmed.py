@@ -12,9 +12,10 @@ PubmedData/History/ArticleIdList) and varies:
 - ``Abstract``: the PubMedQA contexts as ``AbstractText`` with their real ``Label``s (a few
   records get one unlabelled AbstractText, a few no abstract at all, a few an inline ``<i>``);
 - ``AuthorList``: the first 1..n authors of the template;
-- ``MeshHeadingList``: the PubMedQA record's own MeSH headings (mapped to their 2017 UI through
-  MeshTree2017.tsv) plus descriptors drawn from the 2017 tree, each with ``UI`` and
-  ``MajorTopicYN``, some with ``QualifierName``s (UI, MajorTopicYN) taken from the real records.
+- ``MeshHeadingList``: as many headings as the PubMedQA record has, about half of them its own
+  (mapped to their 2017 UI through MeshTree2017.tsv), the rest drawn from the 2017 tree; each
+  with ``UI`` and ``MajorTopicYN``, a third with ``QualifierName``s (UI, MajorTopicYN) taken
+  from the real records; sorted by name, as PubMed lists them.
 
 Output: ``pubmed-bench-NNNN.xml[.gz]`` files of ``records_per_file`` records each (PubMed
 baseline files hold ~30k), under the 2019 DTD header, so that files ingest in parallel. It is
@@ -85,7 +86,7 @@ def load_template(path: Path) -> tuple[str, Template]:
         mm = re.compile(pat, re.S).search(rec, pos)
         if not mm:
             raise ValueError(f"{path}: template has no {slot} ({pat})")
-        pieces.append(rec[pos: mm.start(1)])
+        pieces.append(rec[pos : mm.start(1)])
         spans.setdefault(slot, mm.group(1))
         pos = mm.end(1)
     pieces.append(rec[pos:])
@@ -95,7 +96,7 @@ def load_template(path: Path) -> tuple[str, Template]:
     mesh_ws = re.match(r"\s*", spans["mesh"]).group(0)
     lead = re.match(r"\s*", spans["mesh"]).group(0).split("\n")[-1]
     inner = re.search(r"\n([ \t]*)<MeshHeading>", spans["mesh"]).group(1)
-    indent = inner[len(lead):] or "\t"
+    indent = inner[len(lead) :] or "\t"
     return header, Template(path.name, pieces, authors, close_ws, indent, abstract_ws, mesh_ws)
 
 
@@ -133,10 +134,18 @@ def load_sources(data: Path = DATA) -> Sources:
     qa = []
     for pmid in sorted(raw):
         r = raw[pmid]
-        qa.append({"question": r["QUESTION"], "contexts": r["CONTEXTS"], "labels": r["LABELS"],
-                   "meshes": r.get("MESHES", []), "year": r.get("YEAR") or "2010"})
-    return Sources(header, [t for _, t in loaded], descriptors, by_name, names,
-                   sorted(quals.items()), qa)
+        qa.append(
+            {
+                "question": r["QUESTION"],
+                "contexts": r["CONTEXTS"],
+                "labels": r["LABELS"],
+                "meshes": r.get("MESHES", []),
+                "year": r.get("YEAR") or "2010",
+            }
+        )
+    return Sources(
+        header, [t for _, t in loaded], descriptors, by_name, names, sorted(quals.items()), qa
+    )
 
 
 # ---------------------------------------------------------------------------- one record
@@ -154,15 +163,19 @@ def _abstract(rng: random.Random, t: Template, qa: dict) -> str:
     if r < 0.13 or not qa["labels"]:  # one unlabelled section, like the 2017 record
         body = f"{ind}<AbstractText>{' '.join(parts)}</AbstractText>"
     else:
-        body = "".join(f'{ind}<AbstractText Label="{escape(lab)}">{c}</AbstractText>'
-                       for lab, c in zip(qa["labels"], parts, strict=False))
+        body = "".join(
+            f'{ind}<AbstractText Label="{escape(lab)}">{c}</AbstractText>'
+            for lab, c in zip(qa["labels"], parts, strict=False)
+        )
     return f"{t.abstract_ws}<Abstract>{body}{t.abstract_ws}</Abstract>"
 
 
 def _mesh(rng: random.Random, t: Template, src: Sources, qa: dict) -> str:
-    uis = {src.by_name[n] for n in qa["meshes"] if n in src.by_name}
-    want = len(uis) + rng.randint(0, 8)
-    while len(uis) < max(want, 1):
+    # as many headings as the PubMedQA record has (4..30, mean 14.5: a real distribution), about
+    # half of them its own (those the 2017 tree knows), the rest drawn from the whole tree
+    want = max(len(qa["meshes"]), 1)
+    uis = {src.by_name[n] for n in qa["meshes"] if n in src.by_name and rng.random() < 0.5}
+    while len(uis) < want:
         uis.add(src.descriptors[rng.randrange(len(src.descriptors))][0])
     names = src.names
     heads = sorted(uis, key=lambda u: names[u])
@@ -171,14 +184,18 @@ def _mesh(rng: random.Random, t: Template, src: Sources, qa: dict) -> str:
     out = [f"{t.mesh_ws}<MeshHeadingList>"]
     for ui in heads:
         major = "Y" if rng.random() < 0.2 else "N"
-        out.append(f"{i1}<MeshHeading>{i2}<DescriptorName UI=\"{ui}\" MajorTopicYN=\"{major}\">"
-                   f"{escape(names[ui])}</DescriptorName>")
+        out.append(
+            f'{i1}<MeshHeading>{i2}<DescriptorName UI="{ui}" MajorTopicYN="{major}">'
+            f"{escape(names[ui])}</DescriptorName>"
+        )
         if rng.random() < 0.35:
-            for qui, qname in sorted(rng.sample(src.qualifiers, rng.randint(1, 3)),
-                                     key=lambda q: q[1]):
+            for qui, qname in sorted(
+                rng.sample(src.qualifiers, rng.randint(1, 3)), key=lambda q: q[1]
+            ):
                 qmaj = "Y" if rng.random() < 0.3 else "N"
-                out.append(f'{i2}<QualifierName UI="{qui}" MajorTopicYN="{qmaj}">{qname}'
-                           "</QualifierName>")
+                out.append(
+                    f'{i2}<QualifierName UI="{qui}" MajorTopicYN="{qmaj}">{qname}</QualifierName>'
+                )
         out.append(f"{i1}</MeshHeading>")
     out.append(f"{t.mesh_ws}</MeshHeadingList>")
     return "".join(out)
@@ -208,15 +225,26 @@ def file_name(index: int, gz: bool) -> str:
     return f"pubmed-bench-{index + 1:04d}.xml" + (".gz" if gz else "")
 
 
-def write_file(path: str, src: Sources, seed: int, index: int, first_pmid: int, n: int,
-               gz: bool, level: int = 6) -> tuple[str, int, int]:
+def write_file(
+    path: str,
+    src: Sources,
+    seed: int,
+    index: int,
+    first_pmid: int,
+    n: int,
+    gz: bool,
+    level: int = 6,
+) -> tuple[str, int, int]:
     """Write one file of ``n`` records; returns (path, records, uncompressed bytes)."""
     rng = random.Random(f"pubmed-bench:{seed}:{index}")
     tmp = f"{path}.tmp"
     size = 0
     with open(tmp, "wb") as raw:
-        f = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=level) \
-            if gz else raw
+        f = (
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=level)
+            if gz
+            else raw
+        )
         buf: list[str] = [src.header, "<PubmedArticleSet>\n"]
         for i in range(n):
             buf.append(make_record(rng, src, first_pmid + i))
@@ -247,15 +275,30 @@ def _worker(args):
     return write_file(rest[0], _SRC, *rest[1:])
 
 
-def generate(out: str | Path, records: int, seed: int = 0, records_per_file: int = RECORDS_PER_FILE,
-             gz: bool = True, first_pmid: int = FIRST_PMID, jobs: int | None = None,
-             data: str | Path = DATA, level: int = 6, quiet: bool = False) -> dict:
+def generate(
+    out: str | Path,
+    records: int,
+    seed: int = 0,
+    records_per_file: int = RECORDS_PER_FILE,
+    gz: bool = True,
+    first_pmid: int = FIRST_PMID,
+    jobs: int | None = None,
+    data: str | Path = DATA,
+    level: int = 6,
+    quiet: bool = False,
+) -> dict:
     """Write ``records`` records into ``out`` (a folder) and a ``manifest.json``; returns the
     manifest. A folder whose manifest matches (same parameters, files present) is kept as is."""
     out = Path(out)
-    params = {"generator": GENERATOR_VERSION, "records": records, "seed": seed,
-              "records_per_file": records_per_file, "gzip": gz, "first_pmid": first_pmid,
-              "level": level if gz else None}
+    params = {
+        "generator": GENERATOR_VERSION,
+        "records": records,
+        "seed": seed,
+        "records_per_file": records_per_file,
+        "gzip": gz,
+        "first_pmid": first_pmid,
+        "level": level if gz else None,
+    }
     man_path = out / "manifest.json"
     if man_path.exists():
         man = json.loads(man_path.read_text())
@@ -269,8 +312,9 @@ def generate(out: str | Path, records: int, seed: int = 0, records_per_file: int
     done = 0
     for i in range((records + records_per_file - 1) // records_per_file):
         n = min(records_per_file, records - done)
-        tasks.append((str(data), str(out / file_name(i, gz)), seed, i, first_pmid + done, n, gz,
-                      level))
+        tasks.append(
+            (str(data), str(out / file_name(i, gz)), seed, i, first_pmid + done, n, gz, level)
+        )
         done += n
     t0 = time.perf_counter()
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks)))
@@ -279,28 +323,49 @@ def generate(out: str | Path, records: int, seed: int = 0, records_per_file: int
     else:
         with cf.ProcessPoolExecutor(jobs) as pool:
             results = list(pool.map(_worker, tasks))
-    files = [{"name": Path(p).name, "records": n, "xml_bytes": size,
-              "file_bytes": Path(p).stat().st_size} for p, n, size in results]
-    man = {"params": params, "files": files, "seconds": round(time.perf_counter() - t0, 1),
-           "xml_bytes": sum(f["xml_bytes"] for f in files),
-           "file_bytes": sum(f["file_bytes"] for f in files)}
+    files = [
+        {
+            "name": Path(p).name,
+            "records": n,
+            "xml_bytes": size,
+            "file_bytes": Path(p).stat().st_size,
+        }
+        for p, n, size in results
+    ]
+    man = {
+        "params": params,
+        "files": files,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "xml_bytes": sum(f["xml_bytes"] for f in files),
+        "file_bytes": sum(f["file_bytes"] for f in files),
+    }
     man_path.write_text(json.dumps(man, indent=1) + "\n")
     if not quiet:
-        print(f"generated {records:,} records in {len(files)} files under {out} "
-              f"({man['xml_bytes'] / 1e9:.2f} GB XML, {man['file_bytes'] / 1e9:.2f} GB on disk) "
-              f"in {man['seconds']} s", file=sys.stderr)
+        print(
+            f"generated {records:,} records in {len(files)} files under {out} "
+            f"({man['xml_bytes'] / 1e9:.2f} GB XML, {man['file_bytes'] / 1e9:.2f} GB on disk) "
+            f"in {man['seconds']} s",
+            file=sys.stderr,
+        )
     return man
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--records", type=int, default=200_000)
-    ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "pubmed"),
-                    help="output folder (default: bench/out/pubmed, git-ignored)")
+    ap.add_argument(
+        "--out",
+        default=str(ROOT / "bench" / "out" / "pubmed"),
+        help="output folder (default: bench/out/pubmed, git-ignored)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--records-per-file", type=int, default=RECORDS_PER_FILE)
-    ap.add_argument("--gzip", action=argparse.BooleanOptionalAction, default=True,
-                    help="write .xml.gz (default) or plain .xml")
+    ap.add_argument(
+        "--gzip",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="write .xml.gz (default) or plain .xml",
+    )
     ap.add_argument("--first-pmid", type=int, default=FIRST_PMID)
     ap.add_argument("--jobs", type=int, default=None, help="processes (default: cores)")
     ap.add_argument("--data", default=str(DATA), help="the shared data folder")
