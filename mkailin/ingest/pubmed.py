@@ -51,65 +51,124 @@ class RecordError(ValueError):
 
 
 # ---------------------------------------------------------------------------- record parsing
+# The hot path: one call per record and per MeSH heading, so it walks children with lxml's
+# C-level ``iterchildren(tag)`` (what ``find("a/b")`` does, minus the ElementPath machinery) and
+# skips work that cannot change the result.
+def _norm(t: str) -> str:
+    """``" ".join(t.split())``, skipping the split when ``t`` is already normal: ASCII, printable
+    (so its only whitespace is the space), no double space, no space at either end."""
+    if t.isascii() and t.isprintable() and "  " not in t and t[0] != " " and t[-1] != " ":
+        return t
+    return " ".join(t.split())
+
+
 def _text(el) -> str | None:
+    """The element's text content (its descendants' too), whitespace collapsed; None if empty."""
     if el is None:
         return None
-    t = " ".join("".join(el.itertext()).split())
-    return t or None
+    if len(el):
+        t = "".join(el.itertext())
+        return " ".join(t.split()) or None
+    t = el.text  # no children: itertext() would yield just this
+    return (_norm(t) or None) if t else None
+
+
+def _child(el, tag: str):
+    """``el.find(tag)`` for a plain tag: the first child with that tag, or None."""
+    for c in el.iterchildren(tag):
+        return c
+    return None
+
+
+def _findtext(el, *path: str) -> str | None:
+    """``el.findtext("a/b")``: the first match's text ('' when it has none), or None."""
+    for tag in path:
+        el = _child(el, tag)
+        if el is None:
+            return None
+    return el.text or ""
 
 
 def _year(article) -> int | None:
-    pd = article.find("Journal/JournalIssue/PubDate")
-    if pd is None:
-        return None
-    y = pd.findtext("Year")
+    pd = article
+    for tag in ("Journal", "JournalIssue", "PubDate"):
+        pd = _child(pd, tag)
+        if pd is None:
+            return None
+    y = _findtext(pd, "Year")
     if not y:
-        y = pd.findtext("MedlineDate") or ""
+        y = _findtext(pd, "MedlineDate") or ""
     m = _YEAR.search(y)
     return int(m.group(0)) if m else None
 
 
+def _heading(mh, pmid: int) -> dict | None:
+    """One ``<MeshHeading>``: its first DescriptorName and all its QualifierNames."""
+    d = None
+    quals = None
+    for c in mh:
+        tag = c.tag
+        if tag == "DescriptorName":
+            if d is None:
+                d = c
+        elif tag == "QualifierName":
+            if quals is None:
+                quals = [c]
+            else:
+                quals.append(c)
+    if d is None:
+        return None
+    get = d.get
+    major = get("MajorTopicYN") == "Y"
+    if quals is None:
+        names = []
+    else:
+        if not major:
+            major = any(q.get("MajorTopicYN") == "Y" for q in quals)
+        names = [_text(q) for q in quals]
+    if len(d):
+        name = _text(d)
+    else:  # a MeSH name is short: collapsing it costs less than testing whether it needs it
+        name = d.text
+        name = (" ".join(name.split()) or None) if name else None
+    return {"pmid": pmid, "descriptor_ui": get("UI"), "descriptor_name": name,
+            "major_topic": major, "qualifiers": names}
+
+
 def parse_article(elem) -> tuple[dict, list[dict]]:
     """One ``<PubmedArticle>`` element into an article row and its MeSH rows."""
-    mc = elem.find("MedlineCitation")
-    pmid_el = mc.find("PMID") if mc is not None else None
+    mc = _child(elem, "MedlineCitation")
+    pmid_el = _child(mc, "PMID") if mc is not None else None
     pmid_text = (pmid_el.text or "").strip() if pmid_el is not None else ""
     if not pmid_text.isdigit():
         raise RecordError("record has no PMID" if not pmid_text else f"bad PMID {pmid_text!r}")
     pmid = int(pmid_text)
-    art = mc.find("Article")
+    art = _child(mc, "Article")
     if art is None:
         raise RecordError(f"PMID {pmid}: record has no <Article>")
     sections = []
-    for s in art.iterfind("Abstract/AbstractText"):
-        t = _text(s)
-        if t:
-            label = s.get("Label")
-            sections.append(f"{label}: {t}" if label else t)
+    for ab in art.iterchildren("Abstract"):
+        for s in ab.iterchildren("AbstractText"):
+            t = _text(s)
+            if t:
+                label = s.get("Label")
+                sections.append(f"{label}: {t}" if label else t)
     version = pmid_el.get("Version")
     row = {
         "pmid": pmid,
-        "title": _text(art.find("ArticleTitle")),
+        "title": _text(_child(art, "ArticleTitle")),
         "abstract": "\n".join(sections) or None,
-        "journal": art.findtext("Journal/Title"),
+        "journal": _findtext(art, "Journal", "Title"),
         "pub_year": _year(art),
-        "language": art.findtext("Language"),
+        "language": _findtext(art, "Language"),
         "version": int(version) if version and version.isdigit() else 1,
     }
     mesh = []
-    for mh in mc.iterfind("MeshHeadingList/MeshHeading"):
-        d = mh.find("DescriptorName")
-        if d is None:
-            continue
-        quals = mh.findall("QualifierName")
-        mesh.append({
-            "pmid": pmid,
-            "descriptor_ui": d.get("UI"),
-            "descriptor_name": _text(d),
-            "major_topic": d.get("MajorTopicYN") == "Y"
-            or any(q.get("MajorTopicYN") == "Y" for q in quals),
-            "qualifiers": [_text(q) for q in quals],
-        })
+    for mhl in mc.iterchildren("MeshHeadingList"):
+        for mh in mhl.iterchildren("MeshHeading"):
+            h = _heading(mh, pmid)
+            if h is not None:
+                mesh.append(h)
     return row, mesh
 
 
