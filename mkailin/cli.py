@@ -240,6 +240,88 @@ def fetch(source, dest, base_url, limit, mesh_year):
     do_fetch(source, dest, base_url=base_url, limit=limit, mesh_year=mesh_year, on_file=report)
 
 
+# ------------------------------------------------------------------------------ stages
+def executor_option(f):
+    return click.option("--executor", type=click.Choice(["local", "ray"]),
+                        help="Run the batches in-process (default) or on Ray.")(f)
+
+
+def limit_option(f):
+    return click.option("--limit", default=0, type=click.IntRange(min=0),
+                        help="Process at most this many rows in this call (0 = all).")(f)
+
+
+def echo_runs(results) -> None:
+    for r in results if isinstance(results, list) else [results]:
+        for line in r.lines():
+            click.echo(line)
+
+
+@cli.group()
+def generate():
+    """Model stages that write text: questions."""
+
+
+@generate.command("questions")
+@click.option("--agent", "agents", multiple=True,
+              type=click.Choice(["domain", "general", "heuristic", "final"]),
+              help="Which agents (repeatable; default: domain and general).")
+@click.option("--articles", type=click.IntRange(min=0),
+              help="Sample this many articles (overrides generate.articles; 0 = all).")
+@executor_option
+@limit_option
+@pass_app
+def generate_questions_cmd(app, agents, articles, executor, limit):
+    """Write one question per sampled article with each question agent.
+
+    Example:
+
+        mkailin generate questions --agent domain --agent general --articles 100
+    """
+    from mkailin.agents.question import generate_questions
+
+    cfg = app.config
+    if articles is not None:
+        cfg.generate.articles = articles
+    echo_runs(generate_questions(app.lake(), cfg, tuple(agents) or ("domain", "general"),
+                                 executor, limit))
+
+
+@cli.group()
+def train():
+    """LoRA training with trl/peft: question generators, judge, DPO, downstream CPT/SFT."""
+
+
+def steps_option(f):
+    return click.option("--steps", type=click.IntRange(min=1),
+                        help="Training steps (overrides train.max_steps).")(f)
+
+
+@train.command("qg")
+@click.option("--agent", required=True, type=click.Choice(["domain", "general"]))
+@click.option("--source", default="auto", show_default=True,
+              type=click.Choice(["auto", "bioasq", "pubmedqa"]),
+              help="Seed pairs: BioASQ seed_qa, PubMedQA's training split, or auto (BioASQ first).")
+@click.option("--limit", default=0, type=click.IntRange(min=0), help="Use at most N seed pairs.")
+@steps_option
+@pass_app
+def train_qg_cmd(app, agent, source, limit, steps):
+    """LoRA-SFT a question generator on seed (abstract -> question) pairs.
+
+    Example:
+
+        mkailin train qg --agent domain --steps 40
+    """
+    from mkailin.train.sft import train_qg
+
+    cfg = app.config
+    if steps:
+        cfg.train.max_steps = steps
+    d = train_qg(app.lake(), cfg, agent, source, limit)
+    click.echo(f"train-qg:{agent}: {d['steps']} steps on {d['examples']:,} {d['source']} pairs, "
+               f"loss {d['loss_first']:.3f} -> {d['loss_last']:.3f}; adapter {d['adapter']}")
+
+
 # ------------------------------------------------------------------------------ demo
 @cli.command()
 @click.option("--data", "data_dir", type=click.Path(file_okay=False),

