@@ -11,7 +11,7 @@ runs every contender in a fresh subprocess and measures:
   excluded), and per process used;
 - CPU seconds of the whole process tree in that window (workers included);
 - peak RSS of the process tree (the child plus its worker processes, RSS summed, sampled every
-  0.1 s) and the largest single process's peak RSS (``ru_maxrss``);
+  0.1 s) and the largest single process's peak RSS (its VmHWM);
 - the CPU other processes on the machine used meanwhile (a shared machine makes timings noisy).
 
 mkailin runs ``ingest_pubmed(Lake.init(tmp), [folder], jobs=J)``: it parses, writes Parquet parts,
@@ -87,8 +87,6 @@ def child(contender: str, jobs: int, folder: str, lake_dir: str) -> dict:
         out["records"] = n
     else:
         raise SystemExit(f"unknown contender {contender}")
-    out["maxrss_self_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    out["maxrss_children_kb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return out
 
 
@@ -104,12 +102,22 @@ _TICK = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def _rss(pid: int) -> int:
+def _mem(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) of a process in bytes; (0, 0) once it is gone. VmHWM is the kernel's
+    high-water mark of the process since its exec, so a peak between two samples still counts
+    (``ru_maxrss`` would not do: it carries over the parent's peak across fork + exec)."""
+    rss = hwm = 0
     try:
-        with open(f"/proc/{pid}/statm") as f:
-            return int(f.read().split()[1]) * _PAGE
-    except (OSError, IndexError, ValueError):
-        return 0
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    hwm = int(line.split()[1]) * 1024
+                elif line.startswith("VmRSS:"):
+                    rss = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    return rss, hwm
 
 
 def _descendants(pid: int) -> list[int]:
@@ -185,12 +193,12 @@ def measure(name: str, folder: Path, scratch: Path) -> dict:
         if now - last_scan > 0.5:
             pids = [proc.pid, *_descendants(proc.pid)]
             last_scan = now
-        rss = {p: _rss(p) for p in pids}
-        total = sum(rss.values())
-        for p, r in rss.items():
-            hwm[p] = max(hwm.get(p, 0), r)
+        mem = {p: _mem(p) for p in pids}
+        total = sum(r for r, _ in mem.values())
+        for p, (_, h) in mem.items():
+            hwm[p] = max(hwm.get(p, 0), h)
         if total > peak_tree:
-            peak_tree, peak_procs = total, sum(1 for r in rss.values() if r)
+            peak_tree, peak_procs = total, sum(1 for r, _ in mem.values() if r)
         time.sleep(0.1)
     wall = time.perf_counter() - t0
     busy = (_busy_jiffies() - busy0) / _TICK
@@ -213,7 +221,7 @@ def measure(name: str, folder: Path, scratch: Path) -> dict:
         peak_rss_tree_mb=peak_tree / 2**20,
         peak_rss_tree_procs=peak_procs,
         peak_rss_sum_hwm_mb=sum(hwm.values()) / 2**20,
-        max_rss_one_process_mb=max(r["maxrss_self_kb"], r["maxrss_children_kb"]) / 1024,
+        max_rss_one_process_mb=max(hwm.values(), default=0) / 2**20,
         records_per_s=r["records"] / r["seconds"],
         records_per_s_per_proc=r["records"] / r["seconds"] / jobs,
         records_per_cpu_s=r["records"] / tree_cpu if tree_cpu else None,
@@ -395,7 +403,8 @@ How to read it:
   excluded); per process = divided by the processes used. CPU s = user + system CPU of the
   process tree over the same window (the workers included).
 - peak RSS, process tree = the largest sum of the RSS of the contender's process and its worker
-  processes (sampled every 0.1 s); largest process RSS = `ru_maxrss` of the biggest single one.
+  processes (sampled every 0.1 s); largest process RSS = the biggest single process's own peak
+  (VmHWM; `ru_maxrss` is not used: it carries the parent's peak over fork + exec).
 - other load = CPU the machine's other processes used meanwhile, in cores. The machine is shared;
   with 2 cores any other load slows the 2-process run most.
 - The work differs: mkailin parses title, abstract, journal, year, language, version and the MeSH
