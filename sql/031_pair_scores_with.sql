@@ -1,0 +1,83 @@
+-- pair_scores_with(scorer, ic, aggregate, k, index_table, kailin_index_table): the MeSH score
+-- of every generated question, the evaluation agent's signal.
+--   A question's document is questions.pmid; its contexts are the contexts rows of the question
+--   with rank <= k (all of them when k is NULL, the default).
+--   context score   = mesh_doc_sim(document, context) with the given measure and aggregate
+--   question score  = the mean of its context scores (contexts without a score are skipped)
+--   scorer          resnik | lin (default) | jc | kailin; ic: corpus (default) | intrinsic;
+--                   aggregate: mean (default) | bma
+-- One row per question: question_id, pmid, agent, similarity (NULL when no context could be
+-- scored), scorer (a label such as lin/corpus/mean or kailin/mean/top5), n_contexts (the top-k
+-- contexts found), n_scored (those with a score).
+create or replace macro pair_scores_with(
+    scorer := 'lin',
+    ic := 'corpus',
+    aggregate := 'mean',
+    k := null,
+    index_table := 'mesh_sim_index',
+    kailin_index_table := 'mesh_kailin_index'
+) as table
+with question_docs as (
+    select
+        question_id,
+        pmid,
+        agent
+    from questions
+),
+top_contexts as (
+    select
+        question_id,
+        rank,
+        pmid
+    from contexts
+    where k is null
+       or rank <= k
+),
+doc_pairs as (
+    select distinct
+        q.pmid as a,
+        c.pmid as b
+    from question_docs as q
+    join top_contexts as c
+      on c.question_id = q.question_id
+),
+doc_sims as (
+    select a, b, similarity
+    from mesh_doc_sim('doc_pairs', scorer, ic, aggregate, index_table, kailin_index_table)
+),
+context_sims as (
+    select
+        c.question_id,
+        d.similarity
+    from top_contexts as c
+    join question_docs as q
+      on q.question_id = c.question_id
+    left join doc_sims as d
+      on d.a = q.pmid
+     and d.b = c.pmid
+),
+per_question as (
+    select
+        question_id,
+        avg(similarity) as similarity,
+        count(*) as n_contexts,
+        count(similarity) as n_scored
+    from context_sims
+    group by question_id
+),
+final as (
+    select
+        q.question_id,
+        q.pmid,
+        q.agent,
+        p.similarity,
+        case when scorer = 'kailin' then 'kailin' else scorer || '/' || ic end
+            || '/' || aggregate
+            || coalesce('/top' || cast(k as varchar), '') as scorer,
+        coalesce(p.n_contexts, 0) as n_contexts,
+        coalesce(p.n_scored, 0) as n_scored
+    from question_docs as q
+    left join per_question as p
+      on p.question_id = q.question_id
+)
+select * from final
