@@ -340,6 +340,11 @@ def demo(app, data_dir):
     run_demo(app.lake_path, data_dir, app.config_path, echo=click.echo)
 
 
+from mkailin.cli_mesh import mesh as _mesh  # noqa: E402
+
+cli.add_command(_mesh)
+
+
 def main() -> None:
     try:
         cli(prog_name="mkailin")
