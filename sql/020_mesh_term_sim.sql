@@ -6,7 +6,8 @@
 -- Per pair, with MICA the common ancestor of highest IC:
 --   resnik = IC(MICA)
 --   lin    = 2 IC(MICA) / (IC(a) + IC(b)); 1 when a = b; 0 when the denominator is 0
---   jc     = 1 / (1 + (IC(a) - IC(MICA)) + (IC(b) - IC(MICA)))
+--   jc     = 1 / (1 + ((IC(a) - IC(MICA)) + (IC(b) - IC(MICA))))   (summed so that it is
+--            exactly symmetric and never above 1 in floating point)
 -- No common ancestor gives 0 for all three. A UI missing from MeSH, or a term never seen in the
 -- corpus (IC NULL), gives NULL. ic_a, ic_b and mica_ui are returned for explanation.
 create or replace macro mesh_term_sim(pairs, ic := 'corpus', index_table := 'mesh_sim_index') as table
@@ -51,7 +52,7 @@ final as (
             when ic_a is null or ic_b is null then null
             when a = b then 1.0
             when mica_pos is null then 0.0
-            else 1 / (1 + (ic_a - ic_mica) + (ic_b - ic_mica))
+            else 1 / (1 + ((ic_a - ic_mica) + (ic_b - ic_mica)))
         end as jc
     from matched
 )
