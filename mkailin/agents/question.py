@@ -106,6 +106,8 @@ _PAST = {"improved": "improve", "reduced": "reduce", "increased": "increase",
          "suppressed": "suppress", "activated": "activate", "impaired": "impair",
          "lowered": "lower", "raised": "raise", "showed": "show", "revealed": "reveal"}
 
+_BASE = set(_VERBS.values())
+
 
 def title_to_question(title: str | None) -> str | None:
     """PubMedQA's rule: a title that is a question is kept; a statement title becomes a yes/no
@@ -130,12 +132,14 @@ def title_to_question(title: str | None) -> str | None:
             return f"Does {_lower_first(subject)} {_VERBS[lw]} {rest}".strip() + "?"
         if lw in _PAST:
             return f"Did {_lower_first(subject)} {_PAST[lw]} {rest}".strip() + "?"
+        if lw in _BASE and words[i - 1].lower().endswith("s"):  # a plural subject
+            return f"Do {_lower_first(subject)} {lw} {rest}".strip() + "?"
     return None
 
 
 def _has_verb(text: str) -> bool:
     return any(w.lower() in _AUX or w.lower() in _VERBS or w.lower() in _PAST
-               for w in text.split()[1:])
+               or w.lower() in _BASE for w in text.split()[1:])
 
 
 def _lower_first(s: str) -> str:
