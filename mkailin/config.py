@@ -287,6 +287,12 @@ def validate(cfg: Config) -> Config:
     return cfg
 
 
+def configs_dir() -> Path:
+    """The shipped configs (demo, paper, ablations): in the installed package, else the repo's."""
+    packaged = Path(__file__).parent / "_configs"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "configs"
+
+
 def load(path: str | os.PathLike | None = None) -> Config:
     """Load a TOML config over the defaults. ``None`` gives the defaults (or ./mkailin.toml)."""
     if path is None:

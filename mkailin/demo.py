@@ -38,10 +38,13 @@ def download_inputs(dest: Path, echo: Callable[[str], None]) -> Path:
 
 def run_demo(lake_path: str, data_dir: str | None, config_path: str | None = None,
              echo: Callable[[str], None] = print) -> Lake:
+    from mkailin import config as config_mod
+    from mkailin.agents.question import generate_questions
     from mkailin.ingest.mesh import ingest_mesh
     from mkailin.ingest.pubmed import ingest_pubmed
     from mkailin.ingest.pubmedqa import ingest_pubmedqa
 
+    cfg = config_mod.load(config_path or config_mod.configs_dir() / "demo.toml")
     data = Path(data_dir) if data_dir else download_inputs(Path("data"), echo)
     inputs = find_inputs(data)
     lake = Lake.open(lake_path, create=True)
@@ -57,6 +60,9 @@ def run_demo(lake_path: str, data_dir: str | None, config_path: str | None = Non
             echo(line)
         for err in summary.errors:
             echo(f"  fault: {err}")
+    for r in generate_questions(lake, cfg, ("domain", "general"), progress=False):
+        for line in r.lines():
+            echo(line)
     echo("")
     echo("tables:")
     for name, kind, rows in lake.relations():
