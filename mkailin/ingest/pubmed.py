@@ -42,7 +42,8 @@ from mkailin.schema import TABLES
 SOURCE = "pubmed"
 RECORD_TAGS = ("PubmedArticle", "DeleteCitation", "PubmedBookArticle")
 SEQ_BASE = 100_000_000  # ingest_seq = file_seq * SEQ_BASE + record index
-CHUNK_ROWS = 25_000
+CHUNK_ROWS = 25_000  # article rows per part file
+BATCH_ROWS = 2_000  # article rows held as Python dicts before they become Arrow
 _YEAR = re.compile(r"(1[89]|20)\d\d")
 _ROOT = re.compile(rb"<([A-Za-z_][\w.-]*)[\s>/]")
 _RECORD = re.compile(rb"<(PubmedArticle|DeleteCitation|PubmedBookArticle)[\s>]")
@@ -315,8 +316,8 @@ _PARSER = etree.XMLParser(huge_tree=True, resolve_entities=False)
 def _gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector. A file's rows are acyclic and freed by reference
     counting, but the collector would walk every buffered row dict again at each generation
-    sweep (~15% of the CPU of a 30k-record file). ``ingest_file`` collects once per chunk
-    instead, so memory stays flat."""
+    sweep (~15% of the CPU of a 30k-record file). ``ingest_file`` collects the young generation
+    once per batch instead, so memory stays flat."""
     was = gc.isenabled()
     gc.disable()
     try:
@@ -336,26 +337,38 @@ def ingest_file(lake_root: str, path: str, key: str, file_seq: int,
     base = file_seq * SEQ_BASE
     arts: list[dict] = []
     mesh: list[dict] = []
+    # rows of the current part already turned into Arrow: far more compact than row dicts, so a
+    # worker holds ~BATCH_ROWS rows as Python objects, not a whole part's worth
+    art_batches: list[pa.Table] = []
+    mesh_batches: list[pa.Table] = []
+    pending = 0  # article rows of the current part (Arrow and Python)
     quarantine: list[dict] = []
     stats = {"records": 0, "articles": 0, "deleted": 0, "books": 0, "mesh": 0,
              "no_abstract": 0, "quarantined": 0, "repaired": 0, "fault": None}
     chunk = 0
 
-    def flush():
-        nonlocal chunk, arts, mesh
-        # with the schema, not the first row's keys: a chunk that starts with a deletion row
+    def to_arrow():
+        nonlocal arts, mesh
+        # with the schema, not the first row's keys: a batch that starts with a deletion row
         # (it has no title, abstract, ...) would otherwise drop those columns for every row
         if arts:
-            lake.write_part("article_records",
-                            pa.Table.from_pylist(arts, schema=TABLES["article_records"]),
-                            f"{prefix}-{chunk:05d}")
+            art_batches.append(pa.Table.from_pylist(arts, schema=TABLES["article_records"]))
         if mesh:
-            lake.write_part("article_mesh_records",
-                            pa.Table.from_pylist(mesh, schema=TABLES["article_mesh_records"]),
-                            f"{prefix}-{chunk:05d}")
-        chunk += 1
+            mesh_batches.append(pa.Table.from_pylist(mesh, schema=TABLES["article_mesh_records"]))
         arts, mesh = [], []
-        gc.collect(1)  # the young objects since the last chunk: any cyclic garbage goes here
+        gc.collect(0)  # the young objects since the last batch: any cyclic garbage goes here
+
+    def flush():
+        nonlocal chunk, pending
+        to_arrow()
+        for table, batches in (("article_records", art_batches),
+                               ("article_mesh_records", mesh_batches)):
+            if batches:
+                lake.write_part(table, pa.concat_tables(batches).combine_chunks(),
+                                f"{prefix}-{chunk:05d}")
+            batches.clear()
+        chunk += 1
+        pending = 0
 
     index = 0
     with _gc_paused():
@@ -395,7 +408,10 @@ def ingest_file(lake_root: str, path: str, key: str, file_seq: int,
                                    "action": "dropped" if kind == "fault" else "resynced"})
                 continue
             index += 1
-            if len(arts) >= chunk_rows:
+            if len(arts) >= BATCH_ROWS:
+                pending += len(arts)
+                to_arrow()
+            if pending + len(arts) >= chunk_rows:
                 flush()
         flush()
     stats["records"] = index
