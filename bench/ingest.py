@@ -468,7 +468,15 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(CONTENDERS),
         help=f"comma-separated, from {', '.join(CONTENDERS)}",
     )
-    ap.add_argument("--repeat", type=int, default=1, help="runs per contender; the best counts")
+    ap.add_argument(
+        "--repeat", type=int, default=1, help="runs per contender at N records; the best counts"
+    )
+    ap.add_argument(
+        "--repeat-large",
+        type=int,
+        default=1,
+        help="runs per contender at N x GROW records (default 1)",
+    )
     ap.add_argument("--records-per-file", type=int, default=gen_pubmed.RECORDS_PER_FILE)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
@@ -517,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
                 "file_bytes": man["file_bytes"],
             }
             by: dict[str, list] = {n: [] for n in names}
-            for rep in range(a.repeat):
+            for rep in range(a.repeat if size == a.records else a.repeat_large):
                 for n in names:
                     load = wait_quiet(a.quiet_wait) if a.quiet_wait > 0 else None
                     r = measure(n, folder, scratch)
