@@ -31,16 +31,23 @@ class MeshReference:
             self.trees[ui].sort()
         self.descriptors = set(self.trees) | set(descriptors)
 
-        # ancestors: owners of every dotted prefix of every tree number, and the term itself
+        # parents: the owner of the parent tree number of each tree number
+        self.parents: dict[str, set[str]] = defaultdict(set)
+        self.children: dict[str, list[tuple[str, str]]] = defaultdict(list)  # KAILIN's ChildrenData
+        for tn, ui in self.owner.items():
+            parent_tn = tn.rpartition(".")[0]
+            if parent_tn in self.owner and self.owner[parent_tn] != ui:
+                self.parents[ui].add(self.owner[parent_tn])
+                self.children[self.owner[parent_tn]].append((ui, self._category(tn, granularity)))
+        # ancestors: the term and everything reachable through parents
         self.ancestors: dict[str, set[str]] = {}
         for ui in self.descriptors:
-            anc = {ui}
-            for tn in self.trees.get(ui, []):
-                parts = tn.split(".")
-                for k in range(1, len(parts) + 1):
-                    p = ".".join(parts[:k])
-                    if p in self.owner:
-                        anc.add(self.owner[p])
+            anc, stack = {ui}, [ui]
+            while stack:
+                for p in self.parents.get(stack.pop(), ()):
+                    if p not in anc:
+                        anc.add(p)
+                        stack.append(p)
             self.ancestors[ui] = anc
         self.descendants: dict[str, set[str]] = defaultdict(set)
         for ui, anc in self.ancestors.items():
@@ -60,11 +67,12 @@ class MeshReference:
                 for x in self.ancestors.get(ui, ()):
                     articles_of[x].add(pmid)
         self.count = {ui: len(articles_of.get(ui, ())) for ui in self.descriptors}
+        # Seco: 1 - ln(desc + 1) / ln(M), desc = descriptors strictly below (itself excluded)
+        m = len(self.descriptors)
         self.ic = {
             "corpus": {ui: (-math.log(c / n) if c > 0 else None) for ui, c in self.count.items()},
-            # Seco: 1 - ln(desc + 1) / ln(M), desc = descriptors strictly below (itself excluded)
             "intrinsic": {
-                ui: 1 - math.log((len(self.descendants[ui]) - 1) + 1) / math.log(len(self.descriptors))
+                ui: (1 - math.log(len(self.descendants[ui]) - 1 + 1) / math.log(m) if m > 1 else None)
                 for ui in self.descriptors
             },
         }
@@ -86,26 +94,30 @@ class MeshReference:
         for ui, cats in self.categories.items():
             for c in cats:
                 total[c] += ann.get(ui, 0)
-        # descendants of t in category c: descriptors with a tree number in c extending t's
-        below: dict[tuple[str, str], set[str]] = defaultdict(set)
-        for ui, tns in self.trees.items():
-            for tn in tns:
-                parts = tn.split(".")
-                c = self._category(tn, granularity)
-                for k in range(1, len(parts) + 1):
-                    p = ".".join(parts[:k])
-                    if p in self.owner and (include_self or self.owner[p] != ui):
-                        below[(self.owner[p], c)].add(ui)
         self.kic: dict[str, dict[str, float]] = {}
         for ui, cats in self.categories.items():
+            below = self._kailin_descendants(ui)
+            if include_self:
+                below |= {(ui, c) for c in cats}
             self.kic[ui] = {}
             for c in cats:
-                s = sum(ann.get(d, 0) for d in below.get((ui, c), ())) / total[c] if total[c] else 0
+                s = sum(ann.get(d, 0) for d, dc in below if dc == c) / total[c] if total[c] else 0
                 self.kic[ui][c] = -math.log10(s) if 0 < s <= 1 else 0.0
         self.max_ic: dict[str, float] = defaultdict(float)
         for ics in self.kic.values():
             for c, v in ics.items():
                 self.max_ic[c] = max(self.max_ic[c], v)
+
+    def _kailin_descendants(self, mesh_id: str) -> set[tuple[str, str]]:
+        """KAILIN's get_all_descendants: (child, category of the child's tree number) pairs."""
+        out: set[tuple[str, str]] = set()
+        stack = [mesh_id]
+        while stack:
+            for child in self.children.get(stack.pop(), ()):
+                if child not in out:
+                    out.add(child)
+                    stack.append(child[0])
+        return out
 
     # ------------------------------------------------------------------ term measures
     def _mica(self, a: str, b: str, ic: str) -> float | None:

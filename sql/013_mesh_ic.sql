@@ -1,18 +1,25 @@
 -- mesh_ic: the information content of every descriptor, from the corpus and from the tree.
---   count(t)      distinct articles annotated with t or any descendant of t (each article
---                 counts once per ancestor, however many of its terms fall below it)
+--   count(t)      distinct articles annotated with t or any descendant of t (by
+--                 mesh_ancestors); each article counts once per ancestor, however many of
+--                 its terms fall below it
 --   N             distinct articles with at least one annotation (mesh_doc_terms)
 --   ic_corpus     -ln(count / N), in nats; NULL when count = 0 (never seen in the corpus)
 --   descendants   distinct descriptors strictly below t
 --   M             number of descriptors
 --   ic_intrinsic  Seco et al. (2004): 1 - ln(descendants + 1) / ln(M); 1 for a leaf
 create or replace view mesh_ic as
-with counts as (
+with ancestors as materialized (
+    select * from mesh_ancestors
+),
+doc_terms as materialized (
+    select * from mesh_doc_terms
+),
+counts as (
     select
         a.ancestor_ui as descriptor_ui,
         count(distinct d.pmid) as count
-    from mesh_doc_terms as d
-    join mesh_ancestors as a
+    from doc_terms as d
+    join ancestors as a
       on a.descriptor_ui = d.descriptor_ui
     group by a.ancestor_ui
 ),
@@ -20,12 +27,12 @@ descendants as (
     select
         ancestor_ui as descriptor_ui,
         count(*) filter (where descriptor_ui <> ancestor_ui) as descendants
-    from mesh_ancestors
+    from ancestors
     group by ancestor_ui
 ),
 totals as (
     select
-        (select count(distinct pmid) from mesh_doc_terms) as n_articles,
+        (select count(distinct pmid) from doc_terms) as n_articles,
         (select count(*) from descendants) as n_descriptors
 ),
 final as (

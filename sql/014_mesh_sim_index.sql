@@ -10,10 +10,16 @@
 --   ancestor_uis     their UIs, in the same order
 -- The similarity macros read this view by name; materialise it into a table for big jobs.
 create or replace view mesh_sim_index as
-with ic_long as (
-    select 'corpus' as ic_kind, descriptor_ui, ic_corpus as ic from mesh_ic
+with ic as materialized (
+    select * from mesh_ic
+),
+ancestors as materialized (
+    select * from mesh_ancestors
+),
+ic_long as (
+    select 'corpus' as ic_kind, descriptor_ui, ic_corpus as ic from ic
     union all
-    select 'intrinsic' as ic_kind, descriptor_ui, ic_intrinsic as ic from mesh_ic
+    select 'intrinsic' as ic_kind, descriptor_ui, ic_intrinsic as ic from ic
 ),
 ranked as (
     select
@@ -35,7 +41,7 @@ final as (
         list(r.ic_rank order by r.ic_rank) as ancestor_ranks,
         list(r.ic order by r.ic_rank) as ancestor_ics,
         list(r.descriptor_ui order by r.ic_rank) as ancestor_uis
-    from mesh_ancestors as a
+    from ancestors as a
     join ranked as d
       on d.descriptor_ui = a.descriptor_ui
     join ranked as r

@@ -4,17 +4,19 @@
 --   total_c          sum of annotations(d) over the descriptors d with a tree number in c
 --                    (a descriptor in several categories counts in each)
 --   freq_c(d)        annotations(d) / total_c
---   freq_total       sum of freq_c(d) over the descendants d of t in c: the descriptors with a
---                    tree number in c that extends one of t's tree numbers (each counted once);
---                    t itself is included when include_self (default true); KAILIN's walk
---                    leaves it out, which gives every leaf IC 0
+--   freq_total       sum of freq_c(d) over the descendants d of t in c, each counted once.
+--                    As KAILIN's walk (get_all_descendants): d is a descendant of t in c when
+--                    d has a tree number in c whose parent tree number belongs to t or to a
+--                    descendant of t (mesh_ancestors). t itself is added when include_self
+--                    (default true); KAILIN's walk leaves it out, which gives every leaf IC 0
 --   ic               -log10(freq_total) when 0 < freq_total <= 1, else 0 (base 10, as KAILIN)
 --   max_ic           the largest ic in the category (KAILIN's MaxIC)
 create or replace macro mesh_kailin_ic_with(include_self := true, granularity := 'letter') as table
-with tree as (
+with tree as materialized (
     select
         descriptor_ui,
-        mesh_category(tree_number, granularity) as category
+        mesh_category(tree_number, granularity) as category,
+        array_to_string(string_split(tree_number, '.')[1:-2], '.') as parent_tree_number
     from mesh_tree
     where descriptor_ui is not null
 ),
@@ -40,14 +42,32 @@ category_totals as (
       on a.descriptor_ui = tc.descriptor_ui
     group by tc.category
 ),
+child_edges as (
+    select
+        c.descriptor_ui as child_ui,
+        c.category,                             -- the category of the child's tree number
+        p.descriptor_ui as parent_ui
+    from tree as c
+    join mesh_tree as p
+      on p.tree_number = c.parent_tree_number
+    where p.descriptor_ui <> c.descriptor_ui
+),
 descendants as (
     select distinct
-        prefix_ui as descriptor_ui,
-        mesh_category(tree_number, granularity) as category,
+        a.ancestor_ui as descriptor_ui,
+        e.category,
+        e.child_ui as descendant_ui
+    from child_edges as e
+    join mesh_ancestors as a
+      on a.descriptor_ui = e.parent_ui
+    where e.child_ui <> a.ancestor_ui
+    union
+    select
+        descriptor_ui,
+        category,
         descriptor_ui as descendant_ui
-    from mesh_tree_prefixes
+    from term_categories
     where include_self
-       or descriptor_ui <> prefix_ui
 ),
 sums as (
     select

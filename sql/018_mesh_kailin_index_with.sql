@@ -14,7 +14,7 @@
 --   lca_rels         per category: 1 - 10^(-ictmp * max_ic), the factor of KAILIN's Rel
 --   lca_categories   the category ids where lca_tmps is not NULL
 create or replace macro mesh_kailin_index_with(include_self := true, granularity := 'letter') as table
-with kic as (
+with kic as materialized (
     select * from mesh_kailin_ic_with(include_self, granularity)
 ),
 categories as (
@@ -25,11 +25,15 @@ categories as (
     from kic
     group by category
 ),
-descriptors as (
+descriptors as materialized (
     select
         descriptor_ui,
         row_number() over (order by descriptor_ui)::integer as descriptor_id
-    from (select distinct descriptor_ui from mesh_ancestors)
+    from (
+        select descriptor_ui from mesh_descriptors where descriptor_ui is not null
+        union
+        select descriptor_ui from mesh_tree where descriptor_ui is not null
+    )
 ),
 grid as (
     select

@@ -78,8 +78,10 @@ def test_mesh_ancestors(con):
         ("D07", "D06", 1), ("D07", "D07", 0), ("D07", "D08", 1),
         ("D08", "D08", 0),
         ("D09", "D09", 0),
-        # D08 is 2 levels above C02.100.050 and 1 above C02.200: the fewest wins
-        ("D10", "D07", 1), ("D10", "D08", 1), ("D10", "D10", 0),
+        # D08 is 2 steps above C02.100.050 and 1 above C02.200: the fewest wins.
+        # D06 owns no prefix of D10's tree numbers, but it is a parent of D10's parent D07
+        # (C01.100): the closure is transitive over descriptors
+        ("D10", "D06", 2), ("D10", "D07", 1), ("D10", "D08", 1), ("D10", "D10", 0),
     ]
 
 
@@ -99,8 +101,8 @@ def test_mesh_ic(con):
     # N = 5 articles with an annotation; M = 10 descriptors.
     # count: D01 <- P1 (D03), P2, P3 (D04), P5 (D02) = 4; D06 <- P1, P4 (D07), P2, P3 (D04) = 4;
     # D08 <- P1 (D07), P4 (D07 and D08, once) = 2; D07 <- P1, P4 = 2 (D10 adds nothing).
-    # intrinsic: 1 - ln(desc + 1) / ln(10); D06's descendants are D04 and D07 only: D10 sits
-    # below D07's C02.100, which is not under C01.
+    # intrinsic: 1 - ln(desc + 1) / ln(10); D06's descendants are D04, D07 and D10 (below
+    # D07's other tree number C02.100).
     seco = {d: 1 - ln(d + 1) / ln(10) for d in range(5)}
     expected = {
         "D01": (4, -ln(4 / 5), seco[4], 4),
@@ -108,7 +110,7 @@ def test_mesh_ic(con):
         "D03": (1, -ln(1 / 5), seco[0], 0),
         "D04": (2, -ln(2 / 5), seco[0], 0),
         "D05": (1, -ln(1 / 5), seco[0], 0),
-        "D06": (4, -ln(4 / 5), seco[2], 2),
+        "D06": (4, -ln(4 / 5), seco[3], 3),
         "D07": (2, -ln(2 / 5), seco[1], 1),
         "D08": (2, -ln(2 / 5), seco[2], 2),
         "D09": (0, None, seco[0], 0),  # never seen: IC NULL
@@ -132,7 +134,7 @@ def test_mesh_sim_index(con):
     assert corpus["ancestor_uis"] == ["D04", "D01", "D02", "D06"]
     assert corpus["ancestor_ics"] == approx([ln(2.5), ln(1.25), ln(1.25), ln(1.25)])
     assert corpus["ancestor_ranks"] == sorted(corpus["ancestor_ranks"])
-    # intrinsic: D04 1, D02 and D06 1 - ln 3/ln 10, D01 1 - ln 5/ln 10
+    # intrinsic: D04 1, D02 1 - ln 3/ln 10, D06 1 - ln 4/ln 10, D01 1 - ln 5/ln 10
     assert intrinsic["ancestor_uis"] == ["D04", "D02", "D06", "D01"]
     n_unseen = con.execute("select count(*) from mesh_sim_index "
                            "where ic_kind = 'corpus' and ic is null").fetchone()[0]
