@@ -322,6 +322,74 @@ def train_qg_cmd(app, agent, source, limit, steps):
                f"loss {d['loss_first']:.3f} -> {d['loss_last']:.3f}; adapter {d['adapter']}")
 
 
+@cli.command()
+@click.option("--encoder", "role", type=click.Choice(["domain", "general"]),
+              help="Which configured encoder (default: retrieval.encoder).")
+@executor_option
+@limit_option
+@pass_app
+def embed(app, role, executor, limit):
+    """Embed articles (title + abstract) into LanceDB; index above the threshold.
+
+    Example:
+
+        mkailin embed --encoder domain
+    """
+    from mkailin.agents.retrieval import embed as do_embed
+
+    echo_runs(do_embed(app.lake(), app.config, role, executor, limit))
+
+
+@cli.command()
+@click.option("--retriever", type=click.Choice(["dense", "bm25", "hybrid"]),
+              help="Retrieval method (default: retrieval.retriever).")
+@click.option("-k", "k", type=click.IntRange(min=1), help="Contexts per question (default: retrieval.k).")
+@click.option("--agent", "agents", multiple=True, help="Only questions of these agents (repeatable).")
+@click.option("--keep-source", is_flag=True, help="Keep the question's own article among its contexts.")
+@executor_option
+@limit_option
+@pass_app
+def retrieve(app, retriever, k, agents, keep_source, executor, limit):
+    """Fetch the top-k contexts for every question into `contexts`.
+
+    Example:
+
+        mkailin retrieve --retriever hybrid -k 4
+    """
+    from mkailin.agents.retrieval import retrieve as do_retrieve
+
+    cfg = app.config
+    if keep_source:
+        cfg.retrieval.keep_source = True
+    echo_runs(do_retrieve(app.lake(), cfg, retriever, k, tuple(agents), executor, limit))
+
+
+@cli.group("eval")
+def eval_group():
+    """Quality checks and evaluations: retrieval, PubMedQA."""
+
+
+@eval_group.command("retrieval")
+@click.option("--retriever", "methods", multiple=True, type=click.Choice(["dense", "bm25", "hybrid"]),
+              help="Retrievers to compare (repeatable; default: all three).")
+@click.option("--limit", default=0, type=click.IntRange(min=0), help="Use the first N questions.")
+@format_option
+@pass_app
+def eval_retrieval_cmd(app, methods, limit, fmt):
+    """PubMedQA sanity check: each question retrieves its own article; recall@1/4/10 and MRR.
+
+    Example:
+
+        mkailin eval retrieval --format csv
+    """
+    from mkailin.agents.retrieval import eval_retrieval
+    from mkailin.output import render
+
+    table = eval_retrieval(app.lake(), app.config, tuple(methods) or ("dense", "bm25", "hybrid"),
+                           limit=limit)
+    click.echo(render(table, fmt))
+
+
 # ------------------------------------------------------------------------------ demo
 @cli.command()
 @click.option("--data", "data_dir", type=click.Path(file_okay=False),

