@@ -3,7 +3,8 @@
 --   pairs    name of a table, view or CTE with columns a and b (descriptor UIs)
 --   measure  resnik | lin (default) | jc | kailin
 --   ic       corpus (default) | intrinsic; ignored by kailin, which has its own IC
--- Returns a, b, similarity (NULL where the measure is undefined: see mesh_term_sim).
+-- Returns the columns of pairs plus similarity (NULL where the measure is undefined: see
+-- mesh_term_sim).
 create or replace macro mesh_term_sim_with(
     pairs,
     measure := 'lin',
@@ -22,8 +23,7 @@ with checked as (
 ),
 ic_based as (
     select
-        s.a,
-        s.b,
+        s.* exclude (ic_a, ic_b, mica_ui, resnik, lin, jc),
         case measure
             when 'resnik' then s.resnik
             when 'lin' then s.lin
@@ -34,17 +34,20 @@ ic_based as (
 ),
 kailin_based as (
     select
-        s.a,
-        s.b,
+        s.* exclude (lca_ui, kailin),
         s.kailin as similarity
     from mesh_term_kailin(pairs, index_table := kailin_index_table) as s
     where measure = 'kailin'
 ),
-final as (
+scored as (
     select * from ic_based
     union all
     select * from kailin_based
-    union all
-    select null, null, null from checked where ok is not null
+),
+final as (
+    select scored.*
+    from scored
+    left join checked                           -- raises the error of a bad argument
+      on checked.ok is not null
 )
 select * from final

@@ -7,7 +7,9 @@
 --              bma: best-match average, (mean over m of max over n of sim(m, n)
 --                                        + mean over n of max over m of sim(m, n)) / 2
 -- Term pairs with a NULL similarity are skipped. A document with no MeSH terms, or no term pair
--- with a similarity, gives NULL. Each term pair is scored once, however many documents share it.
+-- with a similarity, gives NULL.
+-- doc_terms_table: where the documents' terms come from (default mesh_doc_terms, the articles'
+-- MeSH headings); any relation of (pmid, descriptor_ui) works.
 -- Returns one row per distinct (a, b): a, b, similarity, terms_a, terms_b, term_pairs (the
 -- number of term pairs with a similarity).
 create or replace macro mesh_doc_sim(
@@ -16,7 +18,8 @@ create or replace macro mesh_doc_sim(
     ic := 'corpus',
     aggregate := 'mean',
     index_table := 'mesh_sim_index',
-    kailin_index_table := 'mesh_kailin_index'
+    kailin_index_table := 'mesh_kailin_index',
+    doc_terms_table := 'mesh_doc_terms'
 ) as table
 with checked as (
     select
@@ -25,102 +28,100 @@ with checked as (
                 then error('mesh: aggregate must be mean or bma, not ' || aggregate)
         end as ok
 ),
-doc_pairs as (
+doc_pairs as materialized (
+    select
+        row_number() over () as pair_id,
+        doc_a,
+        doc_b
+    from (
+        select distinct
+            a as doc_a,
+            b as doc_b
+        from query_table(pairs)
+    )
+),
+doc_terms as materialized (              -- the distinct terms of the documents in the pairs
     select distinct
-        a as doc_a,
-        b as doc_b
-    from query_table(pairs)
+        pmid,
+        descriptor_ui
+    from query_table(doc_terms_table)
+    where descriptor_ui is not null
+      and pmid in (select doc_a from doc_pairs union select doc_b from doc_pairs)
 ),
 term_pairs as (
     select
-        dp.doc_a,
-        dp.doc_b,
+        dp.pair_id,
         ta.descriptor_ui as a,
         tb.descriptor_ui as b
     from doc_pairs as dp
-    join mesh_doc_terms as ta
+    join doc_terms as ta
       on ta.pmid = dp.doc_a
-    join mesh_doc_terms as tb
+    join doc_terms as tb
       on tb.pmid = dp.doc_b
 ),
-distinct_term_pairs as (
-    select distinct a, b from term_pairs
-),
-term_sims as (
-    select a, b, similarity
-    from mesh_term_sim_with(
-        'distinct_term_pairs', measure, ic, index_table, kailin_index_table
-    )
-),
 scored as (
+    -- every term pair scored where it stands: measured faster than scoring the distinct term
+    -- pairs once and joining the scores back (bench/mesh_sim.py)
     select
-        t.doc_a,
-        t.doc_b,
-        t.a,
-        t.b,
-        s.similarity
-    from term_pairs as t
-    join term_sims as s
-      on s.a = t.a
-     and s.b = t.b
+        pair_id,
+        a,
+        b,
+        similarity
+    from mesh_term_sim_with('term_pairs', measure, ic, index_table, kailin_index_table)
 ),
 by_mean as (
     select
-        doc_a,
-        doc_b,
+        pair_id,
         avg(similarity) as similarity,
         count(similarity) as term_pairs
     from scored
     where aggregate = 'mean'
-    group by doc_a, doc_b
+    group by pair_id
+),
+scored_for_bma as materialized (
+    select * from scored where aggregate = 'bma'
 ),
 best_of_a as (
     select
-        doc_a,
-        doc_b,
+        pair_id,
         a,
         max(similarity) as best,
         count(similarity) as term_pairs
-    from scored
-    where aggregate = 'bma'
-    group by doc_a, doc_b, a
+    from scored_for_bma
+    group by pair_id, a
 ),
 best_of_b as (
     select
-        doc_a,
-        doc_b,
+        pair_id,
         b,
         max(similarity) as best
-    from scored
-    where aggregate = 'bma'
-    group by doc_a, doc_b, b
+    from scored_for_bma
+    group by pair_id, b
 ),
 by_bma as (
     select
-        x.doc_a,
-        x.doc_b,
+        x.pair_id,
         (x.mean_best + y.mean_best) / 2 as similarity,
         x.term_pairs
     from (
-        select doc_a, doc_b, avg(best) as mean_best, sum(term_pairs)::bigint as term_pairs
+        select pair_id, avg(best) as mean_best, sum(term_pairs)::bigint as term_pairs
         from best_of_a
-        group by doc_a, doc_b
+        group by pair_id
     ) as x
     join (
-        select doc_a, doc_b, avg(best) as mean_best
+        select pair_id, avg(best) as mean_best
         from best_of_b
-        group by doc_a, doc_b
+        group by pair_id
     ) as y
-      on y.doc_a = x.doc_a
-     and y.doc_b = x.doc_b
+      on y.pair_id = x.pair_id
 ),
 doc_scores as (
-    select doc_a, doc_b, similarity, term_pairs from by_mean
+    select pair_id, similarity, term_pairs from by_mean
     union all
-    select doc_a, doc_b, similarity, term_pairs from by_bma
+    select pair_id, similarity, term_pairs from by_bma
 ),
 term_counts as (
-    select pmid, count(*) as terms from mesh_doc_terms group by pmid
+    select pmid, count(*) as terms from doc_terms group by pmid
 ),
 final as (
     select
@@ -132,8 +133,7 @@ final as (
         coalesce(s.term_pairs, 0)::bigint as term_pairs
     from doc_pairs as dp
     left join doc_scores as s
-      on s.doc_a = dp.doc_a
-     and s.doc_b = dp.doc_b
+      on s.pair_id = dp.pair_id
     left join term_counts as ca
       on ca.pmid = dp.doc_a
     left join term_counts as cb
