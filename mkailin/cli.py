@@ -390,6 +390,114 @@ def eval_retrieval_cmd(app, methods, limit, fmt):
     click.echo(render(table, fmt))
 
 
+@cli.command()
+@click.option("--judge", type=click.Choice(["rule", "llm", "zero-shot"]),
+              help="rule: MeSH hierarchy; llm: the trained judge; zero-shot: an untrained LLM "
+                   "(the w/o MeSH ablation). Default: preference.judge.")
+@click.option("--scorer", type=click.Choice(["lin", "resnik", "jc", "kailin"]),
+              help="MeSH similarity for the rule (default: preference.scorer).")
+@click.option("--ic", type=click.Choice(["corpus", "intrinsic"]), help="IC for the rule.")
+@click.option("--aggregate", type=click.Choice(["mean", "bma"]),
+              help="Document-to-context aggregate: mean (the paper) or best-match average.")
+@click.option("--min-margin", type=float, help="Drop pairs with a smaller margin.")
+@click.option("--max-score", type=float,
+              help="KAILIN's filter: drop a pair when either score is above this (e.g. 0.5).")
+@executor_option
+@limit_option
+@pass_app
+def prefer(app, judge, scorer, ic, aggregate, min_margin, max_score, executor, limit):
+    """Label each document's better question-context pair into `preferences`.
+
+    Example:
+
+        mkailin prefer --judge rule --scorer kailin --max-score 0.5
+    """
+    from mkailin.agents.evaluation import prefer as do_prefer
+
+    p = app.config.preference
+    for key, value in (("scorer", scorer), ("ic", ic), ("aggregate", aggregate),
+                       ("min_margin", min_margin), ("max_score", max_score)):
+        if value is not None:
+            setattr(p, key, value)
+    result = do_prefer(app.lake(), app.config, judge, executor, limit)
+    if isinstance(result, dict):
+        click.echo(f"prefer:rule: {result['pairs']:,} pairs from {result['documents']:,} documents "
+                   f"(scorer {result['scorer']}, contexts {result['retriever']}) "
+                   f"[run {result['run_id']}]")
+    else:
+        echo_runs(result)
+
+
+@train.command("judge")
+@steps_option
+@pass_app
+def train_judge_cmd(app, steps):
+    """Fine-tune the pairwise judge on the rule labels; report agreement on a held-out split.
+
+    Example:
+
+        mkailin train judge --steps 40
+    """
+    from mkailin.train.judge import train_judge
+
+    cfg = app.config
+    if steps:
+        cfg.train.max_steps = steps
+    d = train_judge(app.lake(), cfg)
+    h = d["holdout"]
+    agree = (f"held-out agreement {h['accuracy']:.2f}, kappa {h['kappa']:.2f} on {h['n']} pairs"
+             if h["n"] else "no held-out pairs (too few documents)")
+    click.echo(f"train-judge: {d['steps']} steps on {d['train_pairs']} pairs; {agree}; "
+               f"adapter {d['adapter']}")
+
+
+@train.command("dpo")
+@click.option("--judge", type=click.Choice(["rule", "llm", "zero-shot"]),
+              help="Whose preferences to learn from (default: preference.judge).")
+@click.option("--beta", type=float, help="DPO beta (default: train.beta).")
+@steps_option
+@pass_app
+def train_dpo_cmd(app, judge, beta, steps):
+    """DPO the general question generator on the preferences (trl DPOTrainer + LoRA).
+
+    Example:
+
+        mkailin train dpo --judge rule --steps 40 --beta 0.1
+    """
+    from mkailin.train.dpo import train_dpo
+
+    cfg = app.config
+    if steps:
+        cfg.train.max_steps = steps
+    if beta is not None:
+        cfg.train.beta = beta
+    d = train_dpo(app.lake(), cfg, judge)
+    click.echo(f"train-dpo: {d['steps']} steps on {d['pairs']} pairs, reward margin "
+               f"{d['margin_first']:.3f} -> {d['margin_last']:.3f}; adapter {d['adapter']}")
+
+
+@cli.group()
+def report():
+    """Reports with plots over the lake."""
+
+
+@report.command("preferences")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder for the PNG plots, CSV tables and index.html.")
+@pass_app
+def report_preferences(app, out):
+    """Margins, agent win rates, scores by MeSH category, judge agreement (PNG + HTML).
+
+    Example:
+
+        mkailin report preferences --out reports/prefs
+    """
+    from mkailin.report import preferences_report
+
+    files = preferences_report(app.lake(), out)
+    click.echo(f"wrote {len(files)} files to {out} (open {out}/index.html)")
+
+
 # ------------------------------------------------------------------------------ demo
 @cli.command()
 @click.option("--data", "data_dir", type=click.Path(file_okay=False),

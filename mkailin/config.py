@@ -115,7 +115,8 @@ class TrainConfig:
     max_length: int = 512
     seed: int = 13
     beta: float = 0.1  # DPO
-    holdout: float = 0.2  # judge
+    holdout: float = 0.2  # judge: the share of documents held out to measure agreement
+    judge_max_length: int = 1024  # judge prompts hold a document and two sets of contexts
 
 
 @dataclass

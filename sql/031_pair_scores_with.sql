@@ -1,7 +1,8 @@
 -- pair_scores_with(scorer, ic, aggregate, k, index_table, kailin_index_table): the MeSH score
 -- of every generated question, the evaluation agent's signal.
 --   A question's document is questions.pmid; its contexts are the contexts rows of the question
---   with rank <= k (all of them when k is NULL, the default).
+--   with rank <= k (all of them when k is NULL, the default) from the given retriever (a label
+--   such as dense:minilm or bm25; every retriever when NULL, the default).
 --   context score   = mesh_doc_sim(document, context) with the given measure and aggregate
 --   question score  = the mean of its context scores (contexts without a score are skipped)
 --   scorer          resnik | lin (default) | jc | kailin; ic: corpus (default) | intrinsic;
@@ -15,7 +16,8 @@ create or replace macro pair_scores_with(
     aggregate := 'mean',
     k := null,
     index_table := 'mesh_sim_index',
-    kailin_index_table := 'mesh_kailin_index'
+    kailin_index_table := 'mesh_kailin_index',
+    retriever := null
 ) as table
 with question_docs as (
     select
@@ -30,8 +32,8 @@ top_contexts as (
         rank,
         pmid
     from contexts
-    where k is null
-       or rank <= k
+    where (k is null or rank <= k)
+      and (retriever is null or contexts.retriever = retriever)
 ),
 doc_pairs as (
     select distinct

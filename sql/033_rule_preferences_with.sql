@@ -1,4 +1,4 @@
--- rule_preferences_with(scorer, ic, aggregate, k, threshold, agents, ...): the rule label of
+-- rule_preferences_with(scorer, ic, aggregate, k, threshold, agents, ..., retriever): the rule label of
 -- each document, from the MeSH scores of the questions generated for it.
 --   Among the questions of a PMID from the given agents (default domain and general) that have
 --   a score, the best-scoring one is chosen and the worst-scoring one rejected (ties among
@@ -16,7 +16,8 @@ create or replace macro rule_preferences_with(
     threshold := null,
     agents := ['domain', 'general'],
     index_table := 'mesh_sim_index',
-    kailin_index_table := 'mesh_kailin_index'
+    kailin_index_table := 'mesh_kailin_index',
+    retriever := null
 ) as table
 with scored as (
     select
@@ -25,7 +26,8 @@ with scored as (
         s.similarity,
         s.scorer as scorer_label,
         q.question
-    from pair_scores_with(scorer, ic, aggregate, k, index_table, kailin_index_table) as s
+    from pair_scores_with(scorer, ic, aggregate, k, index_table, kailin_index_table, retriever)
+        as s
     join questions as q
       on q.question_id = s.question_id
     where s.similarity is not null

@@ -62,6 +62,10 @@ def lora_config(tcfg):
 
 def quiet_transformers() -> None:
     import os
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\..*")
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"trl\..*")
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from transformers.utils import logging as hf_logging
@@ -75,6 +79,14 @@ def quiet_transformers() -> None:
         datasets.logging.set_verbosity_error()
     except ImportError:
         pass
+
+
+def silence(trainer) -> None:
+    """Drop the callback that prints every log dict to stdout (the runs table keeps them)."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
 
 
 def log_losses(trainer) -> list[float]:

@@ -20,6 +20,7 @@ from mkailin.train import (
     loss_fell,
     quiet_transformers,
     require_train_extra,
+    silence,
     training_run,
 )
 
@@ -51,6 +52,7 @@ def lora_sft(spec: ModelSpec, records: list[dict], tcfg: TrainConfig, out_dir: s
         )
         trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(records),
                              processing_class=tokenizer, peft_config=lora_config(tcfg))
+        silence(trainer)
         trainer.train()
         trainer.model.save_pretrained(out_dir)
     tokenizer.padding_side = "left"

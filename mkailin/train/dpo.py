@@ -1,0 +1,119 @@
+"""``mkailin train dpo``: DPO of the general question generator on the preference set.
+
+The preferences (from the configured judge) are exported in TRL's conversational preference
+format: ``prompt`` is the general agent's question-writing prompt for the document, ``chosen``
+and ``rejected`` the two questions. The policy is the general generator (its SFT adapter, if
+any, merged in) with a fresh LoRA adapter; the reference is the same model with the adapter
+switched off. The run records the reward margins it logged, so "the margin rises" is checkable.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from mkailin.agents.evaluation import scorer_label
+from mkailin.agents.prompts import template
+from mkailin.artifacts import artifact_dir, resolve_adapter
+from mkailin.config import Config
+from mkailin.errors import InputError
+from mkailin.lake import Lake
+from mkailin.train import (
+    lora_config,
+    quiet_transformers,
+    require_train_extra,
+    silence,
+    training_run,
+)
+
+
+def preference_records(lake: Lake, cfg: Config, judge: str | None = None) -> list[dict]:
+    """TRL preference rows for the chosen judge (the rule's rows of the configured scorer)."""
+    judge = judge or cfg.preference.judge
+    tpl = template(cfg.agent("general").prompt)
+    where, params = "p.judge = ?", [judge]
+    if judge == "rule":
+        where += " and p.scorer = ?"
+        params.append(scorer_label(cfg))
+    rows = lake.query(
+        f"select a.abstract, p.chosen, p.rejected from preferences as p "
+        f"join articles as a using (pmid) where {where} and p.chosen <> p.rejected "
+        f"order by p.pmid", params)
+    if not rows:
+        raise InputError(f"no preferences from the {judge!r} judge: run "
+                         f"`mkailin prefer --judge {judge}` first")
+    n = cfg.generate.max_input_chars
+    return [{"prompt": tpl.messages(abstract=(abstract or "")[:n], title=""),
+             "chosen": [{"role": "assistant", "content": chosen}],
+             "rejected": [{"role": "assistant", "content": rejected}]}
+            for abstract, chosen, rejected in rows]
+
+
+def export_trl(records: list[dict], path: str | Path) -> Path:
+    """Write the preference set as JSONL in TRL's format (prompt, chosen, rejected)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    return path
+
+
+def _mean_head(x: list[float], w: int) -> float:
+    w = max(1, min(w, len(x) // 2))
+    return sum(x[:w]) / w
+
+
+def _mean_tail(x: list[float], w: int) -> float:
+    w = max(1, min(w, len(x) // 2))
+    return sum(x[-w:]) / w
+
+
+def train_dpo(lake: Lake, cfg: Config, judge: str | None = None) -> dict:
+    require_train_extra()
+    quiet_transformers()
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    from mkailin.backends.generation import load_causal_lm
+
+    records = preference_records(lake, cfg, judge)
+    agent = cfg.agent("general")
+    spec = cfg.model(agent.model)
+    base = resolve_adapter(lake, agent.adapter, "train-qg:general", spec.model)
+    t = cfg.train
+    with training_run(lake, "train-dpo:general", {"general": agent.model},
+                      cfg.hash("train", "preference"), len(records)) as detail:
+        out = artifact_dir(lake, "adapters", detail["run_id"])
+        export_trl(records, out / "preferences.trl.jsonl")
+        tokenizer, model = load_causal_lm(spec, base, trainable=False)
+        if base:
+            model = model.merge_and_unload()
+        tokenizer.padding_side = "left"
+        with tempfile.TemporaryDirectory() as tmp:
+            args = DPOConfig(
+                output_dir=tmp, max_steps=t.max_steps, learning_rate=t.learning_rate,
+                per_device_train_batch_size=t.batch_size,
+                gradient_accumulation_steps=t.gradient_accumulation, beta=t.beta,
+                max_length=t.max_length, logging_steps=1, save_strategy="no", report_to=[],
+                seed=t.seed, use_cpu=str(model.device) == "cpu", disable_tqdm=True,
+                lr_scheduler_type="constant", warmup_steps=0, dataloader_num_workers=0,
+            )
+            trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(records),
+                                 processing_class=tokenizer, peft_config=lora_config(t))
+            silence(trainer)
+            trainer.train()
+            trainer.model.save_pretrained(out)
+        hist = trainer.state.log_history
+        margins = [float(h["rewards/margins"]) for h in hist if "rewards/margins" in h]
+        losses = [float(h["loss"]) for h in hist if "loss" in h]
+        detail.update(
+            adapter=str(out), base_adapters=[a for a in base.split("+") if a],
+            base_model=spec.model, judge=judge or cfg.preference.judge, pairs=len(records),
+            steps=len(losses), beta=t.beta, losses=losses, margins=margins,
+            margin_first=margins[0] if margins else None,
+            margin_last=margins[-1] if margins else None,
+            margin_rose=_mean_tail(margins, 5) > _mean_head(margins, 5) if len(margins) > 1 else False,
+        )
+    return detail

@@ -1,0 +1,94 @@
+"""``mkailin train judge``: a pairwise LLM judge fine-tuned on the MeSH rule labels.
+
+Each rule-labelled document gives two training examples, one per order of its two
+question-context pairs, with the answer "1" or "2" as the completion (LoRA SFT through trl).
+A held-out share of documents (by a stable hash of the PMID) measures agreement with the rule:
+accuracy and Cohen's kappa, recorded in the run's ``detail``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+
+from mkailin.agents.evaluation import (
+    cohen_kappa,
+    judge_messages,
+    pair_input_sql,
+    pair_probability,
+    scorer_label,
+)
+from mkailin.artifacts import artifact_dir
+from mkailin.config import Config
+from mkailin.errors import InputError
+from mkailin.lake import Lake
+from mkailin.train import training_run
+from mkailin.train.sft import lora_sft
+
+
+def labelled_pairs(lake: Lake, cfg: Config) -> list[dict]:
+    """Judge inputs joined with the rule label: ``domain_wins`` per document."""
+    sql, params = pair_input_sql(cfg)
+    rows = lake.query_arrow(
+        f"select i.*, p.chosen_id = i.q1_id as domain_wins from ({sql}) as i "
+        "join preferences as p on p.pmid = i.pmid and p.judge = 'rule' and p.scorer = ? "
+        "order by i.pmid", [*params, scorer_label(cfg)]).to_pylist()
+    if not rows:
+        raise InputError("no rule preferences to learn from: run `mkailin prefer --judge rule` "
+                         "first (it needs questions from both agents and their contexts)")
+    return rows
+
+
+def is_holdout(pmid: int, share: float) -> bool:
+    return (zlib.crc32(str(pmid).encode()) % 1000) < share * 1000
+
+
+def examples(rows: list[dict], template_id: str) -> list[dict]:
+    out = []
+    for r in rows:
+        first = "1" if r["domain_wins"] else "2"
+        second = "2" if r["domain_wins"] else "1"
+        out.append({"prompt": judge_messages(r["document"], r["q1"], r["contexts1"], r["q2"],
+                                             r["contexts2"], template_id),
+                    "completion": [{"role": "assistant", "content": first}]})
+        out.append({"prompt": judge_messages(r["document"], r["q2"], r["contexts2"], r["q1"],
+                                             r["contexts1"], template_id),
+                    "completion": [{"role": "assistant", "content": second}]})
+    return out
+
+
+def agreement(gen, rows: list[dict], template_id: str) -> dict:
+    if not rows:
+        return {"n": 0, "accuracy": None, "kappa": None}
+    probs = pair_probability(gen, rows, template_id)
+    pred = [p >= 0.5 for p in probs]
+    gold = [bool(r["domain_wins"]) for r in rows]
+    return {"n": len(rows), "accuracy": sum(a == b for a, b in zip(pred, gold)) / len(rows),
+            "kappa": cohen_kappa(pred, gold)}
+
+
+def train_judge(lake: Lake, cfg: Config) -> dict:
+    from mkailin.backends.generation import TransformersGenerator
+
+    rows = labelled_pairs(lake, cfg)
+    train = [r for r in rows if not is_holdout(r["pmid"], cfg.train.holdout)]
+    held = [r for r in rows if is_holdout(r["pmid"], cfg.train.holdout)]
+    if not train:
+        train, held = held, []
+    agent = cfg.agent("judge")
+    spec = cfg.model(agent.model)
+    with training_run(lake, "train-judge", {"judge": agent.model}, cfg.hash("train", "preference"),
+                      len(rows)) as detail:
+        out = artifact_dir(lake, "adapters", detail["run_id"])
+        tcfg = dataclasses.replace(cfg.train, max_length=cfg.train.judge_max_length)
+        detail.update(lora_sft(spec, examples(train, agent.prompt), tcfg, str(out)))
+        gen = TransformersGenerator(spec, agent.model, str(out))
+        base = TransformersGenerator(spec, agent.model, "")
+        detail.update(
+            adapter=str(out), base_model=spec.model, scorer=scorer_label(cfg),
+            train_pairs=len(train), holdout_pairs=len(held),
+            holdout=agreement(gen, held, agent.prompt),
+            train_fit=agreement(gen, train, agent.prompt),
+            untrained_holdout=agreement(base, held, agent.prompt),
+        )
+    return detail
