@@ -1,5 +1,5 @@
 -- mesh_kailin_index_with(include_self, granularity): one row per descriptor with what the
--- KAILIN-compatible scorer needs, as lists, so that scoring a pair is a few list lookups.
+-- KAILIN-compatible scorer needs, as short lists, so that scoring a pair is a few list lookups.
 --   descriptor_id    a dense integer id
 --   prefix_ranks     every dotted prefix of every tree number of the descriptor (itself
 --                    included), as its rank in the order (length desc, tree number asc),
@@ -7,12 +7,15 @@
 --                    the longest common dotted prefix over all pairs of tree numbers, ties to
 --                    the first pair (tree numbers sorted)
 --   prefix_owners    descriptor_id of the descriptor owning each prefix, same order
---   ics              ic per category_id (1-based position), NULL where the descriptor has no
---                    tree number in that category
---   lca_tmps         per category: ictmp = ic / max_ic of the category when the descriptor is
---                    the LCA (NULL where max_ic = 0 or not in the category)
---   lca_rels         per category: 1 - 10^(-ictmp * max_ic), the factor of KAILIN's Rel
---   lca_categories   the category ids where lca_tmps is not NULL
+--   top_bits         a 127-bit filter of the first dotted components of its tree numbers: two
+--                    descriptors have a common prefix only if they share one, so
+--                    (x.top_bits & y.top_bits) = 0 proves there is no LCA without a list scan
+--   categories       the ids of the descriptor's categories (mesh_category of its tree numbers)
+--   category_ics     IC in each of them, same order
+--   lca_categories   the category ids where the descriptor, as an LCA, counts: those with
+--                    max_ic > 0
+--   lca_tmps         in each: ictmp = ic / max_ic of the category
+--   lca_rels         in each: 1 - 10^(-ictmp * max_ic), the factor of KAILIN's Rel
 create or replace macro mesh_kailin_index_with(include_self := true, granularity := 'letter') as table
 with kic as materialized (
     select * from mesh_kailin_ic_with(include_self, granularity)
@@ -20,8 +23,7 @@ with kic as materialized (
 categories as (
     select
         category,
-        row_number() over (order by category)::integer as category_id,
-        any_value(max_ic) as max_ic
+        row_number() over (order by category)::integer as category_id
     from kic
     group by category
 ),
@@ -35,31 +37,43 @@ descriptors as materialized (
         select descriptor_ui from mesh_tree where descriptor_ui is not null
     )
 ),
-grid as (
-    select
-        d.descriptor_ui,
-        c.category_id,
-        k.ic,
-        case when c.max_ic > 0 then k.ic / c.max_ic end as tmp,
-        c.max_ic
-    from descriptors as d
-    cross join categories as c
-    left join kic as k
-      on k.descriptor_ui = d.descriptor_ui
-     and k.category = c.category
-),
 per_category as (
     select
-        descriptor_ui,
-        list(ic order by category_id) as ics,
-        list(tmp order by category_id) as lca_tmps,
-        list(1 - pow(10, -tmp * max_ic) order by category_id) as lca_rels,
+        k.descriptor_ui,
+        list(c.category_id order by c.category_id) as categories,
+        list(k.ic order by c.category_id) as category_ics,
         coalesce(
-            list(category_id order by category_id) filter (where tmp is not null),
+            list(c.category_id order by c.category_id) filter (where k.max_ic > 0),
             []::integer[]
-        ) as lca_categories
-    from grid
-    group by descriptor_ui
+        ) as lca_categories,
+        coalesce(
+            list(k.ic / k.max_ic order by c.category_id) filter (where k.max_ic > 0),
+            []::double[]
+        ) as lca_tmps,
+        coalesce(
+            list(1 - pow(10, -(k.ic / k.max_ic) * k.max_ic) order by c.category_id)
+                filter (where k.max_ic > 0),
+            []::double[]
+        ) as lca_rels
+    from kic as k
+    join categories as c
+      on c.category = k.category
+    group by k.descriptor_ui
+),
+tops as (
+    select
+        top,
+        (row_number() over (order by top) - 1) % 127 as bit
+    from (select distinct split_part(tree_number, '.', 1) as top from mesh_tree)
+),
+top_bits as (
+    select
+        t.descriptor_ui,
+        bit_or(1::hugeint << b.bit::hugeint) as top_bits
+    from mesh_tree as t
+    join tops as b
+      on b.top = split_part(t.tree_number, '.', 1)
+    group by t.descriptor_ui
 ),
 prefix_ranks as (
     select
@@ -92,13 +106,17 @@ final as (
         d.descriptor_id,
         coalesce(p.prefix_ranks, []::integer[]) as prefix_ranks,
         coalesce(p.prefix_owners, []::integer[]) as prefix_owners,
-        c.ics,
-        c.lca_tmps,
-        c.lca_rels,
-        c.lca_categories
+        coalesce(b.top_bits, 0::hugeint) as top_bits,
+        coalesce(c.categories, []::integer[]) as categories,
+        coalesce(c.category_ics, []::double[]) as category_ics,
+        coalesce(c.lca_categories, []::integer[]) as lca_categories,
+        coalesce(c.lca_tmps, []::double[]) as lca_tmps,
+        coalesce(c.lca_rels, []::double[]) as lca_rels
     from descriptors as d
     left join per_prefix as p
       on p.descriptor_ui = d.descriptor_ui
+    left join top_bits as b
+      on b.descriptor_ui = d.descriptor_ui
     left join per_category as c
       on c.descriptor_ui = d.descriptor_ui
 )

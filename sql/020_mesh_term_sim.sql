@@ -21,11 +21,14 @@ matched as (
         p.*,
         x.ic as ic_a,
         y.ic as ic_b,
-        -- 1-based position in a's IC-ordered ancestors of the first one that b shares
-        list_position(
-            list_transform(x.ancestor_ranks, lambda r: list_contains(y.ancestor_ranks, r)),
-            true
-        ) as mica_pos,
+        -- 1-based position in a's IC-ordered ancestors of the first one that b shares; the
+        -- scan is skipped when a and b share no root (no common ancestor)
+        case
+            when (x.root_bits & y.root_bits) <> 0 then list_position(
+                list_transform(x.ancestor_ranks, lambda r: list_contains(y.ancestor_ranks, r)),
+                true
+            )
+        end as mica_pos,
         x.ancestor_ics[mica_pos] as ic_mica,
         x.ancestor_uis[mica_pos] as mica_ui
     from query_table(pairs) as p

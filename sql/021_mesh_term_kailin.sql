@@ -19,46 +19,65 @@ matched as (
     select
         p.*,
         x.descriptor_ui is not null and y.descriptor_ui is not null as known,
-        x.ics as ics_a,
-        y.ics as ics_b,
-        x.prefix_owners[
-            list_position(
-                list_transform(x.prefix_ranks, lambda r: list_contains(y.prefix_ranks, r)),
-                true
-            )
-        ] as lca_id
+        x.categories as categories_a,
+        x.category_ics as ics_a,
+        y.categories as categories_b,
+        y.category_ics as ics_b,
+        -- the LCA: a's first prefix (longest) that b also has; skipped without a shared top
+        case
+            when (x.top_bits & y.top_bits) <> 0 then x.prefix_owners[
+                list_position(
+                    list_transform(x.prefix_ranks, lambda r: list_contains(y.prefix_ranks, r)),
+                    true
+                )
+            ]
+        end as lca_id
     from query_table(pairs) as p
     left join term_index as x
       on x.descriptor_ui = p.a
     left join term_index as y
       on y.descriptor_ui = p.b
 ),
+per_category as (
+    select
+        m.* exclude (known, categories_a, ics_a, categories_b, ics_b, lca_id),
+        m.known,
+        l.descriptor_ui as lca_ui,
+        -- per category k of the LCA that counts: ictmp, the Rel factor, and
+        -- summed = IC_c(a) + IC_c(b) (NULL when a or b is not in the category)
+        list_transform(
+            range(1, len(l.lca_categories) + 1),
+            lambda k: {
+                'ictmp': l.lca_tmps[k],
+                'rel': l.lca_rels[k],
+                'summed': m.ics_a[list_position(m.categories_a, l.lca_categories[k])]
+                    + m.ics_b[list_position(m.categories_b, l.lca_categories[k])]
+            }
+        ) as terms
+    from matched as m
+    left join term_index as l
+      on l.descriptor_id = m.lca_id
+),
 scored as (
     select
-        m.* exclude (known, ics_a, ics_b, lca_id),
-        l.descriptor_ui as lca_ui,
+        * exclude (known, terms),
         case
-            when not m.known then null
-            when m.a = m.b then 1.0
-            when l.descriptor_ui is null then 0.0
+            when not known then null
+            when a = b then 1.0
+            when lca_ui is null then 0.0
             else coalesce(
                 list_avg(list_transform(
-                    list_filter(l.lca_categories, lambda c: m.ics_a[c] + m.ics_b[c] > 0),
-                    lambda c: (
-                        greatest(0.0, least(1.0,
-                            2 * l.lca_tmps[c] / (m.ics_a[c] + m.ics_b[c])))
-                        + greatest(0.0, least(1.0,
-                            1 - least(1.0, m.ics_a[c] + m.ics_b[c] - 2 * l.lca_tmps[c])))
-                        + greatest(0.0, least(1.0,
-                            2 * l.lca_tmps[c] / (m.ics_a[c] + m.ics_b[c]) * l.lca_rels[c]))
+                    list_filter(terms, lambda v: v.summed > 0),
+                    lambda v: (
+                        greatest(0.0, least(1.0, 2 * v.ictmp / v.summed))
+                        + greatest(0.0, least(1.0, 1 - least(1.0, v.summed - 2 * v.ictmp)))
+                        + greatest(0.0, least(1.0, 2 * v.ictmp / v.summed * v.rel))
                     ) / 3
                 )),
                 0.0
             )
         end as kailin
-    from matched as m
-    left join term_index as l
-      on l.descriptor_id = m.lca_id
+    from per_category
 ),
 final as (
     select * from scored

@@ -136,6 +136,11 @@ def test_mesh_sim_index(con):
     assert corpus["ancestor_ranks"] == sorted(corpus["ancestor_ranks"])
     # intrinsic: D04 1, D02 1 - ln 3/ln 10, D06 1 - ln 4/ln 10, D01 1 - ln 5/ln 10
     assert intrinsic["ancestor_uis"] == ["D04", "D02", "D06", "D01"]
+    # roots: D01 (A), D06 and D08 (C), D09 (B); D04 reaches D01 and D06, D03 only D01
+    bits = dict(con.execute("select descriptor_ui, root_bits from mesh_sim_index "
+                            "where ic_kind = 'corpus'").fetchall())
+    assert bits["D04"] & bits["D03"] != 0 and bits["D04"] & bits["D07"] != 0
+    assert bits["D03"] & bits["D08"] == 0 and bits["D09"] & bits["D03"] == 0
     n_unseen = con.execute("select count(*) from mesh_sim_index "
                            "where ic_kind = 'corpus' and ic is null").fetchone()[0]
     assert n_unseen == 2  # D09, D10
@@ -206,13 +211,16 @@ def test_mesh_kailin_index(con):
     ids = {r["descriptor_id"]: ui for ui, r in idx.items()}
     # D04's prefixes by string length, then text: A01.100.300, A01.100, C01.500, A01, C01
     assert [ids[i] for i in idx["D04"]["prefix_owners"]] == ["D04", "D02", "D04", "D01", "D06"]
-    # categories A, B, C in that order: D04 has A and C
-    ics = idx["D04"]["ics"]
-    assert ics[0] == approx(-lg(0.4)) and ics[1] is None and ics[2] == approx(-lg(0.4))
-    assert idx["D02"]["lca_tmps"][0] == approx(lg(0.8) / lg(0.2))  # IC_A(D02) / MaxIC_A
-    assert idx["D02"]["lca_rels"][0] == approx(1 - 0.8)  # 1 - 10^-IC_A(D02)
+    # categories A, B, C have ids 1, 2, 3: D04 is in A and C, IC -lg .4 in both
+    assert idx["D04"]["categories"] == [1, 3]
+    assert idx["D04"]["category_ics"] == approx([-lg(0.4), -lg(0.4)])
     assert idx["D02"]["lca_categories"] == [1]
+    assert idx["D02"]["lca_tmps"] == approx([lg(0.8) / lg(0.2)])  # IC_A(D02) / MaxIC_A
+    assert idx["D02"]["lca_rels"] == approx([1 - 0.8])  # 1 - 10^-IC_A(D02)
     assert idx["D09"]["lca_categories"] == []  # MaxIC_B = 0: B never counts
+    # A01 and C01/C02 are different top-level trees: no shared bit, no LCA
+    assert idx["D03"]["top_bits"] & idx["D08"]["top_bits"] == 0
+    assert idx["D07"]["top_bits"] & idx["D08"]["top_bits"] != 0
 
 
 # ------------------------------------------------------------------------------ terms
