@@ -8,7 +8,9 @@ On the real MeSH 2017 tree with corpus IC from PubMedQA's articles (../shared/da
   tables once, timed apart from the scoring;
 - term pairs/s for each measure: ``mesh_term_sim`` / ``mesh_term_kailin`` over N random pairs of
   descriptors seen in the corpus (so every corpus-IC score is defined), each result written into
-  a temp table (a, b, score); best of --repeat runs;
+  a temp table (a, b, score); best of --repeat runs. Most random pairs have no common ancestor,
+  which the index rules out cheaply, so a second workload, *related*, draws N pairs that share a
+  root (every one needs the full MICA / LCA search): the worst case;
 - documents/s: ``mesh_doc_sim`` over M (document, context) pairs, every document with about 12
   MeSH terms drawn from PubMedQA's annotation frequencies (so frequent terms repeat as in real
   articles); best of --repeat runs;
@@ -186,12 +188,32 @@ def _run(a, res: dict, scratch: Path) -> dict:
                       "b": seen_arr[rng.integers(0, len(seen), a.pairs)]})
     pairs_all = pa.table({"a": every_arr[rng.integers(0, len(every), a.pairs)],
                           "b": every_arr[rng.integers(0, len(every), a.pairs)]})
-    con.register("pairs_arrow", pairs)
-    con.register("pairs_all_arrow", pairs_all)
-    con.execute("create temp table pairs as select * from pairs_arrow")
-    con.execute("create temp table pairs_all as select * from pairs_all_arrow")
-    con.unregister("pairs_arrow")
-    con.unregister("pairs_all_arrow")
+    # related: b drawn among the seen descendants of a root ancestor of a
+    root_rows = con.execute("""
+        select a.descriptor_ui, list(a.ancestor_ui) from mesh_ancestors a
+        where a.ancestor_ui in (select descriptor_ui from mesh_ancestors
+                                group by 1 having max(distance) = 0)
+          and a.descriptor_ui in (select descriptor_ui from mesh_ic where count > 0)
+        group by 1""").fetchall()
+    roots_of = dict(root_rows)
+    below: dict[str, list[str]] = {}
+    for ui, roots in root_rows:
+        for r in roots:
+            below.setdefault(r, []).append(ui)
+    below_arr = {r: np.array(v) for r, v in below.items()}
+    ra = seen_arr[rng.integers(0, len(seen), a.pairs)]
+    rb = np.empty(a.pairs, dtype=object)
+    for i, x in enumerate(ra):
+        roots = roots_of[x]
+        pool = below_arr[roots[int(rng.integers(0, len(roots)))]]
+        rb[i] = pool[int(rng.integers(0, len(pool)))]
+    related = pa.table({"a": ra, "b": pa.array(rb.tolist(), pa.string())})
+    for name, t in (("pairs", pairs), ("pairs_all", pairs_all), ("pairs_related", related)):
+        con.register(f"{name}_arrow", t)
+        con.execute(f"create temp table {name} as select * from {name}_arrow")
+        con.unregister(f"{name}_arrow")
+    res["share_of_random_pairs_with_a_common_ancestor"] = con.execute(
+        "select avg((lin > 0)::int) from mesh_term_sim('pairs', 'corpus', 'idx')").fetchone()[0]
 
     measures = [
         ("resnik", "corpus", "pairs", "select a, b, resnik from mesh_term_sim('pairs', 'corpus', 'idx')"),
@@ -202,6 +224,10 @@ def _run(a, res: dict, scratch: Path) -> dict:
         ("kailin", "kailin", "pairs", "select a, b, kailin from mesh_term_kailin('pairs', 'kidx')"),
         ("resnik+lin+jc", "corpus", "pairs",
          "select a, b, resnik, lin, jc from mesh_term_sim('pairs', 'corpus', 'idx')"),
+        ("lin", "corpus", "pairs_related",
+         "select a, b, lin from mesh_term_sim('pairs_related', 'corpus', 'idx')"),
+        ("kailin", "kailin", "pairs_related",
+         "select a, b, kailin from mesh_term_kailin('pairs_related', 'kidx')"),
     ]
     terms = []
     for measure, ic, table, sql in measures:
@@ -213,7 +239,7 @@ def _run(a, res: dict, scratch: Path) -> dict:
                  pairs_per_s=n / r["best_s"], nulls=con.execute(
                      f"select count(*) - count({measure.split('+')[-1]}) from o").fetchone()[0])
         terms.append(r)
-        print(f"{measure:>14} {ic:>9}: {r['pairs_per_s']:>12,.0f} pairs/s "
+        print(f"{measure:>14} {ic:>9} {table}: {r['pairs_per_s']:>12,.0f} pairs/s "
               f"(best {r['best_s']:.2f} s, other load {r['other_load_at_best']})", flush=True)
     res["terms"] = terms
 
@@ -224,11 +250,13 @@ def _run(a, res: dict, scratch: Path) -> dict:
         ref = MeshReference(tree_rows, ann)
     res["python_build_s"] = round(t.seconds, 2)
     py = []
-    sql_by = {(m, ic): r for r, (m, ic, *_x) in zip(terms, measures, strict=True)}
+    sql_by = {(m, ic, tb): r for r, (m, ic, tb, _sql) in zip(terms, measures, strict=True)}
+    sources = {"pairs": pairs, "pairs_all": pairs_all, "pairs_related": related}
     for measure, ic, table in [("resnik", "corpus", "pairs"), ("lin", "corpus", "pairs"),
                                ("jc", "corpus", "pairs"), ("lin", "intrinsic", "pairs_all"),
-                               ("kailin", "kailin", "pairs")]:
-        src = pairs if table == "pairs" else pairs_all
+                               ("kailin", "kailin", "pairs"), ("lin", "corpus", "pairs_related"),
+                               ("kailin", "kailin", "pairs_related")]:
+        src = sources[table]
         n = min(a.python_pairs, src.num_rows)
         aa, bb = src.column("a").to_pylist()[:n], src.column("b").to_pylist()[:n]
         fn = ref.kailin if measure == "kailin" else (
@@ -249,12 +277,13 @@ def _run(a, res: dict, scratch: Path) -> dict:
                  if x is not None and y is not None]
         mismatched_nulls = sum((x is None) != (y is None) for x, y in zip(got, sql_vals, strict=True))
         rate = n / t.seconds
-        sql_rate = sql_by[(measure, ic)]["pairs_per_s"]
-        py.append({"measure": measure, "ic": ic, "pairs": n, "seconds": t.seconds,
+        sql_rate = sql_by[(measure, ic, table)]["pairs_per_s"]
+        py.append({"measure": measure, "ic": ic, "drawn_from": table, "pairs": n,
+                   "seconds": t.seconds,
                    "pairs_per_s": rate, "sql_over_python": sql_rate / rate,
                    "max_abs_diff": max(diffs) if diffs else 0.0,
                    "null_mismatches": mismatched_nulls, "other_load": round(t.other, 2)})
-        print(f"python {measure:>7} {ic:>9}: {rate:>12,.0f} pairs/s; SQL is "
+        print(f"python {measure:>7} {ic:>9} {table}: {rate:>12,.0f} pairs/s; SQL is "
               f"{sql_rate / rate:,.0f}x; max |diff| {py[-1]['max_abs_diff']:.1e}", flush=True)
     res["python_terms"] = py
 
@@ -343,20 +372,25 @@ def markdown(res: dict) -> str:
     lines += [f"| {k} | {v:.2f} |" for k, v in res["builds_s"].items()]
     lines += [
         "",
-        f"Term pairs: {res['pairs']:,} random pairs, scored into a temp table (a, b, score); best "
-        f"of {res['repeat']} runs. Python = mkailin/mesh_reference.py, one pair at a time, on the "
-        "first pairs of the same list (its index built in "
+        f"Term pairs: {res['pairs']:,} pairs per workload, scored into a temp table (a, b, score);"
+        f" best of {res['repeat']} runs. *random*: uniform pairs of descriptors seen in the corpus "
+        f"({res['share_of_random_pairs_with_a_common_ancestor']:.1%} have a common ancestor; the "
+        "others are ruled out by a bit filter); *all*: uniform pairs of all descriptors; "
+        "*related*: pairs sharing a root, so every one needs the full MICA / LCA search (the "
+        "worst case). Python = mkailin/mesh_reference.py, one pair at a time, on the first "
+        f"{res['python_terms'][0]['pairs']:,} pairs of the same list (its index built in "
         f"{res['python_build_s']} s, not counted).",
         "",
-        "| measure | IC | pairs/s (SQL) | per thread | Python pairs/s | SQL / Python | vs HESML 824k/s |"
-        " max abs diff | other load (cores) |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| measure | IC | pairs | pairs/s (SQL) | per thread | Python pairs/s | SQL / Python |"
+        " vs HESML 824k/s | max abs diff | other load (cores) |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    py = {(p["measure"], p["ic"]): p for p in res["python_terms"]}
+    py = {(p["measure"], p["ic"], p["drawn_from"]): p for p in res["python_terms"]}
+    names = {"pairs": "random", "pairs_all": "all", "pairs_related": "related"}
     for t in res["terms"]:
-        p = py.get((t["measure"], t["ic"]))
+        p = py.get((t["measure"], t["ic"], t["drawn_from"]))
         lines.append(
-            f"| {t['measure']} | {t['ic']}{' (all descriptors)' if t['drawn_from'] == 'pairs_all' else ''}"
+            f"| {t['measure']} | {t['ic']} | {names[t['drawn_from']]}"
             f" | {t['pairs_per_s']:,.0f} | {t['pairs_per_s'] / int(res['threads']):,.0f} | "
             + (f"{p['pairs_per_s']:,.0f} | {p['sql_over_python']:,.0f}x | " if p else "– | – | ")
             + f"{t['pairs_per_s'] / HESML_PAIRS_PER_S:.1f}x | "
