@@ -29,7 +29,7 @@ IC_SOURCES = ("corpus", "intrinsic")
 AGGREGATES = ("mean", "bma")
 # Columns the similarity macros add or use internally; an input file may not bring its own.
 _RESERVED = {"_row", "ic_a", "ic_b", "mica_ui", "mica_pos", "ic_mica", "lca_ui", "lca_id",
-             "known", "ics_a", "ics_b", *MEASURES}
+             "known", "ics_a", "ics_b", "categories_a", "categories_b", "terms", *MEASURES}
 
 
 @dataclass
