@@ -250,7 +250,21 @@ def machine() -> dict:
     except Exception:
         ppv = "?"
     commit = sh(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]).strip()
-    dirty = sh(["git", "-C", str(ROOT), "status", "--porcelain", "--", "mkailin"]).strip()
+    # what the ingest runs on: uncommitted work elsewhere in the tree does not matter here
+    dirty = sh(
+        [
+            "git",
+            "-C",
+            str(ROOT),
+            "status",
+            "--porcelain",
+            "--",
+            "mkailin/ingest",
+            "mkailin/lake.py",
+            "mkailin/schema.py",
+            "mkailin/errors.py",
+        ]
+    ).strip()
     return {
         "cpu": model.group(1).strip() if model else platform.processor(),
         "nproc": os.cpu_count(),
@@ -374,7 +388,8 @@ def markdown(results: dict) -> str:
 
 `mkailin ingest pubmed` (the `ingest_pubmed` call) with 1 and 2 processes against
 `pubmed_parser.parse_medline_xml` (PyPI `pubmed-parser` {m["pubmed_parser"]}) on the same files,
-each contender in a fresh subprocess, best of {results["repeat"]} run(s) each.
+each contender in a fresh subprocess, best of {results["repeat"]} run(s) each at
+{results["records"]:,} records, {results.get("repeat_large", 1)} at the {results["grow"]}x size.
 
 Reproduce (about {results["total_minutes"]:.0f} minutes on this machine):
 
@@ -411,6 +426,49 @@ How to read it:
   headings, and writes them as zstd Parquet (plus the file sha256, ledger and catalog);
   pubmed_parser extracts more fields (authors, affiliations, chemicals, keywords, grants, ...) into
   a dict per record and writes nothing (the benchmark counts the dicts and drops them).
+{PROFILE_NOTES}"""
+
+
+# Measured separately (not by this script's run): CPU seconds of one process on file 1 of the
+# 200k set (30,000 records, 11.3 KiB each), best of 2, on the machine above.
+PROFILE_NOTES = """
+### Where the time goes (mkailin, one process, one 30k-record file)
+
+CPU seconds on `pubmed-bench-0001.xml.gz` of the 200k set; pubmed_parser takes 13.3 s on it.
+
+| step | CPU s | share |
+| --- | ---: | ---: |
+| gunzip (zlib + `common.GzipReader`) | 0.5 | 8% |
+| libxml2 parse (lxml `iterparse`, clearing each record) | 2.9 | 46% |
+| field extraction (`parse_article`: title, abstract, year, MeSH headings ~2/3 of it) | 1.7 | 27% |
+| row dicts -> Arrow, zstd Parquet parts, bookkeeping | 1.2 | 19% |
+| **`ingest_file` in all** | **6.4** | 100% |
+
+Changes made for this benchmark (each in `mkailin/ingest/pubmed.py`, rows and Parquet parts
+byte-identical before/after on the real records, the fixtures, edge cases and generated records;
+`tests/test_pubmed_parse_equivalence.py` keeps the old ElementPath parser as the reference):
+- record parsing walks children with lxml's C-level `iterchildren(tag)` instead of ElementPath
+  `find`/`iterfind`, and skips the whitespace split/join of text that is already normal
+  (11.0 s -> 8.7 s on the file above);
+- the cyclic GC is paused while rows are buffered (the young generation is collected once per
+  batch): 8.7 s -> 7.2 s;
+- buffered rows become Arrow every 2,000 articles instead of staying row dicts until a
+  25,000-row part is written: peak RSS per worker 553 -> 329 MB, and 7.2 s -> 6.4 s;
+- part tables are built from the table schema: `pa.Table.from_pylist` took the columns from
+  the first row, so a part that started with a DeleteCitation row lost the title, abstract, ...
+  of every article row after it (a bug, fixed).
+
+What would close the gap to 2x per core (not done: outside this file or not local):
+- a compiled extractor (Cython against lxml's C API, or a Rust `quick-xml` reader) that pulls
+  only PMID, title, abstract, journal, year, language and MeSH: the Python extraction (27%) and
+  most of the row/Arrow work (19%) would go, and skipping the tree for AuthorList, History, ...
+  would cut the libxml2 share;
+- `common.GzipReader.read` copies its whole buffer on every read (`self._buf[n:]`): an offset or
+  a `bytearray` + `del` would save ~0.1-0.3 s of the 0.5 s above;
+- with 2 processes the main process hashes every file and spawns workers (importing pyarrow,
+  lxml) before any parsing, and 7 files of 30k records split 4/3: hashing inside the workers
+  and scheduling the largest files first would help the 2-process figure; on this shared 2-core
+  machine, though, the other load (~1 core) is what holds the 2-process runs back.
 """
 
 
@@ -507,6 +565,7 @@ def main(argv: list[str] | None = None) -> int:
         "records": a.records,
         "grow": a.grow,
         "repeat": a.repeat,
+        "repeat_large": a.repeat_large,
         "seed": a.seed,
         "records_per_file": a.records_per_file,
         "machine": machine(),
