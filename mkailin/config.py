@@ -101,6 +101,8 @@ class PreferenceConfig:
     aggregate: str = "mean"  # mean (the paper) | bma (best-match average)
     min_margin: float = 0.0
     max_score: float = 1.0  # KAILIN's filter: drop a pair when either score is above this
+    judge_document_chars: int = 600  # the LLM judge sees the document cut to this length
+    judge_context_chars: int = 200  # and each context cut to this length
 
 
 @dataclass

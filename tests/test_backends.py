@@ -76,3 +76,13 @@ def test_openai_backend_without_key_for_a_remote_server_is_an_error(monkeypatch)
     gen = OpenAIGenerator(ModelSpec(backend="openai", model="gpt-4o"), "gpt-4o")
     with pytest.raises(BackendError, match="no API key: set the environment variable OPENAI_API_KEY"):
         gen.generate(PROMPTS[:1], GenParams(max_new_tokens=4))
+
+
+def test_score_choices_single_token_fast_path_matches_the_general_path(smollm2_available):
+    gen = TransformersGenerator(SMOLLM2, "smollm2")
+    prompts = [[{"role": "user", "content": "Pick 1 or 2. Which is a number?"}],
+               [{"role": "user", "content": "Say 2"}]]
+    fast = gen.score_choices(prompts, ["1", "2"])  # one forward per prompt
+    general = gen.score_choices(prompts, ["1", "2", "1 2"])  # one forward per choice
+    for f, g in zip(fast, general):
+        assert f == pytest.approx(g[:2], abs=1e-4)

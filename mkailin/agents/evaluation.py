@@ -26,8 +26,6 @@ from mkailin.lake import Lake, quote_ident
 from mkailin.stage import RunResult, Stage, log_event, run_stage
 
 JUDGES = ("rule", "llm", "zero-shot")
-CONTEXT_CHARS = 200  # each context shown to the judge is cut to this many characters
-DOC_CHARS = 600
 
 
 def retriever_label(cfg: Config) -> str:
@@ -103,6 +101,8 @@ def pair_input_sql(cfg: Config) -> tuple[str, list]:
     """One row per document with a domain and a general question, each with its top-k
     context texts (rank order): the judge's input."""
     label = retriever_label(cfg)
+    ctx_chars = int(cfg.preference.judge_context_chars)
+    doc_chars = int(cfg.preference.judge_document_chars)
     sql = f"""
         with q as (
             select * from questions
@@ -112,7 +112,7 @@ def pair_input_sql(cfg: Config) -> tuple[str, list]:
         ctx as (
             select c.question_id,
                    list(substr(coalesce(a.title || '. ', '') || coalesce(a.abstract, ''), 1,
-                               {CONTEXT_CHARS}) order by c.rank) as texts
+                               {ctx_chars}) order by c.rank) as texts
             from contexts as c
             join articles as a on a.pmid = c.pmid
             where c.retriever = ? and c.rank <= ?
@@ -120,7 +120,7 @@ def pair_input_sql(cfg: Config) -> tuple[str, list]:
         )
         select d.pmid,
                substr(coalesce(art.title || '. ', '') || coalesce(art.abstract, ''), 1,
-                      {DOC_CHARS}) as document,
+                      {doc_chars}) as document,
                d.question_id as q1_id, d.question as q1, cd.texts as contexts1,
                g.question_id as q2_id, g.question as q2, cg.texts as contexts2
         from q as d

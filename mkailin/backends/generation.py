@@ -165,17 +165,20 @@ def adapter_chain(adapter: str | tuple | list | None) -> tuple[str, ...]:
     return tuple(adapter)
 
 
-def load_causal_lm(spec: ModelSpec, adapter: str | tuple = "", trainable: bool = False):
-    """(tokenizer, model) for a spec, loaded once per process (unless ``trainable``).
+def load_causal_lm(spec: ModelSpec, adapter: str | tuple = "", trainable: bool = False,
+                   fresh: bool = False):
+    """(tokenizer, model) for a spec, loaded once per process and shared, unless ``fresh``
+    (training must never touch the shared copy) or ``trainable``.
 
     Adapters stack in order: every adapter but the last is merged into the weights, and the
     last stays a peft adapter (trainable when asked).
     """
+    fresh = fresh or trainable
     chain = adapter_chain(adapter)
     path = resolve_model_path(spec.model)
     device = _device(spec.device)
     key = (path, spec.gguf_file, spec.tokenizer, chain, device, spec.dtype)
-    if not trainable:
+    if not fresh:
         with _CACHE_LOCK:
             if key in _MODEL_CACHE:
                 return _MODEL_CACHE[key]
@@ -207,7 +210,7 @@ def load_causal_lm(spec: ModelSpec, adapter: str | tuple = "", trainable: bool =
             model = PeftModel.from_pretrained(model, a, is_trainable=trainable and last)
             if not last:
                 model = model.merge_and_unload()
-    if not trainable:
+    if not fresh:
         model.eval()
         with _CACHE_LOCK:
             _MODEL_CACHE[key] = (tokenizer, model)
@@ -270,27 +273,38 @@ class TransformersGenerator(Generator):
 
         tok, model = self.tokenizer, self.model
         choice_ids = [tok(c, add_special_tokens=False)["input_ids"] for c in choices]
+        single = all(len(c) == 1 for c in choice_ids)
         scores: list[list[float]] = []
         bs = max(1, self.spec.batch_size)
+        pad = tok.pad_token_id
         for start in range(0, len(prompts), bs):
             rows, spans = [], []
             for p in prompts[start: start + bs]:
                 pid = tok(self._render(p), add_special_tokens=False)["input_ids"]
+                if single:  # one forward per prompt: the next-token distribution at its end
+                    rows.append(pid)
+                    spans.append((len(pid), 0))
+                    continue
                 for cid in choice_ids:
                     rows.append(pid + cid)
                     spans.append((len(pid), len(cid)))
             width = max(len(r) for r in rows)
-            pad = tok.pad_token_id
-            ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=model.device)
-            mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows],
+            # left padding keeps every prompt's last token at the same position
+            ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=model.device)
+            mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows],
                                 device=model.device)
             with torch.inference_mode():
                 logits = model(input_ids=ids, attention_mask=mask).logits.float()
             logp = torch.log_softmax(logits, dim=-1)
+            if single:
+                targets = torch.tensor([c[0] for c in choice_ids], device=model.device)
+                scores += logp[:, -1, :][:, targets].tolist()
+                continue
             flat = []
             for j, (pl, cl) in enumerate(spans):
-                pos = torch.arange(pl - 1, pl - 1 + cl, device=model.device)
-                target = ids[j, pl: pl + cl]
+                off = width - (pl + cl)
+                pos = torch.arange(off + pl - 1, off + pl - 1 + cl, device=model.device)
+                target = ids[j, off + pl: off + pl + cl]
                 flat.append(float(logp[j, pos, target].sum()))
             k = len(choices)
             scores += [flat[i: i + k] for i in range(0, len(flat), k)]

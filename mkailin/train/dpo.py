@@ -87,7 +87,7 @@ def train_dpo(lake: Lake, cfg: Config, judge: str | None = None) -> dict:
                       cfg.hash("train", "preference"), len(records)) as detail:
         out = artifact_dir(lake, "adapters", detail["run_id"])
         export_trl(records, out / "preferences.trl.jsonl")
-        tokenizer, model = load_causal_lm(spec, base, trainable=False)
+        tokenizer, model = load_causal_lm(spec, base, fresh=True)
         if base:
             model = model.merge_and_unload()
         tokenizer.padding_side = "left"

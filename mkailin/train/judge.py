@@ -88,7 +88,6 @@ def train_judge(lake: Lake, cfg: Config) -> dict:
             adapter=str(out), base_model=spec.model, scorer=scorer_label(cfg),
             train_pairs=len(train), holdout_pairs=len(held),
             holdout=agreement(gen, held, agent.prompt),
-            train_fit=agreement(gen, train, agent.prompt),
             untrained_holdout=agreement(base, held, agent.prompt),
         )
     return detail

@@ -36,7 +36,7 @@ def lora_sft(spec: ModelSpec, records: list[dict], tcfg: TrainConfig, out_dir: s
 
     from mkailin.backends.generation import load_causal_lm
 
-    tokenizer, model = load_causal_lm(spec, base_adapters, trainable=False)
+    tokenizer, model = load_causal_lm(spec, base_adapters, fresh=True)
     if base_adapters:  # train a fresh adapter on top of the merged ones
         model = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
     tokenizer.padding_side = "right"
