@@ -7,7 +7,8 @@
 --              bma: best-match average, (mean over m of max over n of sim(m, n)
 --                                        + mean over n of max over m of sim(m, n)) / 2
 -- Term pairs with a NULL similarity are skipped. A document with no MeSH terms, or no term pair
--- with a similarity, gives NULL.
+-- with a similarity, gives NULL. Means are taken over DECIMAL(38, 18) values, an exact sum, so
+-- a score is the same in every run (a parallel double sum varies in its last bits).
 -- doc_terms_table: where the documents' terms come from (default mesh_doc_terms, the articles'
 -- MeSH headings); any relation of (pmid, descriptor_ui) works.
 -- Returns one row per distinct (a, b): a, b, similarity, terms_a, terms_b, term_pairs (the
@@ -72,8 +73,8 @@ scored as (
 by_mean as (
     select
         pair_id,
-        avg(similarity) as similarity,
-        count(similarity) as term_pairs
+        avg(similarity::decimal(38, 18)) as similarity,   -- an exact sum: the same result
+        count(similarity) as term_pairs                   -- whatever order threads add in
     from scored
     where aggregate = 'mean'
     group by pair_id
@@ -104,12 +105,17 @@ by_bma as (
         (x.mean_best + y.mean_best) / 2 as similarity,
         x.term_pairs
     from (
-        select pair_id, avg(best) as mean_best, sum(term_pairs)::bigint as term_pairs
+        select
+            pair_id,
+            avg(best::decimal(38, 18)) as mean_best,
+            sum(term_pairs)::bigint as term_pairs
         from best_of_a
         group by pair_id
     ) as x
     join (
-        select pair_id, avg(best) as mean_best
+        select
+            pair_id,
+            avg(best::decimal(38, 18)) as mean_best
         from best_of_b
         group by pair_id
     ) as y

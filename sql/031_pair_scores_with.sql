@@ -61,7 +61,7 @@ context_sims as (
 per_question as (
     select
         question_id,
-        avg(similarity) as similarity,
+        avg(similarity::decimal(38, 18)) as similarity,   -- exact: the same in every run
         count(*) as n_contexts,
         count(similarity) as n_scored
     from context_sims

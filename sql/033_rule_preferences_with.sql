@@ -3,9 +3,8 @@
 --   Among the questions of a PMID from the given agents (default domain and general) that have
 --   a score, the best-scoring one is chosen and the worst-scoring one rejected (ties among
 --   equals broken by question_id). margin = chosen_score - rejected_score.
---   No pair when the two scores tie (a margin of at most 1e-12, so that two equal scores whose
---   sums were added in a different order still tie) or the PMID has fewer than two scored
---   questions.
+--   No pair when the two scores tie (a margin of at most 1e-12, so that scores equal but for
+--   floating-point rounding still tie) or the PMID has fewer than two scored questions.
 --   threshold (default NULL, off): KAILIN's filter, which keeps a pair only when both scores
 --   are <= threshold (0.5 in KAILIN's README).
 -- Columns: pmid, chosen_id, rejected_id, chosen, rejected (question texts), chosen_score,
