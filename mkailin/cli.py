@@ -498,6 +498,162 @@ def report_preferences(app, out):
     click.echo(f"wrote {len(files)} files to {out} (open {out}/index.html)")
 
 
+@cli.command()
+@click.option("--agent", "agents", multiple=True,
+              help="Answer the questions of these agents (repeatable; default: answer.agents).")
+@click.option("--batch-api", is_flag=True,
+              help="Use the OpenAI Batch API: submit, poll, collect (resumable).")
+@click.option("--no-wait", is_flag=True, help="With --batch-api: submit/collect once and return.")
+@click.option("--poll", default=30.0, show_default=True, help="Seconds between Batch API polls.")
+@executor_option
+@limit_option
+@pass_app
+def answer(app, agents, batch_api, no_wait, poll, executor, limit):
+    """Answer each final question from its top-k contexts into `answers`.
+
+    Example:
+
+        mkailin answer --agent final --batch-api
+    """
+    from mkailin.agents import answer as ans
+
+    if batch_api:
+        s = ans.batch_answer(app.lake(), app.config, tuple(agents) or None, poll, not no_wait)
+        click.echo(f"answer (Batch API): {s['submitted']:,} submitted, {s['collected']:,} collected,"
+                   f" {s['failed']:,} failed, {s['pending']:,} pending; tokens {s['tokens_in']:,} "
+                   f"in / {s['tokens_out']:,} out, ${s['cost_usd']:.4f} [run {s['run_id']}]")
+    else:
+        echo_runs(ans.answer(app.lake(), app.config, tuple(agents) or None, executor, limit))
+
+
+@cli.command("export")
+@click.argument("kind", type=click.Choice(["cpt", "sft"]))
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Parent folder (default: export.out, else <lake>/exports).")
+@click.option("--push-to-hub", "repo", help="Also upload to this Hugging Face dataset repo.")
+@click.option("--dry-run", is_flag=True, help="With --push-to-hub: list what would be uploaded.")
+@pass_app
+def export_cmd(app, kind, out, repo, dry_run):
+    """Write the CPT or SFT corpus (Parquet + JSONL + dataset card + manifest), deduplicated.
+
+    Example:
+
+        mkailin export sft --push-to-hub me/mkailin-sft --dry-run
+    """
+    from mkailin.export import export, push_to_hub
+
+    r = export(app.lake(), app.config, kind, out)
+    click.echo(f"corpus_{kind}: {r['records']:,} records to {r['path']} ({r['exact_duplicates']:,} "
+               f"exact and {r['near_duplicates']:,} near-duplicate questions removed)")
+    if repo:
+        files = push_to_hub(r["path"], repo, dry_run)
+        verb = "would upload" if dry_run else "uploaded"
+        for name, size in files:
+            click.echo(f"  {verb} {name} ({size:,} bytes) to datasets/{repo}")
+
+
+@train.command("cpt")
+@click.option("--corpus", type=click.Path(file_okay=False), help="An export folder (default: the lake's).")
+@steps_option
+@pass_app
+def train_cpt_cmd(app, corpus, steps):
+    """Continued pretraining (LoRA) of the downstream target on corpus_cpt.
+
+    Example:
+
+        mkailin train cpt --steps 50
+    """
+    from mkailin.train.downstream import train_cpt
+
+    cfg = app.config
+    if steps:
+        cfg.train.max_steps = steps
+    d = train_cpt(app.lake(), cfg, corpus)
+    click.echo(f"train-cpt: {d['steps']} steps on {d['examples']:,} texts, loss "
+               f"{d['loss_first']:.3f} -> {d['loss_last']:.3f}; adapter {d['adapter']}")
+
+
+@train.command("sft")
+@click.option("--corpus", type=click.Path(file_okay=False), help="An export folder (default: the lake's).")
+@click.option("--mix-pubmedqa", type=click.IntRange(min=0),
+              help="Mix this many PubMedQA PQA-L training examples in (default: downstream.mix_pubmedqa).")
+@steps_option
+@pass_app
+def train_sft_cmd(app, corpus, mix_pubmedqa, steps):
+    """SFT (LoRA) of the downstream target on corpus_sft, on top of its CPT adapter.
+
+    Example:
+
+        mkailin train sft --mix-pubmedqa 450 --steps 100
+    """
+    from mkailin.train.downstream import train_sft
+
+    cfg = app.config
+    if steps:
+        cfg.train.max_steps = steps
+    d = train_sft(app.lake(), cfg, corpus, mix_pubmedqa)
+    click.echo(f"train-sft: {d['steps']} steps on {d['examples']:,} records, loss "
+               f"{d['loss_first']:.3f} -> {d['loss_last']:.3f}; adapter {d['adapter']}")
+
+
+@eval_group.command("pubmedqa")
+@click.option("--model", "models", multiple=True, required=True,
+              help="A [models] name, optionally NAME:ADAPTER where ADAPTER is auto, none or a path "
+                   "(repeatable: several models are reported side by side).")
+@click.option("--setting", type=click.Choice(["reasoning-required", "question-only"]),
+              help="With the abstract (reasoning-required) or the question alone.")
+@click.option("--limit", default=0, type=click.IntRange(min=0), help="Evaluate the first N test items.")
+@click.option("--out", type=click.Path(file_okay=False), help="Write the slice table (CSV) and plots here.")
+@format_option
+@pass_app
+def eval_pubmedqa_cmd(app, models, setting, limit, out, fmt):
+    """PubMedQA test set: accuracy and macro-F1, overall and by year and MeSH slices.
+
+    Example:
+
+        mkailin eval pubmedqa --model smollm2:none --model smollm2:auto --out reports/pqa
+    """
+    from mkailin.evaluate import evaluate_pubmedqa
+    from mkailin.output import render
+
+    pairs = [(m.split(":", 1)[0], m.split(":", 1)[1] if ":" in m else "none") for m in models]
+    res = evaluate_pubmedqa(app.lake(), app.config, pairs, setting, limit, out)
+    echo_runs(res["runs"])
+    click.echo(render(res["table"], fmt))
+    for f in res["files"]:
+        click.echo(f"wrote {f}")
+
+
+@cli.command("plan")
+@click.argument("config_file", required=False, type=click.Path(dir_okay=False))
+@click.option("--articles", required=True, type=click.IntRange(min=1),
+              help="Articles to plan for (e.g. 37000000 for all of PubMed).")
+@click.option("--batch-api", is_flag=True, help="Price the answers at the Batch API rate.")
+@click.option("--gpu-tokens-per-second", default=2500.0, show_default=True,
+              help="Generated tokens/s one GPU serves (for GPU-hours).")
+@format_option
+@pass_app
+def plan_cmd(app, config_file, articles, batch_api, gpu_tokens_per_second, fmt):
+    """Estimate rows, tokens, hours and API cost of a run over N articles.
+
+    Example:
+
+        mkailin plan configs/paper.toml --articles 37000000
+    """
+    from mkailin import config as config_mod
+    from mkailin.lake import Lake
+    from mkailin.output import render
+    from mkailin.plan import plan
+
+    cfg = config_mod.load(config_file) if config_file else app.config
+    lake = None
+    try:
+        lake = Lake.open(app.lake_path)
+    except Exception:  # planning needs no lake; measured figures are used when one exists
+        lake = None
+    click.echo(render(plan(cfg, articles, lake, gpu_tokens_per_second, batch_api=batch_api), fmt))
+
+
 # ------------------------------------------------------------------------------ demo
 @cli.command()
 @click.option("--data", "data_dir", type=click.Path(file_okay=False),

@@ -42,6 +42,7 @@ class ModelSpec:
     # cost accounting, USD per million tokens
     price_input: float = 0.0
     price_output: float = 0.0
+    batch_discount: float = 0.5  # the Batch API's price as a share of the synchronous price
 
 
 @dataclass
@@ -91,6 +92,33 @@ class RetrievalConfig:
     keep_source: bool = False  # keep the question's own article among its contexts
     index_threshold: int = 100_000  # above this many vectors, build an ANN index
     rrf_k: int = 60
+
+
+@dataclass
+class AnswerConfig:
+    agents: list[str] = field(default_factory=lambda: ["final"])  # whose questions to answer
+    context_chars: int = 400  # each context in the answer prompt is cut to this length
+
+
+@dataclass
+class ExportConfig:
+    out: str = ""  # "" = <lake>/exports
+    near_duplicate_threshold: float = 0.8  # MinHash Jaccard above which questions are dupes
+    minhash_permutations: int = 64
+    context_chars: int = 1200  # each context in the corpora is cut to this length
+
+
+@dataclass
+class DownstreamConfig:
+    model: str = "smollm2"  # the target model (a key of [models]) for CPT then SFT
+    mix_pubmedqa: int = 0  # PubMedQA PQA-L training examples mixed into SFT (the paper mixes)
+
+
+@dataclass
+class EvalConfig:
+    setting: str = "reasoning-required"  # reasoning-required | question-only
+    mesh_slices: int = 6  # the most common MeSH terms of the test set, as slices
+    context_chars: int = 1500
 
 
 @dataclass
@@ -160,6 +188,10 @@ class Config:
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     preference: PreferenceConfig = field(default_factory=PreferenceConfig)
+    answer: AnswerConfig = field(default_factory=AnswerConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    downstream: DownstreamConfig = field(default_factory=DownstreamConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     source: str = ""  # the file it came from, if any
@@ -200,6 +232,11 @@ def _coerce(value, tp, where: str):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a table, got {type(value).__name__}")
         return _build(tp, value, where)
+    if origin is list:
+        (et,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+        return [_coerce(v, et, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         _, vt = typing.get_args(tp)
         if not isinstance(value, dict):
@@ -268,6 +305,7 @@ def validate(cfg: Config) -> Config:
         "preference.ic": (cfg.preference.ic, {"corpus", "intrinsic"}),
         "preference.aggregate": (cfg.preference.aggregate, {"mean", "bma"}),
         "runtime.executor": (cfg.runtime.executor, {"local", "ray"}),
+        "eval.setting": (cfg.eval.setting, {"reasoning-required", "question-only"}),
     }
     for key, (value, allowed) in choices.items():
         if value not in allowed:

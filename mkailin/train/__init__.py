@@ -65,6 +65,7 @@ def quiet_transformers() -> None:
     import warnings
 
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\..*")
+    warnings.filterwarnings("ignore", message=r".*deprecated and will be removed in v6.*")
     warnings.filterwarnings("ignore", category=UserWarning, module=r"trl\..*")
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

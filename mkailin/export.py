@@ -1,0 +1,302 @@
+"""The two corpora m-KAILIN produces, written as Parquet and JSONL with a dataset card.
+
+- **CPT** (continued pretraining): one text per final question, rendered in the template
+  below: the document, its top-k retrieved contexts, and the question the document answers.
+- **SFT**: chat records: the contexts and the question from the user, the answer from the
+  assistant.
+
+Before writing, exact duplicates (same normalised question) and near duplicates (MinHash over
+word 3-grams, Jaccard above ``export.near_duplicate_threshold``) are dropped, keeping the first
+by question id; the counts removed are reported and recorded. Each export folder holds
+``data.parquet``, ``data.jsonl``, ``README.md`` (a Hugging Face dataset card) and
+``manifest.json`` (the runs, models, scorer and config hash behind it). No secret is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mkailin.config import Config
+from mkailin.errors import InputError, MissingDependencyError
+from mkailin.lake import Lake, now
+
+CPT_TEMPLATE = """Title: {title}
+Abstract: {abstract}
+
+Related literature:
+{contexts}
+
+Question: {question}"""
+
+SFT_SYSTEM = "You are a biomedical expert. Answer the question using the given literature."
+_WS = re.compile(r"\s+")
+_NONWORD = re.compile(r"[^a-z0-9 ]+")
+
+
+def normalise(text: str) -> str:
+    return _WS.sub(" ", _NONWORD.sub(" ", (text or "").lower())).strip()
+
+
+# ------------------------------------------------------------------------------ dedup
+def _shingles(text: str, n: int = 3) -> set[str]:
+    w = normalise(text).split()
+    if len(w) < n:
+        return {" ".join(w)} if w else set()
+    return {" ".join(w[i: i + n]) for i in range(len(w) - n + 1)}
+
+
+def minhash_signatures(texts: list[str], permutations: int = 64, seed: int = 1) -> np.ndarray:
+    """MinHash signatures (texts x permutations) of word 3-gram sets, by universal hashing."""
+    prime = np.uint64((1 << 61) - 1)
+    rng = np.random.default_rng(seed)
+    a = rng.integers(1, (1 << 61) - 1, permutations, dtype=np.uint64)
+    b = rng.integers(0, (1 << 61) - 1, permutations, dtype=np.uint64)
+    sig = np.full((len(texts), permutations), np.iinfo(np.uint64).max, dtype=np.uint64)
+    for i, t in enumerate(texts):
+        sh = _shingles(t)
+        if not sh:
+            continue
+        x = np.array([int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "little")
+                      >> 3 for s in sh], dtype=np.uint64)
+        h = (np.outer(x, a) + b) % prime  # values < 2**61, products stay in uint64 (wrap ok)
+        sig[i] = h.min(axis=0)
+    return sig
+
+
+def dedup(ids: list[str], texts: list[str], threshold: float = 0.8,
+          permutations: int = 64) -> tuple[list[int], dict]:
+    """Indices to keep: first of each exact-duplicate group, then no two kept texts whose
+    estimated Jaccard similarity is at least ``threshold`` (LSH bands find candidates)."""
+    order = sorted(range(len(ids)), key=lambda i: ids[i])
+    seen: set[str] = set()
+    exact_kept = []
+    for i in order:
+        key = hashlib.sha1(normalise(texts[i]).encode()).hexdigest()
+        if key not in seen:
+            seen.add(key)
+            exact_kept.append(i)
+    n_exact = len(ids) - len(exact_kept)
+    sig = minhash_signatures([texts[i] for i in exact_kept], permutations)
+    bands = next(b for b in (16, 8, 4, 2, 1) if permutations % b == 0)
+    rows = permutations // bands
+    buckets: dict[tuple, list[int]] = {}
+    kept: list[int] = []
+    for j, i in enumerate(exact_kept):
+        cands = set()
+        keys = [(band, sig[j, band * rows:(band + 1) * rows].tobytes()) for band in range(bands)]
+        for k in keys:
+            cands.update(buckets.get(k, ()))
+        dup = any(float(np.mean(sig[j] == sig[c])) >= threshold for c in cands)
+        if not dup:
+            kept.append(i)
+            for k in keys:
+                buckets.setdefault(k, []).append(j)
+    return sorted(kept, key=lambda i: ids[i]), {"exact_duplicates": n_exact,
+                                                "near_duplicates": len(exact_kept) - len(kept)}
+
+
+# ------------------------------------------------------------------------------ records
+def _source_sql(cfg: Config, with_answers: bool) -> tuple[str, list]:
+    from mkailin.agents.retrieval import retriever_label
+
+    chars = int(cfg.export.context_chars)
+    marks = ", ".join("?" * len(cfg.answer.agents))
+    join_answers = "join answers as ans using (question_id)" if with_answers else ""
+    answer_col = ", ans.answer, ans.model as answer_model" if with_answers else ""
+    sql = f"""
+        with ctx as (
+            select c.question_id,
+                   list(struct_pack(pmid := c.pmid,
+                                    text := substr(coalesce(a.title || '. ', '')
+                                                   || coalesce(a.abstract, ''), 1, {chars}))
+                        order by c.rank) as contexts
+            from contexts as c join articles as a on a.pmid = c.pmid
+            where c.retriever = ? and c.rank <= ?
+            group by c.question_id
+        )
+        select q.question_id, q.pmid, q.agent, q.model as question_model, q.question,
+               art.title, art.abstract, ctx.contexts {answer_col}
+        from questions as q
+        join ctx using (question_id)
+        join articles as art on art.pmid = q.pmid
+        {join_answers}
+        where q.agent in ({marks}) and q.question is not null
+        order by q.question_id
+    """
+    return sql, [retriever_label(cfg, cfg.retrieval.retriever), cfg.retrieval.k,
+                 *cfg.answer.agents]
+
+
+def render_cpt(r: dict) -> str:
+    ctx = "\n".join(f"[{i}] {c['text']}" for i, c in enumerate(r["contexts"] or [], start=1))
+    return CPT_TEMPLATE.format(title=r["title"] or "(untitled)", abstract=r["abstract"] or "",
+                               contexts=ctx, question=r["question"])
+
+
+def render_sft(r: dict) -> list[dict]:
+    ctx = "\n".join(f"[{i}] {c['text']}" for i, c in enumerate(r["contexts"] or [], start=1))
+    return [{"role": "system", "content": SFT_SYSTEM},
+            {"role": "user", "content": f"Literature:\n{ctx}\n\nQuestion: {r['question']}"},
+            {"role": "assistant", "content": r["answer"]}]
+
+
+# ------------------------------------------------------------------------------ writing
+def export_dir(lake: Lake, cfg: Config, kind: str, out: str | None) -> Path:
+    base = Path(out) if out else (Path(cfg.export.out) if cfg.export.out else lake.root / "exports")
+    return base / f"corpus_{kind}"
+
+
+def _card(kind: str, stats: dict, manifest: dict) -> str:
+    what = ("continued-pretraining texts: a PubMed document, its top-k retrieved contexts and "
+            "a question it answers" if kind == "cpt" else
+            "chat-format SFT records: literature contexts and a question from the user, an "
+            "answer from the assistant")
+    models = "\n".join(f"- {k}: `{v}`" for k, v in sorted(manifest["models"].items()))
+    return f"""---
+configs:
+- config_name: default
+  data_files:
+  - split: train
+    path: data.parquet
+license: other
+task_categories:
+- {"text-generation" if kind == "cpt" else "question-answering"}
+language:
+- en
+tags:
+- biomedical
+- pubmed
+- mesh
+- m-kailin
+---
+
+# corpus_{kind}
+
+{what}, distilled from PubMed by mkailin (the m-KAILIN method: MeSH-guided preferences
+between two question agents, DPO of the question generator).
+
+## Counts
+
+- records: {stats['records']:,}
+- candidates before deduplication: {stats['candidates']:,}
+- exact duplicate questions removed: {stats['exact_duplicates']:,}
+- near-duplicate questions removed (MinHash, Jaccard >= {stats['threshold']}): {stats['near_duplicates']:,}
+
+## Sources
+
+- PubMed abstracts and MeSH headings (NLM); PubMedQA where ingested (MIT)
+- questions from the agents: {", ".join(manifest['agents'])}
+- contexts: top-{manifest['k']} by `{manifest['retriever']}`
+
+## Models
+
+{models}
+
+## Evaluation agent
+
+- judge: `{manifest['judge']}`, scorer: `{manifest['scorer']}`
+
+## Provenance
+
+- config hash: `{manifest['config_hash']}`
+- created: {manifest['created']}
+- runs: see `manifest.json`
+
+Load it with `datasets.load_dataset("parquet", data_files="data.parquet")` or from the JSONL.
+"""
+
+
+def export(lake: Lake, cfg: Config, kind: str, out: str | None = None) -> dict:
+    """Write ``corpus_cpt`` or ``corpus_sft`` and return what was written."""
+    if kind not in ("cpt", "sft"):
+        raise InputError(f"export kind must be cpt or sft, not {kind!r}")
+    from mkailin.agents.evaluation import scorer_label
+    from mkailin.train import new_run_id
+
+    sql, params = _source_sql(cfg, with_answers=(kind == "sft"))
+    src = lake.query_arrow(sql, params).to_pylist()
+    if not src:
+        need = "answers (mkailin answer)" if kind == "sft" else "questions with contexts"
+        raise InputError(f"nothing to export: the lake has no {need} for agents "
+                         f"{', '.join(cfg.answer.agents)}")
+    if kind == "sft":
+        src = [r for r in src if r.get("answer")]
+    keep, dd = dedup([r["question_id"] for r in src], [r["question"] for r in src],
+                     cfg.export.near_duplicate_threshold, cfg.export.minhash_permutations)
+    rows = [src[i] for i in keep]
+    run_id = new_run_id(f"export:{kind}")
+    folder = export_dir(lake, cfg, kind, out)
+    folder.mkdir(parents=True, exist_ok=True)
+    if kind == "cpt":
+        records = [{"id": r["question_id"], "pmid": r["pmid"], "text": render_cpt(r),
+                    "question": r["question"], "context_pmids": [c["pmid"] for c in r["contexts"]]}
+                   for r in rows]
+    else:
+        records = [{"id": r["question_id"], "pmid": r["pmid"], "messages": render_sft(r),
+                    "context_pmids": [c["pmid"] for c in r["contexts"]]} for r in rows]
+    table = pa.Table.from_pylist(records)
+    _write_atomic(folder / "data.parquet", lambda p: pq.write_table(table, p, compression="zstd"))
+    _write_atomic(folder / "data.jsonl", lambda p: p.write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8"))
+    runs = lake.query("select stage, arg_max(run_id, finished) from runs where status = 'finished' "
+                      "group by stage order by stage")
+    manifest = {
+        "kind": kind, "run_id": run_id, "created": now().isoformat(), "records": len(records),
+        "config_hash": cfg.hash(), "config_source": cfg.source or "(defaults)",
+        "agents": list(cfg.answer.agents), "k": cfg.retrieval.k,
+        "retriever": cfg.retrieval.retriever, "judge": cfg.preference.judge,
+        "scorer": scorer_label(cfg),
+        "models": {k: v for k, v in {
+            **{f"question:{a}": cfg.agent("general" if a == "final" else a).model
+               for a in cfg.answer.agents if a in ("domain", "general", "final")},
+            "answer": cfg.agent("answer").model if kind == "sft" else None,
+            "encoder": cfg.encoder(cfg.retrieval.domain_encoder
+                                   if cfg.retrieval.encoder == "domain"
+                                   else cfg.retrieval.general_encoder).model,
+        }.items() if v},
+        "runs": {stage: run for stage, run in runs},
+        "dedup": dd,
+    }
+    stats = {"records": len(records), "candidates": len(src), "threshold":
+             cfg.export.near_duplicate_threshold, **dd}
+    _write_atomic(folder / "manifest.json", lambda p: p.write_text(json.dumps(manifest, indent=2)))
+    _write_atomic(folder / "README.md", lambda p: p.write_text(_card(kind, stats, manifest)))
+    from mkailin.stage import log_event
+
+    with lake.lock(f"export {kind}"):
+        log_event(lake, run_id, f"export:{kind}", "started", config_hash=cfg.hash())
+        log_event(lake, run_id, f"export:{kind}", "finished", rows_in=len(src),
+                  rows_out=len(records), detail=json.dumps({"path": str(folder), **dd}))
+    return {"path": str(folder), "run_id": run_id, **stats}
+
+
+def _write_atomic(path: Path, write) -> None:
+    tmp = path.parent / f".{path.name}.tmp"
+    write(tmp)
+    tmp.replace(path)
+
+
+def push_to_hub(folder: str | Path, repo_id: str, dry_run: bool = False,
+                private: bool = True) -> list[tuple[str, int]]:
+    """Upload an export folder as a Hugging Face dataset; ``dry_run`` only lists the files."""
+    folder = Path(folder)
+    files = sorted((p.relative_to(folder).as_posix(), p.stat().st_size)
+                   for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    if dry_run:
+        return files
+    try:
+        from huggingface_hub import HfApi
+    except ImportError:
+        raise MissingDependencyError("huggingface_hub", None, "--push-to-hub") from None
+    api = HfApi()
+    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="dataset",
+                      allow_patterns=[name for name, _ in files])
+    return files
