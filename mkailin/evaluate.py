@@ -114,7 +114,9 @@ def model_label(model_name: str, adapter: str) -> str:
 
 
 def eval_stage(lake: Lake, cfg: Config, model_name: str, adapter_setting: str = "none",
-               setting: str | None = None) -> Stage:
+               setting: str | None = None, sample: int = 0) -> Stage:
+    """``sample`` > 0 evaluates a fixed sample of that many test items (a stable hash order),
+    the same items on every call and for every model."""
     from mkailin.artifacts import resolve_adapter
 
     setting = setting or cfg.eval.setting
@@ -126,7 +128,8 @@ def eval_stage(lake: Lake, cfg: Config, model_name: str, adapter_setting: str = 
     return Stage(
         name=f"eval-pubmedqa:{label}:{setting}",
         input_sql="select pmid, question, contexts, final_decision from pubmedqa "
-                  "where split = 'test' and final_decision is not null",
+                  "where split = 'test' and final_decision is not null order by hash(pmid)"
+                  + (f" limit {int(sample)}" if sample else ""),
         output="eval_predictions", key=("pmid",), order_by="hash(i.pmid)",
         output_filter="model = ? and setting = ?", output_params=[label, setting],
         fn=PubMedQAPredictor, fn_args=(label, model_name, spec, adapter, setting,
@@ -139,12 +142,11 @@ def eval_stage(lake: Lake, cfg: Config, model_name: str, adapter_setting: str = 
 def predict(lake: Lake, cfg: Config, model_name: str, adapter: str = "none",
             setting: str | None = None, limit: int = 0, executor: str | None = None,
             progress: bool | None = None) -> tuple[str, RunResult]:
-    stage = eval_stage(lake, cfg, model_name, adapter, setting)
+    stage = eval_stage(lake, cfg, model_name, adapter, setting, limit)
     if lake.query("select count(*) from pubmedqa where split = 'test'")[0][0] == 0:
         raise InputError("no PubMedQA test split: run `mkailin ingest pubmedqa ori_pqal.json "
                          "--ground-truth test_ground_truth.json` first")
-    r = run_stage(lake, stage, executor or cfg.runtime.executor, cfg.runtime, progress=progress,
-                  limit=limit)
+    r = run_stage(lake, stage, executor or cfg.runtime.executor, cfg.runtime, progress=progress)
     return stage.output_params[0], r
 
 
@@ -165,13 +167,12 @@ def slice_report(lake: Lake, labels: list[str], setting: str, mesh_slices: int =
         rows = [r for r in preds if r[0] == label]
         groups: dict[tuple[str, str], list] = {("overall", "all"): rows}
         for r in rows:
-            ys = year_slice(r[4])
-            if ys:
-                groups.setdefault(("year", ys), []).append(r)
+            groups.setdefault(("year", year_slice(r[4]) or "unknown"), []).append(r)
             for m in r[5] or []:
                 if m in top_mesh:
                     groups.setdefault(("mesh", m), []).append(r)
         order = [("overall", "all")] + [("year", f"{lo}-{hi}") for lo, hi in YEAR_SLICES] + \
+            ([("year", "unknown")] if ("year", "unknown") in groups else []) + \
             [("mesh", m) for m in top_mesh]
         for key in order:
             g = groups.get(key, [])

@@ -190,3 +190,119 @@ class FaultProxy:
     def __exit__(self, *exc):
         self.server.shutdown()
         self.server.server_close()
+
+
+class BatchAPIServer:
+    """The OpenAI Files + Batches API on loopback, backed by a real chat server: uploaded
+    request files are run line by line against ``upstream`` (e.g. llama.cpp) in a background
+    thread, and the output file is served when the batch completes."""
+
+    def __init__(self, upstream: str, fail_custom_ids: set[str] | None = None):
+        self.upstream = upstream.rstrip("/")
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict] = {}
+        self.fail = set(fail_custom_ids or ())
+        self.created = 0
+        self.lock = threading.Lock()
+        srv = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _send(self, code: int, obj=None, raw: bytes | None = None):
+                data = raw if raw is not None else json.dumps(obj).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json" if raw is None else
+                                 "application/octet-stream")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path.startswith("/v1/files"):
+                    self._send(200, srv._upload(self.headers.get("Content-Type", ""), body))
+                elif self.path.startswith("/v1/batches"):
+                    self._send(200, srv._create(json.loads(body)))
+                else:
+                    self._send(404, {"error": {"message": "not found"}})
+
+            def do_GET(self):
+                parts = self.path.split("?")[0].strip("/").split("/")
+                if parts[:2] == ["v1", "files"] and len(parts) == 4 and parts[3] == "content":
+                    self._send(200, raw=srv.files[parts[2]])
+                elif parts[:2] == ["v1", "batches"] and len(parts) == 3:
+                    self._send(200, srv.batches[parts[2]])
+                elif parts[:2] == ["v1", "batches"]:
+                    self._send(200, {"object": "list", "data": list(srv.batches.values()),
+                                     "has_more": False})
+                else:
+                    self._send(404, {"error": {"message": "not found"}})
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def _upload(self, ctype: str, body: bytes) -> dict:
+        from email.parser import BytesParser
+
+        msg = BytesParser().parsebytes(f"Content-Type: {ctype}\r\n\r\n".encode() + body)
+        data = next(p.get_payload(decode=True) for p in msg.get_payload()
+                    if p.get_param("name", header="content-disposition") == "file")
+        with self.lock:
+            fid = f"file-{len(self.files) + 1}"
+            self.files[fid] = data
+        return {"id": fid, "object": "file", "bytes": len(data), "created_at": int(time.time()),
+                "filename": "requests.jsonl", "purpose": "batch", "status": "processed"}
+
+    def _create(self, req: dict) -> dict:
+        with self.lock:
+            self.created += 1
+            bid = f"batch_{self.created}"
+            b = {"id": bid, "object": "batch", "endpoint": req["endpoint"], "errors": None,
+                 "input_file_id": req["input_file_id"], "completion_window": "24h",
+                 "status": "in_progress", "output_file_id": None, "created_at": int(time.time()),
+                 "request_counts": {"total": 0, "completed": 0, "failed": 0}}
+            self.batches[bid] = b
+        threading.Thread(target=self._run, args=(bid,), daemon=True).start()
+        return dict(b)
+
+    def _run(self, bid: str) -> None:
+        b = self.batches[bid]
+        host = self.upstream.split("://", 1)[1].split("/", 1)[0]
+        hostname, _, port = host.partition(":")
+        out = []
+        for line in self.files[b["input_file_id"]].decode().splitlines():
+            req = json.loads(line)
+            if req["custom_id"] in self.fail:
+                out.append({"id": f"r-{req['custom_id']}", "custom_id": req["custom_id"],
+                            "response": {"status_code": 400, "body": {"error": {"message": "bad"}}},
+                            "error": None})
+                continue
+            c = http.client.HTTPConnection(hostname, int(port or 80), timeout=120)
+            c.request("POST", req["url"], body=json.dumps(req["body"]),
+                      headers={"Content-Type": "application/json"})
+            r = c.getresponse()
+            out.append({"id": f"r-{req['custom_id']}", "custom_id": req["custom_id"],
+                        "response": {"status_code": r.status, "body": json.loads(r.read())},
+                        "error": None})
+        with self.lock:
+            fid = f"file-{len(self.files) + 1}"
+            self.files[fid] = "".join(json.dumps(o) + "\n" for o in out).encode()
+            b.update(status="completed", output_file_id=fid,
+                     request_counts={"total": len(out), "completed": len(out), "failed": 0})
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
