@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import functools
-import os
 import sys
-from pathlib import Path
 
 import click
 
@@ -126,20 +123,22 @@ def sql(app, query, fmt):
 
 
 @cli.command()
+@click.option("--views/--no-views", default=True, show_default=True,
+              help="Also count the rows of views (the MeSH similarity views take seconds).")
 @format_option
 @pass_app
-def tables(app, fmt):
+def tables(app, views, fmt):
     """List every table and view with its row count.
 
     Example:
 
-        mkailin tables --format csv
+        mkailin tables --no-views --format csv
     """
     import pyarrow as pa
 
     from mkailin.output import render
 
-    rows = app.lake().relations()
+    rows = app.lake().relations(count_views=views)
     click.echo(render(pa.Table.from_pylist(
         [{"name": n, "kind": k, "rows": c} for n, k, c in rows],
         schema=pa.schema([("name", pa.string()), ("kind", pa.string()), ("rows", pa.int64())]),
@@ -652,6 +651,54 @@ def plan_cmd(app, config_file, articles, batch_api, gpu_tokens_per_second, fmt):
     except Exception:  # planning needs no lake; measured figures are used when one exists
         lake = None
     click.echo(render(plan(cfg, articles, lake, gpu_tokens_per_second, batch_api=batch_api), fmt))
+
+
+@cli.command("run")
+@click.argument("config_file", type=click.Path(dir_okay=False))
+@click.option("--data", "data_dir", type=click.Path(file_okay=False),
+              help="Input folder laid out like shared/data (overrides inputs.data).")
+@click.option("--from", "start", help="Re-run from this step on (ignores completion markers).")
+@click.option("--until", help="Stop after this step.")
+@click.option("--dry-run", is_flag=True, help="Print the steps and the rows each would process.")
+@pass_app
+def run_cmd(app, config_file, data_dir, start, until, dry_run):
+    """Run the whole pipeline for a config: ingest to corpora and evaluation. Resumable.
+
+    Steps: ingest, train-qg-domain, train-qg-general, questions, retrieve, prefer-rule,
+    train-judge, prefer-judge, train-dpo, final-questions, retrieve-final, answer, export,
+    downstream, evaluate.
+
+    Example:
+
+        mkailin run configs/demo.toml --data ../shared/data --until export
+    """
+    from mkailin import config as config_mod
+    from mkailin.lake import Lake
+    from mkailin.pipeline import run_pipeline
+
+    cfg = config_mod.load(config_file)
+    lake = Lake.open(app._lake_path or cfg.lake, create=True)
+    run_pipeline(lake, cfg, data_dir, start, until, dry_run, echo=click.echo)
+
+
+@cli.command()
+@click.option("--all", "show_all", is_flag=True, help="Every run, not only the last per stage.")
+@format_option
+@pass_app
+def status(app, show_all, fmt):
+    """The runs log as a summary: last run per stage, rows, time, tokens, cost, failures.
+
+    Example:
+
+        mkailin status --all
+    """
+    from mkailin.output import render
+    from mkailin.status import status_table
+
+    table, failures = status_table(app.lake(), show_all)
+    click.echo(render(table, fmt))
+    for f in failures:
+        click.echo(f"failed: {f}")
 
 
 # ------------------------------------------------------------------------------ demo

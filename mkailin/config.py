@@ -112,6 +112,7 @@ class ExportConfig:
 class DownstreamConfig:
     model: str = "smollm2"  # the target model (a key of [models]) for CPT then SFT
     mix_pubmedqa: int = 0  # PubMedQA PQA-L training examples mixed into SFT (the paper mixes)
+    max_length: int = 1024  # corpus records hold a document and k contexts: longer than seeds
 
 
 @dataclass
@@ -147,6 +148,33 @@ class TrainConfig:
     beta: float = 0.1  # DPO
     holdout: float = 0.2  # judge: the share of documents held out to measure agreement
     judge_max_length: int = 1024  # judge prompts hold a document and two sets of contexts
+
+
+@dataclass
+class InputsConfig:
+    """What `mkailin run` ingests. Relative paths are relative to the config file's folder."""
+
+    data: str = ""  # a folder laid out like shared/data (mesh/, pubmed/, pubmedqa/)
+    mesh: list[str] = field(default_factory=list)
+    pubmed: list[str] = field(default_factory=list)
+    pubmedqa: str = ""
+    pubmedqa_ground_truth: str = ""
+    bioasq: str = ""
+
+
+@dataclass
+class PipelineConfig:
+    """Which optional steps `mkailin run` takes."""
+
+    train_qg: bool = True  # LoRA-SFT both question generators on seed QA first
+    train_judge: bool = True  # train the LLM judge on the rule labels
+    dpo: bool = True
+    answer: bool = True
+    export: bool = True
+    downstream: bool = True  # CPT then SFT of the downstream target
+    evaluate: bool = True  # PubMedQA: the base target vs the tuned one
+    eval_sample: int = 0  # evaluate a fixed sample of the test set (0 = all 500)
+    eval_setting: str = ""  # "" = eval.setting
 
 
 @dataclass
@@ -193,8 +221,12 @@ class Config:
     downstream: DownstreamConfig = field(default_factory=DownstreamConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    inputs: InputsConfig = field(default_factory=InputsConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     source: str = ""  # the file it came from, if any
+    extends: str = ""  # a base config file these settings override (relative to this file)
+    description: str = ""  # what this config is for (an ablation names what it changes)
 
     def model(self, name: str) -> ModelSpec:
         if name not in self.models:
@@ -215,7 +247,8 @@ class Config:
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        d.pop("source", None)
+        for k in ("source", "extends", "description", "inputs"):
+            d.pop(k, None)  # where a config came from and what it ingests are not its settings
         return d
 
     def hash(self, *sections: str) -> str:
@@ -306,6 +339,8 @@ def validate(cfg: Config) -> Config:
         "preference.aggregate": (cfg.preference.aggregate, {"mean", "bma"}),
         "runtime.executor": (cfg.runtime.executor, {"local", "ray"}),
         "eval.setting": (cfg.eval.setting, {"reasoning-required", "question-only"}),
+        "pipeline.eval_setting": (cfg.pipeline.eval_setting or cfg.eval.setting,
+                                  {"reasoning-required", "question-only"}),
     }
     for key, (value, allowed) in choices.items():
         if value not in allowed:
@@ -334,6 +369,47 @@ def configs_dir() -> Path:
     return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "configs"
 
 
+def _read_toml(p: Path, seen: tuple = ()) -> dict:
+    """The TOML of ``p`` deep-merged over the file it ``extends`` (recursively)."""
+    if p.resolve() in seen:
+        raise ConfigError(f"{p}: 'extends' makes a cycle")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not UTF-8") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    inputs = data.get("inputs")
+    if isinstance(inputs, dict):  # input paths are relative to the file that names them
+        for key, value in inputs.items():
+            if isinstance(value, str) and value:
+                inputs[key] = _rel(p, value)
+            elif isinstance(value, list):
+                inputs[key] = [_rel(p, v) if isinstance(v, str) else v for v in value]
+    base = data.get("extends")
+    if not base:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"{p}: extends: expected a file name")
+    bp = (p.parent / base) if not Path(base).is_absolute() else Path(base)
+    if not bp.is_file():
+        raise ConfigError(f"{p}: extends: no such config file {bp}")
+    merged = _deep_merge(_read_toml(bp, (*seen, p.resolve())), data)
+    merged.pop("extends", None)
+    return merged
+
+
+def _rel(p: Path, value: str) -> str:
+    return value if Path(value).is_absolute() else str((p.parent / value).resolve())
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 def load(path: str | os.PathLike | None = None) -> Config:
     """Load a TOML config over the defaults. ``None`` gives the defaults (or ./mkailin.toml)."""
     if path is None:
@@ -344,12 +420,7 @@ def load(path: str | os.PathLike | None = None) -> Config:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: no such config file")
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"{p}: not UTF-8") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    data = _read_toml(p)
     try:
         cfg = _build(Config, data, "")
     except ConfigError as e:

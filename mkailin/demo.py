@@ -38,35 +38,43 @@ def download_inputs(dest: Path, echo: Callable[[str], None]) -> Path:
 
 def run_demo(lake_path: str, data_dir: str | None, config_path: str | None = None,
              echo: Callable[[str], None] = print) -> Lake:
-    from mkailin import config as config_mod
-    from mkailin.agents.question import generate_questions
-    from mkailin.ingest.mesh import ingest_mesh
-    from mkailin.ingest.pubmed import ingest_pubmed
-    from mkailin.ingest.pubmedqa import ingest_pubmedqa
+    """Run ``configs/demo.toml`` (or the given config) end to end, then summarise."""
+    import time
 
+    from mkailin import config as config_mod
+    from mkailin.output import render
+    from mkailin.pipeline import run_pipeline
+
+    t0 = time.perf_counter()
     cfg = config_mod.load(config_path or config_mod.configs_dir() / "demo.toml")
-    data = Path(data_dir) if data_dir else download_inputs(Path("data"), echo)
-    inputs = find_inputs(data)
+    data = Path(data_dir) if data_dir else (
+        Path(cfg.inputs.data) if cfg.inputs.data else download_inputs(Path("data"), echo))
+    find_inputs(data)  # a clear error now rather than mid-run
     lake = Lake.open(lake_path, create=True)
-    echo(f"demo lake: {lake.root}")
-    steps = [("mesh", lambda: ingest_mesh(lake, inputs["mesh"]))]
-    if inputs["pubmed"]:
-        steps.append(("pubmed", lambda: ingest_pubmed(lake, inputs["pubmed"], progress=False)))
-    gt = inputs["ground_truth"][0] if inputs["ground_truth"] else None
-    steps.append(("pubmedqa", lambda: ingest_pubmedqa(lake, inputs["pubmedqa"][0], gt)))
-    for name, step in steps:
-        summary = step()
-        for line in summary.lines()[:2]:
-            echo(line)
-        for err in summary.errors:
-            echo(f"  fault: {err}")
-    for r in generate_questions(lake, cfg, ("domain", "general"), progress=False):
-        for line in r.lines():
-            echo(line)
+    echo(f"demo lake: {lake.root}  (config {cfg.source}, hash {cfg.hash()})")
+    summary = run_pipeline(lake, cfg, str(data), echo=echo)
     echo("")
     echo("tables:")
-    for name, kind, rows in lake.relations():
+    for name, kind, rows in lake.relations(count_views=False):
         if kind == "table" and rows:
             echo(f"  {name:<24} {rows:>9,}")
-    echo(f"\nquery it: duckdb {lake.catalog_path} -c \"select count(*) from articles\"")
+    exports = summary["ctx"].get("exports") or {}
+    if not exports and cfg.pipeline.export:
+        from mkailin.export import export_dir
+
+        exports = {k: str(export_dir(lake, cfg, k, None)) for k in ("cpt", "sft")}
+    for kind, path in exports.items():
+        echo(f"corpus_{kind}: {path}")
+    table = summary["ctx"].get("eval_table")
+    if table is None and cfg.pipeline.evaluate:
+        from mkailin.evaluate import side_by_side, slice_report
+
+        labels = [m for (m,) in lake.query("select distinct model from eval_predictions order by 1")]
+        setting = cfg.pipeline.eval_setting or cfg.eval.setting
+        table = side_by_side(slice_report(lake, labels, setting, cfg.eval.mesh_slices), labels)
+    if table is not None:
+        echo("\nPubMedQA (base vs tuned target):")
+        echo(render(table))
+    echo(f"\ndone in {time.perf_counter() - t0:.0f} s. Query it: duckdb {lake.catalog_path} "
+         "-c \"select count(*) from articles\"")
     return lake

@@ -71,7 +71,7 @@ def sql_literal(text: str) -> str:
 
 
 def now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class Lake:
@@ -369,8 +369,9 @@ class Lake:
     def count(self, name: str) -> int:
         return self.query(f"select count(*) from {quote_ident(check_name(name))}")[0][0]
 
-    def relations(self) -> list[tuple[str, str, int]]:
-        """Every table and view a user can query: (name, kind, rows)."""
+    def relations(self, count_views: bool = True) -> list[tuple[str, str, int | None]]:
+        """Every table and view a user can query: (name, kind, rows). Counting a view runs it,
+        which for the MeSH similarity views takes seconds: ``count_views=False`` skips them."""
         con = self.connect()
         try:
             rows = con.execute(
@@ -379,11 +380,17 @@ class Lake:
             ).fetchall()
             out = []
             tables = set(self.table_names())
-            for name, kind in rows:
+            for name, _kind in rows:
                 if name.startswith("_"):
                     continue
-                n = con.execute(f"select count(*) from {quote_ident(name)}").fetchall()[0][0]
-                out.append((name, "table" if name in tables else "view", n))
+                is_table = name in tables
+                n = None
+                if is_table or count_views:
+                    try:
+                        n = con.execute(f"select count(*) from {quote_ident(name)}").fetchall()[0][0]
+                    except duckdb.Error:  # a macro-backed view over missing inputs
+                        n = None
+                out.append((name, "table" if is_table else "view", n))
             return out
         finally:
             con.close()

@@ -7,8 +7,8 @@ import json
 
 import pyarrow as pa
 import pytest
-
 from conftest import copy_tables
+
 from mkailin.config import Config, ModelSpec
 from mkailin.evaluate import accuracy, macro_f1, side_by_side, slice_report, year_slice
 from mkailin.export import dedup, export, minhash_signatures, push_to_hub

@@ -9,8 +9,8 @@ import sys
 
 import pyarrow as pa
 import pytest
-
 from conftest import ROOT, copy_tables
+
 from mkailin.agents.evaluation import cohen_kappa, compare_judges, prefer
 from mkailin.config import Config
 
@@ -176,9 +176,8 @@ def test_judge_trains_reports_agreement_and_labels_through_the_runner(pref_lake,
 @pytest.mark.slow
 def test_dpo_reward_margin_rises_and_the_final_agent_uses_it(pref_lake, smollm2_available):
     from mkailin.agents.question import question_stage
-    from mkailin.train.dpo import train_dpo
-
     from mkailin.backends.generation import get_generator
+    from mkailin.train.dpo import train_dpo
 
     cfg = _small_training(Config())
     cfg.train.max_steps = 12

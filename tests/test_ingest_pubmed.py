@@ -6,8 +6,8 @@ import gzip
 import shutil
 
 import pytest
-
 from conftest import FIXTURES, shared
+
 from mkailin.errors import InputError
 from mkailin.ingest.pubmed import ingest_pubmed
 

@@ -10,8 +10,8 @@ import json
 import threading
 
 import pytest
-
 from conftest import FIXTURES, shared
+
 from mkailin.errors import DownloadError, InputError
 from mkailin.ingest.bioasq import ingest_bioasq
 from mkailin.ingest.fetch import fetch

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-
 from conftest import FIXTURES
+
 from mkailin.agents.question import clean_question, generate_questions, title_to_question
 from mkailin.config import Config
 from mkailin.ingest.pubmed import ingest_pubmed

@@ -54,6 +54,7 @@ def _questions(lake, rows):
 
 def test_embed_resumes_without_reembedding(lake):
     from conftest import FIXTURES, has_module
+
     from mkailin.agents.retrieval import _open
     from mkailin.ingest.pubmed import ingest_pubmed
     from mkailin.stage import scan
@@ -77,6 +78,7 @@ def test_embed_resumes_without_reembedding(lake):
 
 def test_dense_bm25_hybrid_contexts_exclude_the_source(embedded_lake, tmp_path):
     from conftest import copy_tables
+
     from mkailin.lake import Lake
 
     lake = Lake.init(tmp_path / "lake")

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from mkailin.errors import InputError
 from mkailin import schema
+from mkailin.errors import InputError
 from mkailin.ingest.common import IngestSummary, Ledger, Timer, check_input, file_key
 from mkailin.ingest.pubmedqa import load_json
 from mkailin.lake import Lake, fetch_arrow

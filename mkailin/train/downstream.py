@@ -11,6 +11,7 @@ set ``downstream.model``; the trainer picks CUDA and bfloat16 by itself.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 from pathlib import Path
@@ -88,7 +89,8 @@ def train_cpt(lake: Lake, cfg: Config, corpus: str | None = None) -> dict:
     with training_run(lake, "train-cpt", {"target": name}, cfg.hash("train", "downstream"),
                       len(texts)) as detail:
         out = artifact_dir(lake, "adapters", detail["run_id"])
-        detail.update(lora_lm(spec, texts, cfg.train, str(out)))
+        tcfg = dataclasses.replace(cfg.train, max_length=cfg.downstream.max_length)
+        detail.update(lora_lm(spec, texts, tcfg, str(out)))
         detail.update(adapter=str(out), base_model=spec.model, examples=len(texts))
     return detail
 
@@ -116,7 +118,8 @@ def train_sft(lake: Lake, cfg: Config, corpus: str | None = None,
     with training_run(lake, "train-sft", {"target": name}, cfg.hash("train", "downstream"),
                       len(records)) as detail:
         out = artifact_dir(lake, "adapters", detail["run_id"])
-        detail.update(lora_sft(spec, records, cfg.train, str(out), cpt))
+        tcfg = dataclasses.replace(cfg.train, max_length=cfg.downstream.max_length)
+        detail.update(lora_sft(spec, records, tcfg, str(out), cpt))
         detail.update(adapter=str(out), base_adapters=[a for a in cpt.split("+") if a],
                       base_model=spec.model, examples=len(records), pubmedqa_mixed=mix)
     return detail

@@ -53,6 +53,10 @@ def lora_sft(spec: ModelSpec, records: list[dict], tcfg: TrainConfig, out_dir: s
         trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(records),
                              processing_class=tokenizer, peft_config=lora_config(tcfg))
         silence(trainer)
+        if len(trainer.train_dataset) == 0:
+            raise InputError(f"none of the {len(records)} training examples fits in "
+                             f"max_length={tcfg.max_length} tokens with its completion; "
+                             "raise the max_length setting")
         trainer.train()
         trainer.model.save_pretrained(out_dir)
     tokenizer.padding_side = "left"
