@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -76,15 +77,19 @@ def echo_summary(summary) -> None:
               help="The lake folder (env MKAILIN_LAKE; default ./lake, or the config's).")
 @click.option("--config", "config_path", envvar="MKAILIN_CONFIG", type=click.Path(dir_okay=False),
               help="A mkailin.toml config (env MKAILIN_CONFIG; default ./mkailin.toml if present).")
+@click.option("--wait", "lock_wait", type=float, envvar="MKAILIN_LOCK_WAIT",
+              help="Seconds to wait when another process is writing the lake (default 0).")
 @click.version_option(package_name="mkailin")
 @click.pass_context
-def cli(ctx, lake_path, config_path):
+def cli(ctx, lake_path, config_path, lock_wait):
     """mkailin: distil biomedical QA corpora from PubMed, guided by the MeSH hierarchy.
 
     Example:
 
         mkailin init && mkailin ingest mesh MeshTree2017.tsv
     """
+    if lock_wait is not None:
+        os.environ["MKAILIN_LOCK_WAIT"] = str(lock_wait)
     ctx.obj = App(lake_path, config_path)
 
 
@@ -731,6 +736,3 @@ def main() -> None:
         click.echo("Aborted.", err=True)
         sys.exit(130)
 
-
-if __name__ == "__main__":
-    main()

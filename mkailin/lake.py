@@ -33,7 +33,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mkailin import schema
+from mkailin import failpoints, schema
 from mkailin.errors import LakeError, LakeLockedError, QueryError, UnknownTableError
 
 CATALOG = "mkailin.duckdb"
@@ -79,6 +79,8 @@ class Lake:
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).absolute()
+        # how long a writer waits for another writer's lock (CLI --wait, env MKAILIN_LOCK_WAIT)
+        self.lock_wait = float(os.environ.get("MKAILIN_LOCK_WAIT") or 0)
         self._lock_fd: int | None = None
         self._lock_depth = 0
 
@@ -233,7 +235,7 @@ class Lake:
 
     # ------------------------------------------------------------------ locking
     @contextlib.contextmanager
-    def lock(self, command: str = "", wait: float = 0.0) -> Iterator[None]:
+    def lock(self, command: str = "", wait: float | None = None) -> Iterator[None]:
         """Hold the lake's write lock. Re-entrant within one process.
 
         A second writer waits up to ``wait`` seconds, then gets a ``LakeLockedError`` that names
@@ -248,7 +250,7 @@ class Lake:
             return
         self.root.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + wait
+        deadline = time.monotonic() + (self.lock_wait if wait is None else wait)
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -434,6 +436,7 @@ def _atomic_write(table: pa.Table, path: Path) -> None:
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
     try:
         pq.write_table(table, tmp, compression="zstd")
+        failpoints.hit("parquet-write")
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

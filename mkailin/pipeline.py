@@ -251,6 +251,14 @@ def steps() -> list[Step]:
 STEP_NAMES = [s.name for s in steps()]
 
 
+def _release_models() -> None:
+    import sys
+
+    gen = sys.modules.get("mkailin.backends.generation")
+    if gen is not None:
+        gen.release_models()
+
+
 def _done(lake: Lake, name: str, config_hash: str) -> bool:
     return bool(lake.query(
         "select 1 from runs where stage = ? and status = 'finished' and config_hash = ? limit 1",
@@ -295,6 +303,7 @@ def run_pipeline(lake: Lake, cfg: Config, data: str | None = None, start: str | 
                       error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:2000])
             raise
         secs = time.perf_counter() - t0
+        _release_models()
         log_event(lake, run_id, f"pipeline:{step.name}", "finished", config_hash=h,
                   detail=json.dumps({"seconds": round(secs, 2)}))
         for line in lines:

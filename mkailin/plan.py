@@ -5,7 +5,7 @@ the latest finished run of each stage, measured on this machine) and from stated
 otherwise (prompt tokens from the template and the average abstract length at 4 characters per
 token, the configured ``max_new_tokens`` as the output). GPU-hours assume a serving throughput
 per GPU (``--gpu-tokens-per-second``, default 2,500 generated tokens/s for a 7-8B model under
-vLLM, and 20,000 prompt tokens/s); API cost uses each model's prices in ``[models]``.
+vLLM, and 20,000 prompt tokens/s; 100,000 tokens/s for a BERT-size encoder); API cost uses each model's prices in ``[models]``.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def _measured(lake: Lake | None, stage_like: str) -> StageFigures | None:
 
 def plan(cfg: Config, articles: int, lake: Lake | None = None,
          gpu_tokens_per_second: float = 2500.0, gpu_prompt_tokens_per_second: float = 20000.0,
-         batch_api: bool = False) -> pa.Table:
+         batch_api: bool = False, gpu_encode_tokens_per_second: float = 100000.0) -> pa.Table:
     avg_chars = DEFAULT_ABSTRACT_CHARS
     if lake is not None:
         got = lake.query("select avg(length(abstract)) from articles where abstract is not null")
@@ -68,6 +68,8 @@ def plan(cfg: Config, articles: int, lake: Lake | None = None,
                 cost *= spec.batch_discount
         elif model_stage and spec is not None:
             gpu_h = (t_in / gpu_prompt_tokens_per_second + t_out / gpu_tokens_per_second) / 3600
+        elif stage == "embed":
+            gpu_h = t_in / gpu_encode_tokens_per_second / 3600
         plans.append({
             "stage": stage, "rows": rows, "tokens_in": int(t_in), "tokens_out": int(t_out),
             "hours_here": fig.seconds * rows / 3600 if fig.seconds is not None else None,

@@ -34,7 +34,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mkailin import schema
+from mkailin import failpoints, schema
 from mkailin.errors import MissingDependencyError, StageError
 from mkailin.lake import Lake, arrow_reader, check_name, fetch_arrow, now, quote_ident
 
@@ -144,6 +144,7 @@ class LanceSink:
         if rows.num_rows == 0:
             return
         rows = rows.select(self.schema.names).cast(self.schema)
+        failpoints.hit("lance-write")
         tbl = self.open(lake)
         if tbl is None:
             self._db(lake).create_table(self.table, rows)
@@ -208,7 +209,10 @@ def _event(lake: Lake, run_id: str, stage: Stage, event: str, executor: str, **k
 
 
 def log_event(lake: Lake, run_id: str, stage_name: str, event: str, **kw) -> None:
-    """Log a run event for work that is not a batch stage (training, exports)."""
+    """Log a run event for work that is not a batch stage (training, exports). A start first
+    marks earlier runs of the stage whose process is gone as killed, and names the latest."""
+    if event == "started" and "resumed_from" not in kw:
+        kw["resumed_from"] = reap_dead_runs(lake, stage_name)
     _event(lake, run_id, Stage(name=stage_name, input_sql="", output="", key=(), fn=object,
                                models=kw.pop("models", {}), config_hash=kw.pop("config_hash", ""),
                                scorer=kw.pop("scorer", "")), event, kw.pop("executor", "local"),

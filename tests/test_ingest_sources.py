@@ -250,19 +250,6 @@ def test_fetch_offline_says_what_to_do(tmp_path):
 
 
 # ---------------------------------------------------------------------------- demo
-def test_demo_on_real_data(cli_lake):
-    data = shared()
-    r = cli_lake("demo", "--data", str(data))
-    assert r.exit_code == 0, r.output
-    assert "mesh: 1 file(s) ingested" in r.output
-    assert "pubmedqa: 1 file(s) ingested" in r.output
-    from mkailin.lake import Lake
-
-    lake = Lake.open(cli_lake.path)
-    assert lake.count("articles") == 1002  # 1,000 PubMedQA + 2 PubMed records
-    assert lake.count("mesh_descriptors") == 28_470
-
-
 def test_demo_without_data_offline_says_pass_data(cli_lake, monkeypatch):
     import mkailin.ingest.fetch as f
 

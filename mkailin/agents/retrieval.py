@@ -210,28 +210,54 @@ class DenseSearcher:
 
 
 def gemm_topk(matrix: np.ndarray, ids: np.ndarray, queries: np.ndarray, k: int,
-              chunk: int = 65536) -> Hits:
-    """Exact top-k inner products, streaming over the matrix in chunks (bounded memory)."""
-    nq = len(queries)
-    k = min(k, len(ids))
-    best_s = np.full((nq, k), -np.inf, np.float32)
-    best_i = np.zeros((nq, k), np.int64)
-    q = np.ascontiguousarray(queries, dtype=np.float32)
-    for start in range(0, len(ids), chunk):
-        s = q @ matrix[start: start + chunk].T
-        kk = min(k, s.shape[1])
-        part = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
-        cand_s = np.take_along_axis(s, part, axis=1)
-        all_s = np.concatenate([best_s, cand_s], axis=1)
-        all_i = np.concatenate([best_i, part + start], axis=1)
-        top = np.argpartition(-all_s, k - 1, axis=1)[:, :k]
-        best_s = np.take_along_axis(all_s, top, axis=1)
-        best_i = np.take_along_axis(all_i, top, axis=1)
-    order = np.argsort(-best_s, axis=1)
-    best_s = np.take_along_axis(best_s, order, axis=1)
-    best_i = np.take_along_axis(best_i, order, axis=1)
-    return Hits(ids[best_i].tolist(), best_s.tolist())
+              chunk: int = 65536, block: int = 32, buffer_bytes: int = 256 << 20) -> Hits:
+    """Exact top-k inner products, sorted by score (descending).
 
+    Queries go in groups whose scores against the whole matrix fit ``buffer_bytes``; the scores
+    are float32 matrix products (torch, all cores) written chunk by chunk (``chunk`` matrix rows)
+    into one (rows, queries) buffer. Selection then avoids a top-k over every score: the rows are
+    cut into blocks of ``block`` and each query keeps only its k blocks with the highest maxima.
+    That is exact: those k blocks hold k scores >= the k-th largest block maximum, so the k-th
+    best score is at least that maximum, and any row outside them scores at most that maximum
+    (equal scores aside). One vectorised max over the buffer plus a top-k over k * block
+    candidates replaces a selection over all rows per query."""
+    import torch
+
+    nq, n = len(queries), len(ids)
+    k = min(k, n)
+    if nq == 0 or k <= 0:
+        return Hits([[] for _ in range(nq)], [[] for _ in range(nq)])
+    m = torch.from_numpy(np.ascontiguousarray(matrix, dtype=np.float32))
+    q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
+    block = max(1, min(block, n))
+    nb = -(-n // block)
+    npad = nb * block
+    kb = min(k, nb)
+    group = int(max(1, min(nq, buffer_bytes // (4 * npad))))
+    offsets = torch.arange(block)
+    out_s, out_i = [], []
+    buf = None
+    with torch.inference_mode():
+        for g in range(0, nq, group):
+            qq = q[g: g + group]
+            b = len(qq)
+            if buf is None or buf.shape[1] != b:
+                buf = torch.empty(npad, b, dtype=torch.float32)
+                buf[n:] = -torch.inf  # padding rows of the last block
+            scores = buf
+            for start in range(0, n, chunk):
+                stop = min(start + chunk, n)
+                torch.mm(m[start: stop], qq.T, out=scores[start: stop])
+            block_max = scores.view(nb, block, b).amax(dim=1)  # (blocks, queries)
+            top_blocks = torch.topk(block_max.T, kb, dim=1).indices  # (queries, kb)
+            cand = (top_blocks.unsqueeze(-1) * block + offsets).reshape(b, -1)
+            vals = scores[cand, torch.arange(b).unsqueeze(1)]  # (queries, kb * block)
+            top_s, top_j = torch.topk(vals, k, dim=1)  # sorted, descending
+            out_s.append(top_s)
+            out_i.append(torch.gather(cand, 1, top_j))
+    best_s = torch.cat(out_s).numpy()
+    best_i = torch.cat(out_i).numpy()
+    return Hits(ids[best_i].tolist(), best_s.tolist())
 
 class BM25Searcher:
     def __init__(self, lake: Lake):
@@ -244,7 +270,8 @@ class BM25Searcher:
         words = _WORD.findall(text or "")
         if not words:
             return [], []
-        res = self.tbl.search(" ".join(words), query_type="fts").limit(k).select(["pmid"]).to_arrow()
+        res = self.tbl.search(" ".join(words), query_type="fts").limit(k).select(
+            ["pmid", "_score"]).to_arrow()
         return res.column("pmid").to_pylist(), [float(x) for x in res.column("_score").to_pylist()]
 
     def search(self, texts: list[str], k: int) -> Hits:

@@ -14,7 +14,6 @@ A prompt is a list of chat messages (``[{"role": "user", "content": ...}]``) or 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import os
 import random
@@ -510,11 +509,11 @@ def get_generator(spec: ModelSpec, name: str = "", adapter: str = "") -> Generat
     return _GENERATORS[key]
 
 
-@contextlib.contextmanager
-def fresh_generators():
-    """Forget cached generators (tests, or after training a new adapter)."""
-    try:
-        yield
-    finally:
-        _GENERATORS.clear()
-        _MODEL_CACHE.clear()
+def release_models() -> None:
+    """Forget every cached generator and model (between pipeline steps: each adapter chain is a
+    full copy of the weights)."""
+    import gc
+
+    _GENERATORS.clear()
+    _MODEL_CACHE.clear()
+    gc.collect()

@@ -371,12 +371,20 @@ def ingest_file(lake_root: str, path: str, key: str, file_seq: int,
         pending = 0
 
     index = 0
+    seen: dict[int, int] = {}
     with _gc_paused():
         for ev in iter_records(p):
             kind = ev[0]
             if kind == "article":
                 row, heads = ev[1], ev[2]
                 seq = base + index
+                first = seen.setdefault(row["pmid"], index)
+                if first != index:  # PubMed's rule: the later record of a PMID wins
+                    quarantine.append({"source": SOURCE, "file": str(p),
+                                       "record_key": f"{name}#{index + 1}", "action": "superseded",
+                                       "error": f"PMID {row['pmid']} appears earlier in this file "
+                                                f"(record {first + 1}); this later record wins",
+                                       "raw_excerpt": None})
                 row.update(source=SOURCE, source_file=name, ingest_seq=seq, deleted=False)
                 arts.append(row)
                 for h in heads:
@@ -497,6 +505,7 @@ def ingest_pubmed(lake: Lake, inputs: list[str | Path], jobs: int | None = None,
             if stats["fault"]:
                 summary.errors.append(stats["fault"])
             summary.files += 1
+        unknown = _flag_unknown_descriptors(lake, [a[3] for a, _ in results])
         lake.sync_catalog()
     summary.seconds = timer.seconds
     summary.read = totals["records"]
@@ -505,5 +514,27 @@ def ingest_pubmed(lake: Lake, inputs: list[str | Path], jobs: int | None = None,
     summary.extra = {"articles": totals["articles"], "deletions": totals["deleted"],
                      "mesh headings": totals["mesh"], "no abstract": totals["no_abstract"],
                      "repaired records": totals["repaired"], "book records skipped": totals["books"],
-                     "processes": jobs}
+                     "unknown MeSH UIs": unknown, "processes": jobs}
     return summary
+
+
+def _flag_unknown_descriptors(lake: Lake, file_seqs: list[int]) -> int:
+    """Headings whose descriptor UI is not in the loaded MeSH (another MeSH year, a typo) are
+    kept, and noted in ``quarantine`` once per UI and file. Nothing to check before MeSH."""
+    if not file_seqs or lake.count("mesh_descriptors") == 0:
+        return 0
+    marks = ", ".join("?" * len(file_seqs))
+    rows = lake.query(f"""
+        select a.source_file, m.descriptor_ui, any_value(m.descriptor_name), count(*)
+        from article_mesh_records as m
+        join article_records as a using (pmid, ingest_seq)
+        where m.ingest_seq // {SEQ_BASE} in ({marks})
+          and m.descriptor_ui is not null
+          and m.descriptor_ui not in (select descriptor_ui from mesh_descriptors)
+        group by 1, 2 order by 1, 2""", file_seqs)
+    lake.quarantine([{
+        "source": SOURCE, "file": f, "record_key": f"{f}:{ui}", "action": "kept",
+        "error": f"unknown MeSH descriptor UI {ui} ({name}): not in the loaded MeSH; "
+                 f"{n} heading(s) kept",
+        "raw_excerpt": None} for f, ui, name, n in rows])
+    return len(rows)

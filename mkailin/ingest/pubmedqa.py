@@ -75,6 +75,8 @@ def ingest_pubmedqa(lake: Lake, path: str | Path, ground_truth: str | Path | Non
     qa_rows, art_rows, mesh_rows, quarantine = [], [], [], []
     with Timer() as timer, lake.lock("ingest pubmedqa"):
         names = dict(lake.query("select name_lc, descriptor_ui from mesh_names"))
+        treeless = {u for (u,) in lake.query(
+            "select descriptor_ui from mesh_descriptors where len(tree_numbers) = 0")}
         ledger = Ledger(lake, SOURCE)
         key = file_key(path)
         fresh = key not in ledger.complete
@@ -125,6 +127,20 @@ def ingest_pubmedqa(lake: Lake, path: str | Path, ground_truth: str | Path | Non
         if not qa_rows:
             raise InputError(f"{path}: no PubMedQA records found")
         lake.replace_table("pubmedqa", pa.Table.from_pylist(qa_rows))
+        if fresh and names:
+            counts: dict[str, int] = {}
+            for r in qa_rows:
+                for m in r["meshes"]:
+                    if m.lower() not in names or names[m.lower()] in treeless:
+                        counts[m] = counts.get(m, 0) + 1
+            quarantine += [{
+                "source": SOURCE, "file": str(path), "record_key": f"mesh:{m}", "action": "kept",
+                "error": (f"MeSH name {m!r} maps to no descriptor in the loaded MeSH; {n} "
+                          "heading(s) kept with a NULL UI" if m.lower() not in names else
+                          f"MeSH name {m!r} ({names[m.lower()]}) has no tree number: no "
+                          f"hierarchy, its similarities are NULL; {n} heading(s) kept"),
+                "raw_excerpt": None}
+                for m, n in sorted(counts.items())]
         if fresh:
             prefix = f"part-{key[:16]}"
             for table in ("article_records", "article_mesh_records"):
@@ -141,7 +157,7 @@ def ingest_pubmedqa(lake: Lake, path: str | Path, ground_truth: str | Path | Non
         lake.sync_catalog()
     summary.seconds = timer.seconds
     summary.written = len(qa_rows)
-    summary.quarantined = len(quarantine)
+    summary.quarantined = sum(q.get("action") != "kept" for q in quarantine)
     summary.extra = {
         "test split": sum(r["split"] == "test" for r in qa_rows),
         "articles added": len(art_rows),
