@@ -16,7 +16,7 @@ demo lake="lake":
 
 # run the test suite (slow tests included, as CI runs it)
 test *args:
-    {{venv}}/python -m pytest -q {{args}}
+    {{venv}}/python -m pytest -q --durations=25 {{args}}
 
 # the quick tests only
 test-fast *args:

@@ -11,7 +11,8 @@ Layout::
       .lock                                   the write lock (one writer at a time)
 
 Readers never lock. A reader sees each part file whole or not at all, and a replaced table
-whole in its old or its new generation, never a mix.
+whole in its old or its new generation, never a mix (a query that races the swap may fail with
+"file not found"; run it again).
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ CATALOG_STORAGE_VERSION = "v1.0.0"
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 _MARKER = ".mkailin-lake"
 
+
+_SWAP_RACE = re.compile(r"Cannot open file|No files found|No such file or directory")
 
 def sql_dir() -> Path:
     """The folder of ``NNN_name.sql`` files: inside the installed package, else the repo's."""
@@ -171,7 +174,10 @@ class Lake:
         for i, t in enumerate(tables):
             first_schema = first_schema or t.schema
             if t.num_rows or not wrote:
-                _atomic_write(t, gen / f"part-{i:06d}.parquet")
+                # names unique to the generation: a reader that lists the folder just before a
+                # swap and opens the files just after finds none of them (and retries) instead
+                # of reading the new generation's files under the old listing
+                _atomic_write(t, gen / f"part-{gen.name}-{i:06d}.parquet")
                 wrote = True
         if not wrote:
             raise LakeError(f"no data and no schema given for table '{name}'")
@@ -350,23 +356,26 @@ class Lake:
         finally:
             con.close()
 
+    def _read(self, fetch, sql: str, params: list | None):
+        """Run a read query; one that raced a generation swap (its files listed before the swap
+        and gone after) runs again on the new generation."""
+        for attempt in range(5):
+            con = self.connect()
+            try:
+                return fetch(con, sql, params or [])
+            except duckdb.IOException as e:
+                if attempt == 4 or not _SWAP_RACE.search(str(e)):
+                    raise QueryError(str(e).splitlines()[0]) from None
+            except duckdb.Error as e:
+                raise QueryError(str(e).splitlines()[0]) from None
+            finally:
+                con.close()
+
     def query_arrow(self, sql: str, params: list | None = None) -> pa.Table:
-        con = self.connect()
-        try:
-            return fetch_arrow(con, sql, params)
-        except duckdb.Error as e:
-            raise QueryError(str(e).splitlines()[0]) from None
-        finally:
-            con.close()
+        return self._read(fetch_arrow, sql, params)
 
     def query(self, sql: str, params: list | None = None) -> list[tuple]:
-        con = self.connect()
-        try:
-            return con.execute(sql, params or []).fetchall()
-        except duckdb.Error as e:
-            raise QueryError(str(e).splitlines()[0]) from None
-        finally:
-            con.close()
+        return self._read(lambda con, q, p: con.execute(q, p).fetchall(), sql, params)
 
     def count(self, name: str) -> int:
         return self.query(f"select count(*) from {quote_ident(check_name(name))}")[0][0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,16 @@ def shared(*parts: str) -> Path:
 
 def has_module(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
+
+
+def duckdb_cli() -> str:
+    """The stock duckdb CLI (PyPI duckdb-cli): on PATH or beside this interpreter; skips if absent."""
+    import shutil
+
+    exe = shutil.which("duckdb") or str(Path(sys.executable).parent / "duckdb")
+    if not Path(exe).exists():
+        pytest.skip("the duckdb CLI is not installed (pip install duckdb-cli)")
+    return exe
 
 
 @pytest.fixture

@@ -78,6 +78,15 @@ def llama_server(n_ctx: int = 2048, timeout: float = 120.0):
 FAULTS = ("ok", "429", "500", "503", "slow", "malformed", "truncated", "drop")
 
 
+
+class _QuietServer(http.server.ThreadingHTTPServer):
+    """Loopback server that does not print the broken pipes its injected faults cause."""
+
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass
+
 class FaultProxy:
     """An HTTP proxy on loopback that forwards to ``upstream`` (a server root such as
     ``http://127.0.0.1:8000``; paths pass through unchanged) but, request by request, injects
@@ -111,7 +120,7 @@ class FaultProxy:
             def do_POST(self):
                 proxy._handle(self, "POST")
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _QuietServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -242,7 +251,7 @@ class BatchAPIServer:
                 else:
                     self._send(404, {"error": {"message": "not found"}})
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _QuietServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

@@ -7,11 +7,12 @@ import json
 
 import pyarrow as pa
 import pytest
-from conftest import copy_tables
 
 from mkailin.config import Config, ModelSpec
 from mkailin.evaluate import accuracy, macro_f1, side_by_side, slice_report, year_slice
 from mkailin.export import dedup, export, minhash_signatures, push_to_hub
+
+from conftest import copy_tables
 
 
 # ---------------------------------------------------------------------------- the scorer
@@ -218,9 +219,9 @@ def test_answer_stage_counts_usage_and_cost(mesh_lake, tmp_path, llama_server_ur
 
 @pytest.mark.server
 def test_batch_api_submit_poll_collect_and_resume(mesh_lake, tmp_path, llama_server_url):
-    from servers import BatchAPIServer
-
     from mkailin.agents.answer import batch_answer
+
+    from servers import BatchAPIServer
 
     lake = _corpus_lake(mesh_lake, tmp_path, n=4)
     lake.replace_table("answers", lake.read_table("answers").slice(0, 0))

@@ -16,9 +16,10 @@ import time
 
 import pytest
 
+from mkailin.lake import Lake
+
 from conftest import ROOT, has_module
 from crash_stages import STAGES, prepare, run, snapshot
-from mkailin.lake import Lake
 
 SEEDS = (11, 22, 33, 44, 55)
 NEEDS_SERVER = {"generate", "answer"}

@@ -9,10 +9,11 @@ import sys
 
 import pyarrow as pa
 import pytest
-from conftest import ROOT, copy_tables
 
 from mkailin.agents.evaluation import cohen_kappa, compare_judges, prefer
 from mkailin.config import Config
+
+from conftest import ROOT, copy_tables
 
 
 def test_cohen_kappa_by_hand():

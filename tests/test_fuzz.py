@@ -12,11 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import FIXTURES
 from mkailin.errors import InputError
 from mkailin.ingest.bioasq import parse_question
 from mkailin.ingest.mesh import detect_format, read_tsv, read_xml
 from mkailin.ingest.pubmed import iter_records
+
+from conftest import FIXTURES
 
 SLOW = os.environ.get("MKAILIN_FUZZ_EXAMPLES")
 EXAMPLES = int(SLOW) if SLOW else 200
@@ -107,7 +108,7 @@ def test_bioasq_parser_raises_only_value_errors(q):
 def test_mesh_tsv_loader_raises_only_input_errors(rows, header):
     text = ("Tree Number\tDesc Ui\tTerm\n" if header else "") + \
         "\n".join("\t".join(r) for r in rows) + "\n"
-    path = _write(text.encode(), "t.tsv")
+    path = _write(text.encode("utf-8", "surrogatepass"), "t.tsv")
     try:
         if detect_format(path) == "tsv":
             read_tsv(path, {}, [])

@@ -6,10 +6,11 @@ import gzip
 import shutil
 
 import pytest
-from conftest import FIXTURES, shared
 
 from mkailin.errors import InputError
 from mkailin.ingest.pubmed import ingest_pubmed
+
+from conftest import FIXTURES, shared
 
 SMALL = FIXTURES / "pubmed_small.xml"
 UPDATE = FIXTURES / "pubmed_update.xml"

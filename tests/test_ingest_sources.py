@@ -10,13 +10,14 @@ import json
 import threading
 
 import pytest
-from conftest import FIXTURES, shared
 
 from mkailin.errors import DownloadError, InputError
 from mkailin.ingest.bioasq import ingest_bioasq
 from mkailin.ingest.fetch import fetch
 from mkailin.ingest.mesh import ingest_mesh
 from mkailin.ingest.pubmedqa import ingest_pubmedqa
+
+from conftest import FIXTURES, shared
 
 # ---------------------------------------------------------------------------- MeSH
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 
 import pyarrow as pa
@@ -83,9 +82,9 @@ def test_sync_catalog_records_checksums_and_reapplies_safely(lake):
 
 
 def test_stock_duckdb_cli_reads_the_catalog(lake):
-    exe = shutil.which("duckdb")
-    if exe is None:
-        pytest.skip("the duckdb CLI (PyPI duckdb-cli) is not installed")
+    from conftest import duckdb_cli
+
+    exe = duckdb_cli()
     lake.write_part("questions", pa.Table.from_pylist([{"question_id": "q1", "pmid": 42}]))
     lake.sync_catalog()
     out = subprocess.run([exe, "-json", str(lake.catalog_path), "-c",

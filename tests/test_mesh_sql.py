@@ -8,10 +8,7 @@ comments. ln = natural log, lg = log10.
 from __future__ import annotations
 
 import math
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from mesh_fixture import P1, P2, P3, P4, P5, P6, fill
@@ -478,9 +475,9 @@ def test_audits_return_no_rows(con):
 # ------------------------------------------------------------------------------ catalog / CLI
 def test_views_run_in_the_stock_duckdb_cli(flake):
     """The catalog's views and macros also parse and run in the duckdb CLI (an older DuckDB)."""
-    exe = shutil.which("duckdb") or str(Path(sys.executable).parent / "duckdb")
-    if not Path(exe).exists():
-        pytest.skip("the duckdb CLI is not installed (pip install duckdb-cli)")
+    from conftest import duckdb_cli
+
+    exe = duckdb_cli()
     flake.sync_catalog()
     sql = (
         "create temp table p as select 'D03' as a, 'D04' as b; "

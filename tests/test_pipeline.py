@@ -7,9 +7,10 @@ import re
 
 import pytest
 
-from conftest import ROOT, shared
 from mkailin.config import Config, configs_dir, load
 from mkailin.lake import Lake
+
+from conftest import ROOT, shared
 
 
 @pytest.fixture(scope="module")

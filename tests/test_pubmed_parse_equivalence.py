@@ -10,11 +10,12 @@ import re
 import sys
 
 import pytest
-from conftest import DATA, FIXTURES, ROOT, shared
 from lxml import etree
 
 from mkailin.ingest import pubmed as P
 from mkailin.ingest.pubmed import RecordError, ingest_pubmed, parse_article
+
+from conftest import DATA, FIXTURES, ROOT, shared
 
 
 # ---------------------------------------------------------------- the reference (ElementPath)

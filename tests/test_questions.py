@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from conftest import FIXTURES
 
 from mkailin.agents.question import clean_question, generate_questions, title_to_question
 from mkailin.config import Config
 from mkailin.ingest.pubmed import ingest_pubmed
+
+from conftest import FIXTURES
 
 ABSTRACT = "Inhaled corticosteroids reduced asthma exacerbations in children with mild asthma."
 INSTRUCTION = "Read this text and write one question about it. Reply with the question only."

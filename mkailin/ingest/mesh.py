@@ -47,6 +47,18 @@ def detect_format(path: Path) -> str:
     )
 
 
+def _first_bad_line(path: Path) -> int:
+    """The number of the first line that is not UTF-8 (text is decoded ahead, in chunks, so
+    the decoder's own position does not say which line it was)."""
+    with open_bytes(path) as raw:
+        for lineno, line in enumerate(raw, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return lineno
+    return 0
+
+
 def read_tsv(path: Path, descriptors: dict, quarantine: list[dict]) -> int:
     n = 0
     with open_bytes(path) as raw:
@@ -67,7 +79,7 @@ def read_tsv(path: Path, descriptors: dict, quarantine: list[dict]) -> int:
                 if tree not in d["trees"]:
                     d["trees"].append(tree)
         except UnicodeDecodeError as e:
-            raise InputError(f"{path}: line {n + 2}: not UTF-8 ({e.reason})") from None
+            raise InputError(f"{path}: line {_first_bad_line(path)}: not UTF-8 ({e.reason})") from None
     return n
 
 
