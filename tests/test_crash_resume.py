@@ -1,6 +1,7 @@
-"""Crash and resume, stage by stage: SIGKILL each stage at random moments (5 seeds each, the
-seed in the test id), run it again to the end, and compare with an uninterrupted run: the same
-rows, no duplicates, no partial files, and the runs table shows the kill and the resume.
+"""Crash and resume, stage by stage: SIGKILL each stage at random moments (5 seeded kills in a
+row, the seeds and moments in the failure message), run it again to the end, and compare with
+an uninterrupted run: the same rows, no duplicates, no partial files, and the runs table shows
+the kill and the resume.
 
 Writes are slowed by failpoints (`MKAILIN_FAILPOINT`) in the killed process, so kills land in
 the middle of Parquet part writes and LanceDB appends, not only between them."""
@@ -51,41 +52,45 @@ def _server(stage: str, request) -> str | None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("stage", STAGES)
-def test_sigkill_then_resume_equals_an_uninterrupted_run(stage, seed, tmp_path, mesh_lake,
-                                                         references, request):
+def test_sigkill_then_resume_equals_an_uninterrupted_run(stage, tmp_path, mesh_lake, references,
+                                                         request):
+    """Five kills in a row, one per seed (each seed draws the moment, start-up included), then a
+    run to the end: it must equal the uninterrupted run."""
     server = _server(stage, request)
     expected = references(stage, server)
     lake = Lake.init(tmp_path / "lake")
     prepare(stage, lake, mesh_lake, server)
-    rng = random.Random(seed)
     env = {**os.environ, "MKAILIN_FAILPOINT": SLOW_WRITES, "PYTHONPATH": str(ROOT)}
     args = [sys.executable, str(ROOT / "tests" / "crash_stages.py"), stage, str(lake.root)]
     if server:
         args.append(server)
-    killed_mid_run = False
-    for _ in range(2):  # two kills at random moments (start-up included), then the resume
+    kills = []
+    for seed in SEEDS:
         p = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(1.0, 7.0))
-        if p.poll() is None:
+        wait = random.Random(seed).uniform(1.0, 6.0)
+        time.sleep(wait)
+        mid_run = p.poll() is None
+        if mid_run:
             p.send_signal(signal.SIGKILL)
-            killed_mid_run = True
         p.wait()
+        kills.append((seed, round(wait, 2), mid_run))
     run(stage, lake, server)
-    assert snapshot(stage, lake) == expected, f"stage {stage}, seed {seed}"
-    assert not list(lake.tables_dir.glob("*/*/.*.tmp")), "a partial part file was left"
-    assert not list(lake.tables_dir.glob("*/.current-*.tmp"))
+    where = f"stage {stage}, kills (seed, seconds, mid-run) {kills}"
+    assert any(mid for _, _, mid in kills), f"no kill landed mid-run: {where}"
+    assert snapshot(stage, lake) == expected, where
+    assert not list(lake.tables_dir.glob("*/*/.*.tmp")), f"a partial part file was left: {where}"
+    assert not list(lake.tables_dir.glob("*/.current-*.tmp")), where
     statuses = lake.query("select stage, status, resumed_from from runs order by started")
-    assert all(s != "running" for _, s, _ in statuses)
-    if killed_mid_run and stage in ("embed", "generate", "retrieve", "answer"):
+    assert all(s != "running" for _, s, _ in statuses), where
+    if stage in ("embed", "generate", "retrieve", "answer"):
         # a batch stage killed mid-run is recorded as killed, and the next run names it
         mine = [r for r in statuses if r[0].split(":")[0] in
                 {"embed": "embed", "generate": "generate-questions", "retrieve": "retrieve",
                  "answer": "answer"}[stage]]
         if any(s == "killed" for _, s, _ in mine):
-            assert mine[-1][1] in ("finished",) and mine[-1][2] is not None
+            assert mine[-1][1] == "finished" and mine[-1][2] is not None, where
 
 
 def test_lance_appends_killed_mid_write_leave_a_readable_table(tmp_path):

@@ -246,6 +246,29 @@ def test_no_api_key_reaches_the_lake_runs_exports_or_logs(tmp_path, llama_server
     assert r.returncode == 0 and SECRET not in r.stdout + r.stderr
 
 
+def test_a_key_comes_from_the_environment_first_then_the_keyring(monkeypatch):
+    import types
+
+    from mkailin.backends.generation import api_key
+    from mkailin.config import ModelSpec
+    from mkailin.errors import BackendError
+
+    asked = []
+    fake = types.ModuleType("keyring")
+    fake.get_password = lambda service, user: asked.append((service, user)) or (
+        "from-keyring" if user == "MKAILIN_TEST_KEY" else None)
+    monkeypatch.setitem(sys.modules, "keyring", fake)
+    spec = ModelSpec(backend="openai", model="gpt-4o", api_key_env="MKAILIN_TEST_KEY")
+    monkeypatch.delenv("MKAILIN_TEST_KEY", raising=False)
+    assert api_key(spec) == "from-keyring" and asked == [("mkailin", "MKAILIN_TEST_KEY")]
+    monkeypatch.setenv("MKAILIN_TEST_KEY", "from-env")
+    assert api_key(spec) == "from-env"
+    other = ModelSpec(backend="openai", model="gpt-4o", api_key_env="NOT_SET_ANYWHERE")
+    monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
+    with pytest.raises(BackendError, match="no API key: set the environment variable NOT_SET"):
+        api_key(other)
+
+
 def test_a_key_in_a_config_file_is_refused(tmp_path):
     from mkailin.config import load
     from mkailin.errors import ConfigError

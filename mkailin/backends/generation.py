@@ -370,15 +370,32 @@ RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
 def api_key(spec: ModelSpec) -> str:
-    """The key from the environment variable the spec names; servers on loopback need none."""
+    """The key from the environment variable the spec names, else from the system keyring
+    (service ``mkailin``, user = that variable's name; with the optional ``keyring`` package:
+    ``keyring set mkailin OPENAI_API_KEY``). Keys never come from config files or the lake;
+    servers on loopback need none."""
     key = os.environ.get(spec.api_key_env, "") if spec.api_key_env else ""
+    if not key and spec.api_key_env:
+        key = _keyring_key(spec.api_key_env)
     if not key:
         if spec.base_url and ("127.0.0.1" in spec.base_url or "localhost" in spec.base_url):
             return "not-needed"
         if not spec.base_url:
-            raise BackendError(f"no API key: set the environment variable {spec.api_key_env}")
+            raise BackendError(f"no API key: set the environment variable {spec.api_key_env} "
+                               f"(or store it with `keyring set mkailin {spec.api_key_env}`)")
         return "not-needed"
     return key
+
+
+def _keyring_key(name: str) -> str:
+    try:
+        import keyring
+    except ImportError:
+        return ""
+    try:
+        return keyring.get_password("mkailin", name) or ""
+    except Exception:  # no usable keyring backend on this machine
+        return ""
 
 
 def _retry_after(exc) -> float | None:
