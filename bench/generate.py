@@ -28,6 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# idle OpenMP threads sleep instead of spinning, so CPU seconds count work, not waiting
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from mkailin.agents.question import QuestionWriter, question_stage, sample_sql  # noqa: E402
 from mkailin.config import Config  # noqa: E402
@@ -50,21 +52,21 @@ def direct(lake: Lake, cfg: Config) -> tuple[float, int]:
     fn = QuestionWriter(*stage.fn_args)
     sql, params = sample_sql(cfg)
     table = lake.query_arrow(sql, params)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     n = 0
     for start in range(0, table.num_rows, cfg.runtime.batch_size):
         out = fn(table.slice(start, cfg.runtime.batch_size))
         n += out.num_rows
-    return time.perf_counter() - t0, n
+    return time.perf_counter() - t0, time.process_time() - c0, n
 
 
 def through_runner(lake: Lake, cfg: Config) -> tuple[float, int]:
     lake.replace_table("questions", lake.read_table("questions").slice(0, 0))
     lake.replace_table("quarantine", lake.read_table("quarantine").slice(0, 0))
     stage = question_stage(lake, cfg, "domain")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     r = run_stage(lake, stage, progress=False)
-    return time.perf_counter() - t0, r.rows_out + r.quarantined
+    return time.perf_counter() - t0, time.process_time() - c0, r.rows_out + r.quarantined
 
 
 def main() -> None:
@@ -96,14 +98,20 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="mkailin-bench-gen-"))
     try:
         lake = build_lake(Path(args.data), tmp / "lake")
-        direct(lake, dataclasses.replace(cfg, generate=dataclasses.replace(cfg.generate, articles=args.batch_size)))  # warm-up: load the model
-        d_times, r_times = [], []
+        # warm-up: load the model
+        direct(lake, dataclasses.replace(cfg, generate=dataclasses.replace(cfg.generate,
+                                                                           articles=args.batch_size)))
+        d_times, r_times, d_cpu, r_cpu = [], [], [], []
         for _ in range(args.repeats):
-            dt, n_d = direct(lake, cfg)
-            rt, n_r = through_runner(lake, cfg)
+            dt, dc, n_d = direct(lake, cfg)
+            rt, rc, n_r = through_runner(lake, cfg)
             d_times.append(dt)
             r_times.append(rt)
+            d_cpu.append(dc)
+            r_cpu.append(rc)
         d, r = statistics.median(d_times), statistics.median(r_times)
+        # each repeat runs the two back to back, so their ratio sees the same machine load
+        ratios = sorted(rt / dt for dt, rt in zip(d_times, r_times))
         res = {
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or ''}".strip(", "),
             "backend": args.backend, "articles": args.articles, "batch_size": args.batch_size,
@@ -111,6 +119,15 @@ def main() -> None:
             "direct_s": round(d, 2), "runner_s": round(r, 2),
             "direct_q_per_s": round(n_d / d, 3), "runner_q_per_s": round(n_r / r, 3),
             "overhead_pct": round(100 * (r - d) / d, 1),
+            "overhead_pct_paired_median": round(100 * (statistics.median(ratios) - 1), 1),
+            # CPU seconds of this process (all its threads): the work each path does, which
+            # other load on a shared machine does not inflate the way it inflates wall time
+            "direct_cpu_s": round(statistics.median(d_cpu), 2),
+            "runner_cpu_s": round(statistics.median(r_cpu), 2),
+            "overhead_pct_cpu": round(100 * (statistics.median(r_cpu) / statistics.median(d_cpu) - 1), 1),
+            "direct_cpu_all_s": [round(x, 2) for x in d_cpu],
+            "runner_cpu_all_s": [round(x, 2) for x in r_cpu],
+            "load_avg_1m_end": round(os.getloadavg()[0], 2),
             "direct_all_s": [round(x, 2) for x in d_times], "runner_all_s": [round(x, 2) for x in r_times],
         }
         print(json.dumps(res, indent=2))

@@ -32,6 +32,7 @@ def config(server: str | None) -> Config:
     cfg.encoders["minilm"].max_length = 64
     cfg.retrieval.retriever = "bm25"
     cfg.answer.agents = ["domain"]
+    cfg.answer.context_chars = 120  # short prompts: the answer stage takes seconds, not minutes
     if server:
         cfg.models["served"] = ModelSpec(backend="openai", model="smollm2",
                                          base_url=f"{server}/v1", max_concurrency=2)

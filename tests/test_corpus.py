@@ -254,10 +254,10 @@ def test_cpt_then_sft_losses_fall_and_eval_uses_the_adapter(mesh_lake, tmp_path,
     cfg = Config()
     export(lake, cfg, "cpt")
     export(lake, cfg, "sft")
-    cfg.train.max_steps, cfg.train.batch_size, cfg.train.max_length = 12, 2, 192
+    cfg.train.max_steps, cfg.train.batch_size, cfg.train.max_length = 8, 2, 128
     cfg.train.learning_rate = 1e-3
     cpt = train_cpt(lake, cfg)
-    assert cpt["steps"] == 12 and sum(cpt["losses"][-3:]) < sum(cpt["losses"][:3]), cpt["losses"]
+    assert cpt["steps"] == 8 and sum(cpt["losses"][-3:]) < sum(cpt["losses"][:3]), cpt["losses"]
     sft = train_sft(lake, cfg, mix_pubmedqa=4)
     assert sft["examples"] == 9 and sft["base_adapters"] == [cpt["adapter"]]
     assert sum(sft["losses"][-3:]) < sum(sft["losses"][:3]), sft["losses"]
