@@ -11,10 +11,10 @@ pool). Queries are --queries held-out texts that are not in the base: the 1,000 
 questions, the long answers and their sentences, then held-out recombinations from the pool.
 Vectors are L2-normalised float32, so cosine = inner product, and every contender gets the same
 matrix. Embeddings are cached under --out (emb-*.npy, written in resumable parts), so reruns skip
-the slow part; ``--embed-autocast bf16`` embeds the missing parts under bfloat16 autocast (faster on a CPU
-with AVX512-BF16), and emb-*.json records which rows were embedded so.
-Embedding throughput is measured apart, on a fixed sample of 2k base texts and on the 1,000 whole
-PubMedQA abstracts, in float32 and under bfloat16 autocast (with the cosine between the two).
+the slow part; ``--embed-autocast bf16`` embeds the missing parts under bfloat16 autocast
+(faster on a CPU with AVX512-BF16), and emb-*.json records which rows were embedded so. Embedding
+throughput is measured apart, on a fixed sample of 2k base texts and on the 1,000 whole PubMedQA
+abstracts, in float32 and under bfloat16 autocast (with the cosine between the two).
 
 Truth: exact top-10 by brute force (float32 numpy matrix products over query chunks, full
 argpartition of each score row). recall@10 = |returned top-10 ∩ true top-10| / 10, averaged.
