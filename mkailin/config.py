@@ -30,7 +30,7 @@ class ModelSpec:
     tokenizer: str = ""  # defaults to `model`
     adapter: str = ""  # a LoRA adapter folder, or "" for the base model
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    dtype: str = "auto"  # auto | float32 | bfloat16 | float16
+    dtype: str = "auto"  # auto | auto-bf16 | float32 | bfloat16 | float16
     batch_size: int = 8
     chat_template: bool = True  # wrap prompts in the tokenizer's chat template
     # openai backend
@@ -59,6 +59,7 @@ class EncoderSpec:
     query_prefix: str = ""
     document_prefix: str = ""
     device: str = "auto"
+    precision: str = "float32"  # float32 | bf16 | auto-bf16 (autocast where bf16 is native)
 
 
 @dataclass
@@ -148,6 +149,7 @@ class TrainConfig:
     beta: float = 0.1  # DPO
     holdout: float = 0.2  # judge: the share of documents held out to measure agreement
     judge_max_length: int = 1024  # judge prompts hold a document and two sets of contexts
+    precision: str = "auto"  # auto | bf16 | float32: bfloat16 autocast where it pays
 
 
 @dataclass

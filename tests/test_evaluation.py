@@ -12,6 +12,7 @@ import pytest
 
 from mkailin.agents.evaluation import cohen_kappa, compare_judges, prefer
 from mkailin.config import Config
+from mkailin.errors import InputError
 
 from conftest import ROOT, copy_tables
 
@@ -198,3 +199,15 @@ def test_dpo_reward_margin_rises_and_the_final_agent_uses_it(pref_lake, smollm2_
     assert '"prompt": [' in first and '"chosen": [' in first and '"rejected": [' in first
     stage = question_stage(pref_lake, cfg, "final")
     assert stage.models["adapter"] == d["adapter"]
+
+
+def test_dpo_says_when_no_pair_fits_max_length(pref_lake, smollm2_available):
+    from mkailin.train.dpo import train_dpo
+
+    cfg = _small_training(Config())
+    cfg.train.max_length = 16
+    prefer(pref_lake, cfg, "rule")
+    with pytest.raises(InputError, match=r"none of the 8 preference pairs .* max_length=16"):
+        train_dpo(pref_lake, cfg, "rule")
+    assert pref_lake.query("select status from runs where stage = 'train-dpo:general'") == \
+        [("failed",)]

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from mkailin.backends import native_bf16
 from mkailin.config import Config, EncoderSpec, RetrievalConfig
 from mkailin.errors import InputError, StageError
 from mkailin.lake import Lake
@@ -245,7 +246,7 @@ def gemm_topk(matrix: np.ndarray, ids: np.ndarray, queries: np.ndarray, k: int,
         q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
     block = max(1, min(block, n))
     if screen is None:
-        screen = nq >= 256 and n >= 65536 and _native_bf16()
+        screen = nq >= 256 and n >= 65536 and native_bf16()
     with torch.inference_mode():
         if screen:
             mb, mnorm = _bf16_copy(mat, m)
@@ -255,20 +256,6 @@ def gemm_topk(matrix: np.ndarray, ids: np.ndarray, queries: np.ndarray, k: int,
     return Hits(ids[best_i.numpy()].tolist(), best_s.numpy().tolist())
 
 
-def _native_bf16() -> bool:
-    """Whether this CPU has bfloat16 dot-product instructions (AVX512-BF16 or AMX)."""
-    global _NATIVE_BF16
-    if _NATIVE_BF16 is None:
-        try:
-            with open("/proc/cpuinfo") as f:
-                flags = next((ln for ln in f if ln.startswith("flags")), "").split()
-        except OSError:
-            flags = []
-        _NATIVE_BF16 = "avx512_bf16" in flags or "amx_bf16" in flags
-    return _NATIVE_BF16
-
-
-_NATIVE_BF16: bool | None = None
 _BF16_COPY: dict[int, tuple] = {}  # id(matrix) -> (weak reference, bfloat16 copy, max row norm)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 from mkailin.errors import MissingDependencyError, ModelError
@@ -24,3 +25,28 @@ def resolve_model_path(name: str) -> str:
     if not path.exists():
         raise ModelError(f"{name}: {path} does not exist")
     return str(path)
+
+
+_NATIVE_BF16: bool | None = None
+
+
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX).
+
+    Where it does, bfloat16 matrix products run about twice as fast as float32, so the
+    "auto-bf16" settings pick bfloat16 there; elsewhere bfloat16 is emulated and slower than
+    float32, so they stay in float32.
+    ``MKAILIN_CPU_BF16=0`` (or 1) overrides the detection.
+    """
+    global _NATIVE_BF16
+    forced = os.environ.get("MKAILIN_CPU_BF16", "")
+    if forced in ("0", "1"):
+        return forced == "1"
+    if _NATIVE_BF16 is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                flags = next((ln for ln in f if ln.startswith("flags")), "").split()
+        except OSError:
+            flags = []
+        _NATIVE_BF16 = "avx512_bf16" in flags or "amx_bf16" in flags
+    return _NATIVE_BF16

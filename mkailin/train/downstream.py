@@ -24,6 +24,7 @@ from mkailin.train import (
     log_losses,
     lora_config,
     loss_fell,
+    precision_args,
     quiet_transformers,
     require_train_extra,
     silence,
@@ -57,7 +58,7 @@ def lora_lm(spec: ModelSpec, texts: list[str], tcfg: TrainConfig, out_dir: str,
 
     from mkailin.backends.generation import load_causal_lm
 
-    tokenizer, model = load_causal_lm(spec, base_adapters, fresh=True)
+    tokenizer, model = load_causal_lm(spec, base_adapters, training=True)
     if base_adapters:
         model = model.merge_and_unload()
     tokenizer.padding_side = "right"
@@ -67,7 +68,7 @@ def lora_lm(spec: ModelSpec, texts: list[str], tcfg: TrainConfig, out_dir: str,
             per_device_train_batch_size=tcfg.batch_size,
             gradient_accumulation_steps=tcfg.gradient_accumulation, logging_steps=1,
             save_strategy="no", report_to=[], max_length=tcfg.max_length, seed=tcfg.seed,
-            use_cpu=str(model.device) == "cpu", dataset_text_field="text", packing=False,
+            **precision_args(model, tcfg), dataset_text_field="text", packing=False,
             lr_scheduler_type="constant", warmup_steps=0, disable_tqdm=True,
             dataloader_num_workers=0,
         )

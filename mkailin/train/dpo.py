@@ -21,6 +21,7 @@ from mkailin.errors import InputError
 from mkailin.lake import Lake
 from mkailin.train import (
     lora_config,
+    precision_args,
     quiet_transformers,
     require_train_extra,
     silence,
@@ -87,7 +88,7 @@ def train_dpo(lake: Lake, cfg: Config, judge: str | None = None) -> dict:
                       cfg.hash("train", "preference"), len(records)) as detail:
         out = artifact_dir(lake, "adapters", detail["run_id"])
         export_trl(records, out / "preferences.trl.jsonl")
-        tokenizer, model = load_causal_lm(spec, base, fresh=True)
+        tokenizer, model = load_causal_lm(spec, base, training=True)
         if base:
             model = model.merge_and_unload()
         tokenizer.padding_side = "left"
@@ -97,12 +98,16 @@ def train_dpo(lake: Lake, cfg: Config, judge: str | None = None) -> dict:
                 per_device_train_batch_size=t.batch_size,
                 gradient_accumulation_steps=t.gradient_accumulation, beta=t.beta,
                 max_length=t.max_length, logging_steps=1, save_strategy="no", report_to=[],
-                seed=t.seed, use_cpu=str(model.device) == "cpu", disable_tqdm=True,
+                seed=t.seed, **precision_args(model, t), disable_tqdm=True,
                 lr_scheduler_type="constant", warmup_steps=0, dataloader_num_workers=0,
             )
             trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(records),
                                  processing_class=tokenizer, peft_config=lora_config(t))
             silence(trainer)
+            if len(trainer.train_dataset) == 0:  # TRL drops pairs whose prompt fills max_length
+                raise InputError(f"none of the {len(records)} preference pairs leaves room for "
+                                 f"its answer in max_length={t.max_length} tokens; raise "
+                                 "train.max_length or lower generate.max_input_chars")
             trainer.train()
             trainer.model.save_pretrained(out)
         hist = trainer.state.log_history

@@ -18,6 +18,7 @@ from mkailin.train import (
     log_losses,
     lora_config,
     loss_fell,
+    precision_args,
     quiet_transformers,
     require_train_extra,
     silence,
@@ -36,18 +37,17 @@ def lora_sft(spec: ModelSpec, records: list[dict], tcfg: TrainConfig, out_dir: s
 
     from mkailin.backends.generation import load_causal_lm
 
-    tokenizer, model = load_causal_lm(spec, base_adapters, fresh=True)
+    tokenizer, model = load_causal_lm(spec, base_adapters, training=True)
     if base_adapters:  # train a fresh adapter on top of the merged ones
         model = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
     tokenizer.padding_side = "right"
-    device_cpu = str(model.device) == "cpu"
     with tempfile.TemporaryDirectory() as tmp:
         args = SFTConfig(
             output_dir=tmp, max_steps=tcfg.max_steps, learning_rate=tcfg.learning_rate,
             per_device_train_batch_size=tcfg.batch_size,
             gradient_accumulation_steps=tcfg.gradient_accumulation, logging_steps=1,
             save_strategy="no", report_to=[], max_length=tcfg.max_length, seed=tcfg.seed,
-            use_cpu=device_cpu, completion_only_loss=True, lr_scheduler_type="constant",
+            **precision_args(model, tcfg), completion_only_loss=True, lr_scheduler_type="constant",
             warmup_steps=0, disable_tqdm=True, dataloader_num_workers=0,
         )
         trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(records),
