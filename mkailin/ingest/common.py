@@ -68,6 +68,7 @@ class GzipReader(io.RawIOBase):
         self._chunk = chunk
         self._d = zlib.decompressobj(wbits=31)
         self._buf = b""
+        self._pos = 0  # bytes of _buf already handed out: slicing them off would copy the rest
         self._error: Exception | None = None
         self._done = False
 
@@ -75,32 +76,42 @@ class GzipReader(io.RawIOBase):
         return True
 
     def _fill(self, n: int) -> None:
-        while len(self._buf) < n and not self._done:
-            raw = self._f.read(self._chunk)
-            if not raw:
-                self._done = True
-                if not self._d.eof:
-                    self._error = EOFError(
-                        "Compressed file ended before the end-of-stream marker was reached")
-                return
-            try:
-                self._buf += self._d.decompress(raw)
-                while self._d.eof and self._d.unused_data:  # concatenated gzip members
-                    rest = self._d.unused_data
-                    self._d = zlib.decompressobj(wbits=31)
-                    self._buf += self._d.decompress(rest)
-            except zlib.error as e:
-                self._done, self._error = True, e
-                return
+        if len(self._buf) - self._pos >= n or self._done:
+            return
+        parts = [self._buf[self._pos:]]
+        have = len(parts[0])
+        try:
+            while have < n:
+                raw = self._f.read(self._chunk)
+                if not raw:
+                    self._done = True
+                    if not self._d.eof:
+                        self._error = EOFError(
+                            "Compressed file ended before the end-of-stream marker was reached")
+                    break
+                try:
+                    out = self._d.decompress(raw)
+                    while self._d.eof and self._d.unused_data:  # concatenated gzip members
+                        rest = self._d.unused_data
+                        self._d = zlib.decompressobj(wbits=31)
+                        out += self._d.decompress(rest)
+                except zlib.error as e:
+                    self._done, self._error = True, e
+                    break
+                parts.append(out)
+                have += len(out)
+        finally:
+            self._buf, self._pos = b"".join(parts), 0
 
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
             n = 1 << 62
         self._fill(n)
-        if not self._buf and self._error is not None:
+        if self._pos >= len(self._buf) and self._error is not None:
             err, self._error = self._error, None
             raise err
-        out, self._buf = self._buf[:n], self._buf[n:]
+        out = self._buf[self._pos: self._pos + n]
+        self._pos += len(out)
         return out
 
     def readinto(self, b) -> int:

@@ -106,44 +106,56 @@ def _year(article) -> int | None:
     return int(m.group(0)) if m else None
 
 
-def _heading(mh, pmid: int) -> dict | None:
-    """One ``<MeshHeading>``: its first DescriptorName and all its QualifierNames."""
-    d = None
-    quals = None
-    for c in mh:
-        tag = c.tag
-        if tag == "DescriptorName":
+def _headings(mc, uis: list, names: list, majors: list, quals: list) -> None:
+    """Append each ``<MeshHeading>`` of a citation to the column lists: its first
+    DescriptorName's UI and name, whether it or any qualifier is major, and the qualifier
+    names. Columns, not a dict per heading: a record has a dozen headings, and the lists go
+    to Arrow as they are."""
+    for mhl in mc.iterchildren("MeshHeadingList"):
+        for mh in mhl.iterchildren("MeshHeading"):
+            d = None
+            qs = None
+            for c in mh:
+                tag = c.tag
+                if tag == "DescriptorName":
+                    if d is None:
+                        d = c
+                elif tag == "QualifierName":
+                    if qs is None:
+                        qs = [c]
+                    else:
+                        qs.append(c)
             if d is None:
-                d = c
-        elif tag == "QualifierName":
-            if quals is None:
-                quals = [c]
+                continue
+            get = d.get
+            major = get("MajorTopicYN") == "Y"
+            if qs is None:
+                qnames = []
             else:
-                quals.append(c)
-    if d is None:
-        return None
-    get = d.get
-    major = get("MajorTopicYN") == "Y"
-    if quals is None:
-        names = []
-    else:
-        if not major:
-            for q in quals:  # a plain loop: any() over a generator costs more for 1-3 items
-                if q.get("MajorTopicYN") == "Y":
-                    major = True
-                    break
-        names = [_text(q) for q in quals]
-    if len(d):
-        name = _text(d)
-    else:  # a MeSH name is short: collapsing it costs less than testing whether it needs it
-        name = d.text
-        name = (" ".join(name.split()) or None) if name else None
-    return {"pmid": pmid, "descriptor_ui": get("UI"), "descriptor_name": name,
-            "major_topic": major, "qualifiers": names}
+                if not major:
+                    for q in qs:  # a plain loop: any() over a generator costs more for 1-3 items
+                        if q.get("MajorTopicYN") == "Y":
+                            major = True
+                            break
+                qnames = [_text(q) for q in qs]
+            if len(d):
+                name = _text(d)
+            else:  # a MeSH name is short: collapsing it costs less than testing whether it needs it
+                name = d.text
+                name = (" ".join(name.split()) or None) if name else None
+            uis.append(get("UI"))
+            names.append(name)
+            majors.append(major)
+            quals.append(qnames)
 
 
-def parse_article(elem) -> tuple[dict, list[dict]]:
-    """One ``<PubmedArticle>`` element into an article row and its MeSH rows."""
+# the article fields parse_record returns, in order
+ARTICLE_FIELDS = ("pmid", "title", "abstract", "journal", "pub_year", "language", "version")
+
+
+def parse_record(elem) -> tuple[tuple, tuple[list, list, list, list]]:
+    """One ``<PubmedArticle>`` element into its article fields (``ARTICLE_FIELDS``) and its
+    MeSH headings as columns (descriptor UIs, names, major flags, qualifier lists)."""
     mc = _child(elem, "MedlineCitation")
     pmid_el = _child(mc, "PMID") if mc is not None else None
     pmid_text = (pmid_el.text or "").strip() if pmid_el is not None else ""
@@ -161,22 +173,21 @@ def parse_article(elem) -> tuple[dict, list[dict]]:
                 label = s.get("Label")
                 sections.append(f"{label}: {t}" if label else t)
     version = pmid_el.get("Version")
-    row = {
-        "pmid": pmid,
-        "title": _text(_child(art, "ArticleTitle")),
-        "abstract": "\n".join(sections) or None,
-        "journal": _findtext(art, "Journal", "Title"),
-        "pub_year": _year(art),
-        "language": _findtext(art, "Language"),
-        "version": int(version) if version and version.isdigit() else 1,
-    }
-    mesh = []
-    for mhl in mc.iterchildren("MeshHeadingList"):
-        for mh in mhl.iterchildren("MeshHeading"):
-            h = _heading(mh, pmid)
-            if h is not None:
-                mesh.append(h)
+    row = (pmid, _text(_child(art, "ArticleTitle")), "\n".join(sections) or None,
+           _findtext(art, "Journal", "Title"), _year(art), _findtext(art, "Language"),
+           int(version) if version and version.isdigit() else 1)
+    mesh: tuple[list, list, list, list] = ([], [], [], [])
+    _headings(mc, *mesh)
     return row, mesh
+
+
+def parse_article(elem) -> tuple[dict, list[dict]]:
+    """One ``<PubmedArticle>`` element as an article dict and a dict per MeSH heading."""
+    row, (uis, names, majors, quals) = parse_record(elem)
+    pmid = row[0]
+    return dict(zip(ARTICLE_FIELDS, row)), [
+        {"pmid": pmid, "descriptor_ui": u, "descriptor_name": n, "major_topic": m,
+         "qualifiers": q} for u, n, m, q in zip(uis, names, majors, quals)]
 
 
 def parse_delete(elem) -> list[int]:
@@ -187,7 +198,7 @@ def _element_events(elem) -> Iterator[tuple]:
     tag = elem.tag
     if tag == "PubmedArticle":
         try:
-            row, mesh = parse_article(elem)
+            row, mesh = parse_record(elem)
             yield ("article", row, mesh)
         except RecordError as e:
             yield ("bad", str(e), etree.tostring(elem, encoding="unicode")[:2000], "dropped")
@@ -206,7 +217,8 @@ def _root_tag(path: Path) -> str | None:
 
 
 def iter_records(path: Path) -> Iterator[tuple]:
-    """Events for each record of a file, in order: ('article', row, mesh), ('delete', pmids),
+    """Events for each record of a file, in order: ('article', fields, mesh columns) as
+    ``parse_record`` gives them, ('delete', pmids),
     ('book',), ('bad', error, excerpt, action), ('repaired', note, excerpt),
     and at most one ('fault', message) for a file-level fault."""
     done = 0
@@ -327,6 +339,70 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+_ART_SCHEMA = TABLES["article_records"]
+_MESH_SCHEMA = TABLES["article_mesh_records"]
+# article_records columns in schema order, as ingest_file builds each row
+assert _ART_SCHEMA.names == ["pmid", "title", "abstract", "journal", "pub_year", "language",
+                             "source", "source_file", "version", "ingest_seq", "deleted"]
+assert _MESH_SCHEMA.names == ["pmid", "ingest_seq", "descriptor_ui", "descriptor_name",
+                              "major_topic", "qualifiers"]
+
+
+class _Columns:
+    """A part's rows as they arrive: article rows as tuples in schema order and MeSH rows as
+    six column lists, turned into Arrow every ``BATCH_ROWS`` articles (far more compact than
+    Python objects, so a worker holds ~BATCH_ROWS rows of them, not a whole part's worth)."""
+
+    def __init__(self) -> None:
+        self.arts: list[tuple] = []
+        self.mesh: tuple[list, ...] = ([], [], [], [], [], [])
+        self.art_batches: list[pa.Table] = []
+        self.mesh_batches: list[pa.Table] = []
+        self.rows = 0  # article rows of the current part (Arrow and Python)
+
+    def add_article(self, f: tuple, seq: int, source_file: str, heads: tuple) -> None:
+        pmid = f[0]
+        self.arts.append((pmid, f[1], f[2], f[3], f[4], f[5], SOURCE, source_file, f[6], seq,
+                          False))
+        n = len(heads[0])
+        if n:
+            m = self.mesh
+            m[0].extend([pmid] * n)
+            m[1].extend([seq] * n)
+            m[2].extend(heads[0])
+            m[3].extend(heads[1])
+            m[4].extend(heads[2])
+            m[5].extend(heads[3])
+
+    def add_deletion(self, pmid: int, seq: int, source_file: str) -> None:
+        self.arts.append((pmid, None, None, None, None, None, SOURCE, source_file, None, seq,
+                          True))
+
+    def to_arrow(self) -> None:
+        if self.arts:
+            cols = zip(*self.arts)
+            self.art_batches.append(pa.Table.from_arrays(
+                [pa.array(c, type=f.type) for c, f in zip(cols, _ART_SCHEMA)],
+                schema=_ART_SCHEMA))
+            self.rows += len(self.arts)
+            self.arts = []
+        if self.mesh[0]:
+            self.mesh_batches.append(pa.Table.from_arrays(
+                [pa.array(c, type=f.type) for c, f in zip(self.mesh, _MESH_SCHEMA)],
+                schema=_MESH_SCHEMA))
+            self.mesh = ([], [], [], [], [], [])
+        gc.collect(0)  # the young objects since the last batch: any cyclic garbage goes here
+
+    def take(self) -> list[tuple[str, pa.Table]]:
+        """The part's tables, and a fresh start for the next part."""
+        self.to_arrow()
+        out = [(t, pa.concat_tables(b).combine_chunks())
+               for t, b in (("article_records", self.art_batches),
+                            ("article_mesh_records", self.mesh_batches)) if b]
+        self.art_batches, self.mesh_batches, self.rows = [], [], 0
+        return out
+
+
 def ingest_file(lake_root: str, path: str, key: str, file_seq: int,
                 chunk_rows: int = CHUNK_ROWS) -> dict:
     """Parse one file and write its parts. Runs in a worker process."""
@@ -335,40 +411,17 @@ def ingest_file(lake_root: str, path: str, key: str, file_seq: int,
     name = p.name
     prefix = f"part-{key[:16]}"
     base = file_seq * SEQ_BASE
-    arts: list[dict] = []
-    mesh: list[dict] = []
-    # rows of the current part already turned into Arrow: far more compact than row dicts, so a
-    # worker holds ~BATCH_ROWS rows as Python objects, not a whole part's worth
-    art_batches: list[pa.Table] = []
-    mesh_batches: list[pa.Table] = []
-    pending = 0  # article rows of the current part (Arrow and Python)
+    cols = _Columns()
     quarantine: list[dict] = []
     stats = {"records": 0, "articles": 0, "deleted": 0, "books": 0, "mesh": 0,
              "no_abstract": 0, "quarantined": 0, "repaired": 0, "fault": None}
     chunk = 0
 
-    def to_arrow():
-        nonlocal arts, mesh
-        # with the schema, not the first row's keys: a batch that starts with a deletion row
-        # (it has no title, abstract, ...) would otherwise drop those columns for every row
-        if arts:
-            art_batches.append(pa.Table.from_pylist(arts, schema=TABLES["article_records"]))
-        if mesh:
-            mesh_batches.append(pa.Table.from_pylist(mesh, schema=TABLES["article_mesh_records"]))
-        arts, mesh = [], []
-        gc.collect(0)  # the young objects since the last batch: any cyclic garbage goes here
-
     def flush():
-        nonlocal chunk, pending
-        to_arrow()
-        for table, batches in (("article_records", art_batches),
-                               ("article_mesh_records", mesh_batches)):
-            if batches:
-                lake.write_part(table, pa.concat_tables(batches).combine_chunks(),
-                                f"{prefix}-{chunk:05d}")
-            batches.clear()
+        nonlocal chunk
+        for table, t in cols.take():
+            lake.write_part(table, t, f"{prefix}-{chunk:05d}")
         chunk += 1
-        pending = 0
 
     index = 0
     seen: dict[int, int] = {}
@@ -376,27 +429,22 @@ def ingest_file(lake_root: str, path: str, key: str, file_seq: int,
         for ev in iter_records(p):
             kind = ev[0]
             if kind == "article":
-                row, heads = ev[1], ev[2]
-                seq = base + index
-                first = seen.setdefault(row["pmid"], index)
+                f, heads = ev[1], ev[2]
+                pmid = f[0]
+                first = seen.setdefault(pmid, index)
                 if first != index:  # PubMed's rule: the later record of a PMID wins
                     quarantine.append({"source": SOURCE, "file": str(p),
                                        "record_key": f"{name}#{index + 1}", "action": "superseded",
-                                       "error": f"PMID {row['pmid']} appears earlier in this file "
+                                       "error": f"PMID {pmid} appears earlier in this file "
                                                 f"(record {first + 1}); this later record wins",
                                        "raw_excerpt": None})
-                row.update(source=SOURCE, source_file=name, ingest_seq=seq, deleted=False)
-                arts.append(row)
-                for h in heads:
-                    h["ingest_seq"] = seq
-                mesh.extend(heads)
+                cols.add_article(f, base + index, name, heads)
                 stats["articles"] += 1
-                stats["mesh"] += len(heads)
-                stats["no_abstract"] += row["abstract"] is None
+                stats["mesh"] += len(heads[0])
+                stats["no_abstract"] += f[2] is None
             elif kind == "delete":
                 for pm in ev[1]:
-                    arts.append({"pmid": pm, "source": SOURCE, "source_file": name,
-                                 "ingest_seq": base + index, "deleted": True})
+                    cols.add_deletion(pm, base + index, name)
                     stats["deleted"] += 1
             elif kind == "book":
                 stats["books"] += 1
@@ -416,10 +464,9 @@ def ingest_file(lake_root: str, path: str, key: str, file_seq: int,
                                    "action": "dropped" if kind == "fault" else "resynced"})
                 continue
             index += 1
-            if len(arts) >= BATCH_ROWS:
-                pending += len(arts)
-                to_arrow()
-            if pending + len(arts) >= chunk_rows:
+            if len(cols.arts) >= BATCH_ROWS:
+                cols.to_arrow()
+            if cols.rows + len(cols.arts) >= chunk_rows:
                 flush()
         flush()
     stats["records"] = index
