@@ -59,14 +59,24 @@ def is_gzip(path: Path) -> bool:
         return f.read(2) == GZIP_MAGIC
 
 
+try:  # ISA-L inflates the same gzip streams about 2.5x faster than zlib
+    from isal import isal_zlib as _inflate
+
+    _INFLATE_ERRORS: tuple[type[Exception], ...] = (zlib.error, _inflate.error)
+except ImportError:  # pragma: no cover - isal is a dependency, but zlib always works
+    _inflate = zlib  # type: ignore[assignment]
+    _INFLATE_ERRORS = (zlib.error,)
+
+
 class GzipReader(io.RawIOBase):
     """Streaming gzip decompression that hands out every byte it can before reporting a
-    truncated or corrupt stream (``gzip.open`` drops the last buffer when it raises)."""
+    truncated or corrupt stream (``gzip.open`` drops the last buffer when it raises). A corrupt
+    stream is reported as ``zlib.error`` whichever inflater read it."""
 
     def __init__(self, path: Path, chunk: int = 1 << 16):
         self._f = open(path, "rb")
         self._chunk = chunk
-        self._d = zlib.decompressobj(wbits=31)
+        self._d = _inflate.decompressobj(wbits=31)
         self._buf = b""
         self._pos = 0  # bytes of _buf already handed out: slicing them off would copy the rest
         self._error: Exception | None = None
@@ -93,10 +103,11 @@ class GzipReader(io.RawIOBase):
                     out = self._d.decompress(raw)
                     while self._d.eof and self._d.unused_data:  # concatenated gzip members
                         rest = self._d.unused_data
-                        self._d = zlib.decompressobj(wbits=31)
+                        self._d = _inflate.decompressobj(wbits=31)
                         out += self._d.decompress(rest)
-                except zlib.error as e:
-                    self._done, self._error = True, e
+                except _INFLATE_ERRORS as e:
+                    self._done = True
+                    self._error = e if isinstance(e, zlib.error) else zlib.error(str(e))
                     break
                 parts.append(out)
                 have += len(out)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import gc
+import io
 import multiprocessing as mp
 import os
 import re
@@ -208,6 +209,105 @@ def _element_events(elem) -> Iterator[tuple]:
         yield ("book",)
 
 
+# ---------------------------------------------------------------------------- pruning
+# Elements no field is read from, cut from the bytes before libxml2 sees them: author lists
+# (a third of a typical record), chemicals and the whole PubmedData (history, article ids,
+# references). Each record is searched for them in document order, between the end of the
+# record before and its own end tag. A cut is one whole element (its end tag found within the
+# record, no record start inside it), and leaves its newlines behind so that libxml2's line
+# numbers stay those of the file.
+_PRUNE = tuple((b"<" + t, b"</" + t + b">") for t in (b"AuthorList", b"ChemicalList",
+                                                         b"PubmedData"))
+_RECORD_END = b"</PubmedArticle>"
+_RECORD_START = b"<PubmedArticle"
+_NAME_END = (b">", b" ", b"\n", b"\t", b"\r")
+
+
+def _prune(buf: bytes, end: int | None = None) -> bytes:
+    """``buf[:end]`` with the ``_PRUNE`` elements of its PubmedArticle records cut out."""
+    if end is None:
+        end = len(buf)
+    find, count = buf.find, buf.count
+    out = []
+    kept = pos = 0
+    while True:
+        e = find(_RECORD_END, pos, end)
+        if e < 0:
+            break
+        for start, stop in _PRUNE:
+            i = find(start, pos, e)
+            if i < 0 or buf[i + len(start): i + len(start) + 1] not in _NAME_END:
+                continue
+            j = find(stop, i, e)
+            if j < 0 or find(_RECORD_START, i, j) >= 0:  # unclosed here: libxml2 will say so
+                continue
+            j += len(stop)
+            out.append(buf[kept:i])
+            nl = count(b"\n", i, j)
+            if nl:
+                out.append(b"\n" * nl)
+            kept = pos = j
+        pos = e + len(_RECORD_END)
+    out.append(buf[kept:end])
+    return b"".join(out)
+
+
+class _Pruned(io.RawIOBase):
+    """A decompressed PubMed stream with the ``_PRUNE`` elements cut out, a block of whole
+    records at a time. Like ``GzipReader`` it hands out every byte it has before raising the
+    error that ended the stream (a truncated gzip)."""
+
+    def __init__(self, raw, block: int = 1 << 20):
+        self._raw = raw
+        self._block = block
+        self._carry = b""
+        self._out = b""
+        self._pos = 0
+        self._eof = False
+        self._error: BaseException | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def _refill(self) -> None:
+        try:
+            data = self._raw.read(self._block)
+        except _FAULTS as e:
+            data, self._error = b"", e
+        if not data:  # the rest as it is: an unfinished record is not pruned
+            self._eof = True
+            self._out, self._pos, self._carry = self._carry, 0, b""
+            return
+        buf = self._carry + data if self._carry else data
+        cut = buf.rfind(_RECORD_END)
+        if cut < 0:  # no record ends in it yet: read on
+            self._carry = buf
+            self._out, self._pos = b"", 0
+            return
+        cut += len(_RECORD_END)
+        self._out, self._pos = _prune(buf, cut), 0
+        self._carry = buf[cut:]
+
+    def read(self, n: int = -1) -> bytes:
+        while self._pos >= len(self._out):
+            if self._eof:
+                if self._error is not None:
+                    err, self._error = self._error, None
+                    raise err
+                return b""
+            self._refill()
+        if n is None or n < 0:
+            n = len(self._out) - self._pos
+        out = self._out[self._pos: self._pos + n]
+        self._pos += len(out)
+        return out
+
+    def readinto(self, b) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
 # ---------------------------------------------------------------------------- file streaming
 def _root_tag(path: Path) -> str | None:
     head = read_head(path, 8192)
@@ -225,7 +325,8 @@ def iter_records(path: Path) -> Iterator[tuple]:
     fault = None
     try:
         with open_bytes(path) as f:
-            for _, elem in etree.iterparse(f, events=("end",), tag=RECORD_TAGS, huge_tree=True):
+            for _, elem in etree.iterparse(_Pruned(f), events=("end",), tag=RECORD_TAGS,
+                                           huge_tree=True):
                 yield from _element_events(elem)
                 done += 1
                 elem.clear(keep_tail=True)
@@ -299,12 +400,15 @@ def _resync(path: Path, skip: int, first_fault: str) -> Iterator[tuple]:
 
 
 def _parse_one(rec: bytes, index: int) -> Iterator[tuple]:
-    try:
-        elem = etree.fromstring(rec, parser=_PARSER)
+    pruned = _prune(rec)
+    for data in (pruned, rec) if pruned != rec else (rec,):  # unpruned, should pruning misfire
+        try:
+            elem = etree.fromstring(data, parser=_PARSER)
+        except etree.XMLSyntaxError as e:
+            first = e
+            continue
         yield from _element_events(elem)
         return
-    except etree.XMLSyntaxError as e:
-        first = e
     try:
         fixed = rec.decode("utf-8", "replace").encode("utf-8")
         if fixed != rec:
