@@ -436,15 +436,16 @@ PROFILE_NOTES = """
 
 CPU seconds on `pubmed-bench-0001.xml.gz` of the 200k set; pubmed_parser takes 13.3 s on it.
 
-| step | CPU s | share |
-| --- | ---: | ---: |
-| gunzip (zlib + `common.GzipReader`) | 0.5 | 8% |
-| libxml2 parse (lxml `iterparse`, clearing each record) | 2.9 | 46% |
-| field extraction (`parse_article`: title, abstract, year, MeSH headings ~2/3 of it) | 1.7 | 27% |
-| row dicts -> Arrow, zstd Parquet parts, bookkeeping | 1.2 | 19% |
-| **`ingest_file` in all** | **6.4** | 100% |
+| step | before | now | share now |
+| --- | ---: | ---: | ---: |
+| gunzip (`common.GzipReader`: zlib before, ISA-L now) | 0.5 | 0.3 | 6% |
+| cutting AuthorList, ChemicalList, PubmedData from the bytes (`pubmed._prune`) | - | 0.4 | 7% |
+| libxml2 parse (lxml `iterparse`, clearing each record) | 2.9 | 1.7 | 33% |
+| field extraction (`parse_record`: title, abstract, year, MeSH headings ~2/3 of it) | 1.7 | 1.55 | 31% |
+| rows -> Arrow, zstd Parquet parts, bookkeeping | 1.2 | 1.1 | 22% |
+| **`ingest_file` in all** | **6.4** | **5.0** | 100% |
 
-Changes made for this benchmark (each in `mkailin/ingest/pubmed.py`, rows and Parquet parts
+Changes made for this benchmark (each in `mkailin/ingest/`, rows and Parquet parts
 byte-identical before/after on the real records, the fixtures, edge cases and generated records;
 `tests/test_pubmed_parse_equivalence.py` keeps the old ElementPath parser as the reference):
 - record parsing walks children with lxml's C-level `iterchildren(tag)` instead of ElementPath
@@ -456,19 +457,25 @@ byte-identical before/after on the real records, the fixtures, edge cases and ge
   25,000-row part is written: peak RSS per worker 553 -> 329 MB, and 7.2 s -> 6.4 s;
 - part tables are built from the table schema: `pa.Table.from_pylist` took the columns from
   the first row, so a part that started with a DeleteCitation row lost the title, abstract, ...
-  of every article row after it (a bug, fixed).
+  of every article row after it (a bug, fixed);
+- article rows are tuples and MeSH headings column lists, turned into Arrow column by column
+  (no dict per row or heading), and `GzipReader` hands out bytes by offset instead of copying
+  the rest of its buffer on every read: 6.1 s -> 5.7 s;
+- ISA-L (`isal`) inflates instead of zlib (0.40 -> 0.16 s of pure inflate): 5.7 s -> 5.45 s;
+- the elements no field comes from (AuthorList, ChemicalList, PubmedData: 42% of these records'
+  bytes) are cut from each record's bytes before libxml2 sees them, keeping their newlines so
+  error line numbers stay the file's; a cut never crosses a record, and the record-by-record
+  recovery path retries a record unpruned before it quarantines it
+  (`tests/test_pubmed_prune.py`): 5.45 s -> 5.0-5.2 s.
 
-What would close the gap to 2x per core (not done: outside this file or not local):
+What would go further (not done):
 - a compiled extractor (Cython against lxml's C API, or a Rust `quick-xml` reader) that pulls
-  only PMID, title, abstract, journal, year, language and MeSH: the Python extraction (27%) and
-  most of the row/Arrow work (19%) would go, and skipping the tree for AuthorList, History, ...
-  would cut the libxml2 share;
-- `common.GzipReader.read` copies its whole buffer on every read (`self._buf[n:]`): an offset or
-  a `bytearray` + `del` would save ~0.1-0.3 s of the 0.5 s above;
+  only PMID, title, abstract, journal, year, language and MeSH: the Python extraction (31%) and
+  most of the row/Arrow work would go;
 - with 2 processes the main process hashes every file and spawns workers (importing pyarrow,
   lxml) before any parsing, and 7 files of 30k records split 4/3: hashing inside the workers
   and scheduling the largest files first would help the 2-process figure; on this shared 2-core
-  machine, though, the other load (~1 core) is what holds the 2-process runs back.
+  machine, though, any other load holds the 2-process runs back.
 """
 
 
