@@ -21,12 +21,14 @@ argpartition of each score row). recall@10 = |returned top-10 ∩ true top-10| /
 
 Contenders (each searched for the top 10 of the same queries):
 - mkailin: ``gemm_topk`` on the matrix (bfloat16 screen, float32 only, in calls of
-  --stage-batch questions, and the version before the screen); ``DenseSearcher`` in its modes
+  --stage-batch questions, and the version before the screen); its inverted file searched in
+  matrix products (``ivf.IVFIndex``, sweeping nprobe); ``DenseSearcher`` in its modes
   (gemm, ann on the index ``ensure_index`` builds, flat, and auto, which picks gemm at this size);
 - LanceDB 0.40: no index (brute force), IVF_PQ (sweeping nprobes and the refine factor), and
   IVF_HNSW_SQ (sweeping nprobes and ef);
-- FAISS (faiss-cpu): IndexFlatIP (exact), HNSW (IndexHNSWFlat, sweeping efSearch) and IVF-PQ
-  with exact re-ranking (IndexRefineFlat over IndexIVFPQ, sweeping nprobe and k_factor).
+- FAISS (faiss-cpu): IndexFlatIP (exact), HNSW (IndexHNSWFlat, sweeping efSearch), IVF-PQ
+  with exact re-ranking (IndexRefineFlat over IndexIVFPQ, sweeping nprobe and k_factor) and
+  IVF-Flat (the same kind of index as mkailin's, sweeping nprobe).
 
 Measured: index build seconds, single-query q/s (one query per call, over the first --single
 queries), batched q/s (all --queries in one call, as the ``retrieve`` stage does per batch), and
@@ -520,6 +522,33 @@ def run_mkailin_gemm(b: Bench, ids: np.ndarray) -> None:
     b.measure("mkailin", "gemm_topk (before, d42e674)", {},
               lambda Q: gemm_topk_before(M, ids, Q, K),
               lambda q: gemm_topk_before(M, ids, q[None], K))
+    run_mkailin_ivf(b, ids)
+
+
+def run_mkailin_ivf(b: Bench, ids: np.ndarray) -> None:
+    """mkailin's inverted file searched in matrix products (DenseSearcher mode "ivf")."""
+    from mkailin.agents.ivf import IVFIndex, default_nlist
+
+    M = b.base
+    nlist = b.a.faiss_nlist or default_nlist(len(M))
+    with Timer() as t:
+        index = IVFIndex.build(M, ids, nlist, seed=b.a.seed)
+    build = round(t.seconds, 1)
+    log(f"mkailin IVF {nlist} lists built in {build} s")
+    step = b.a.stage_batch
+    for nprobe in (4, 8, 16, 32, 64):
+        b.measure("mkailin", f"IVF{nlist} (GEMM lists) nprobe={nprobe}",
+                  {"nlist": nlist, "nprobe": nprobe},
+                  lambda Q, p=nprobe: index.search(Q, K, p)[1],
+                  lambda q, p=nprobe: index.search(q[None], K, p)[1], build_s=build)
+        if nprobe == 16:
+            def in_calls(Q, p=nprobe):
+                return np.concatenate([index.search(Q[i: i + step], K, p)[1]
+                                       for i in range(0, len(Q), step)])
+
+            b.measure("mkailin", f"IVF{nlist} (GEMM lists) nprobe={nprobe}, calls of {step}",
+                      {"nlist": nlist, "nprobe": nprobe, "batch": step}, in_calls, None,
+                      build_s=build, single=False)
 
 
 def run_faiss(b: Bench) -> None:
@@ -568,6 +597,18 @@ def run_faiss(b: Bench) -> None:
                   {"nlist": nlist, "m": d // 8, "nprobe": nprobe, "k_factor": kf},
                   *search(refine), build_s=build)
     del refine, ivfpq
+    # IVF-Flat: the same kind of index as mkailin's IVF (exact scores within probed lists)
+    with Timer() as t:
+        quant = faiss.IndexFlatIP(d)
+        ivf = faiss.IndexIVFFlat(quant, d, nlist, faiss.METRIC_INNER_PRODUCT)
+        ivf.train(train)
+        ivf.add(M)
+    build = round(t.seconds, 1)
+    for nprobe in (4, 8, 16, 32, 64):
+        ivf.nprobe = nprobe
+        b.measure("faiss", f"IVF{nlist},Flat nprobe={nprobe}", {"nlist": nlist, "nprobe": nprobe},
+                  *search(ivf), build_s=build)
+    del ivf
 
 
 def lance_ids(res, nq: int, col: str = "pmid") -> np.ndarray:

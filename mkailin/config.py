@@ -92,6 +92,9 @@ class RetrievalConfig:
     k: int = 4
     keep_source: bool = False  # keep the question's own article among its contexts
     index_threshold: int = 100_000  # above this many vectors, build an ANN index
+    search: str = "auto"  # dense search: auto | gemm (exact) | ivf | ann (LanceDB) | flat
+    nprobes: int = 32  # lists probed per query by ivf and ann
+    refine_factor: int = 10  # ann: candidates re-ranked exactly, as a multiple of k
     rrf_k: int = 60
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from mkailin.agents.retrieval import (
     DenseSearcher,
+    Retriever,
     embed,
     ensure_index,
     eval_retrieval,
@@ -19,6 +20,7 @@ from mkailin.agents.retrieval import (
     vectors_table,
 )
 from mkailin.config import Config
+from mkailin.errors import InputError
 
 
 def test_gemm_topk_matches_brute_force():
@@ -120,6 +122,25 @@ def test_ann_index_above_threshold_agrees_with_exact(embedded_lake):
     recall = np.mean([len(set(x) & set(y)) / 10 for x, y in zip(a.pmids, b.pmids)])
     assert recall >= 0.9
     assert [x[0] for x in a.pmids] == [x[0] for x in c.pmids]
+
+
+def test_ivf_search_agrees_with_exact_and_keeps_its_index(embedded_lake):
+    table = vectors_table("minilm")
+    exact = DenseSearcher(embedded_lake, table, mode="gemm")
+    ivf = DenseSearcher(embedded_lake, table, mode="ivf", nprobes=16)
+    assert ivf.built and (embedded_lake.root / "indexes" / f"{table}.ivf.npz").is_file()
+    q = exact.matrix[:100] + 0.01
+    a, b = exact.search(q, 10), ivf.search(q, 10)
+    recall = np.mean([len(set(x) & set(y)) / 10 for x, y in zip(a.pmids, b.pmids)])
+    assert recall >= 0.9
+    assert [x[0] for x in a.pmids] == [x[0] for x in b.pmids]
+    assert not DenseSearcher(embedded_lake, table, mode="ivf").built  # the saved index
+    cfg = Config()
+    cfg.retrieval.search = "ivf"
+    r = Retriever(embedded_lake, "dense", "minilm", cfg.encoders["minilm"], cfg.retrieval)
+    assert r.dense.mode == "ivf" and r.dense.nprobes == cfg.retrieval.nprobes
+    with pytest.raises(InputError, match="unknown dense search"):
+        DenseSearcher(embedded_lake, table, mode="hnsw")
 
 
 def test_eval_retrieval_on_real_pubmedqa(embedded_lake):

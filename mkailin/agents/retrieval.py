@@ -172,11 +172,22 @@ class Hits:
     scores: list[list[float]]
 
 
+DENSE_MODES = ("auto", "gemm", "ivf", "ann", "flat")
+
+
 class DenseSearcher:
-    """Top-k by cosine similarity over a vectors table: exact GEMM or the ANN index."""
+    """Top-k by cosine similarity over a vectors table.
+
+    Modes: ``gemm`` (exact, the matrix in memory), ``ivf`` (approximate: an inverted file
+    searched in matrix products, see ``ivf.py``; ``nprobes`` lists per query), ``ann``
+    (LanceDB's IVF_PQ index, ``nprobes`` and ``refine_factor``), ``flat`` (LanceDB without
+    an index). ``auto`` takes ``gemm`` while the matrix fits ``gemm_max_bytes``, else ``ann``
+    when the table has an index, else ``flat``."""
 
     def __init__(self, lake: Lake, table: str, mode: str = "auto", nprobes: int = 32,
                  refine_factor: int = 10, gemm_max_bytes: int = 2 << 30):
+        if mode not in DENSE_MODES:
+            raise InputError(f"unknown dense search {mode!r} ({', '.join(DENSE_MODES)})")
         self.tbl = _open(lake, table)
         if self.tbl is None:
             raise StageError(f"no vectors in {table}: run `mkailin embed` first")
@@ -187,15 +198,27 @@ class DenseSearcher:
         if mode == "auto":
             mode = "gemm" if n * dim * 4 <= gemm_max_bytes else ("ann" if indexed else "flat")
         self.mode, self.nprobes, self.refine = mode, nprobes, refine_factor
-        if mode == "gemm":
+        self.built = False
+        if mode in ("gemm", "ivf"):
             data = scan(self.tbl, ["pmid", "vector"])
             self.ids = data.column("pmid").to_numpy()
             flat = data.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
             self.matrix = np.ascontiguousarray(flat.reshape(len(self.ids), dim), dtype=np.float32)
+        if mode == "ivf":
+            from mkailin.agents.ivf import load_or_build
+
+            path = lake.root / "indexes" / f"{table}.ivf.npz"
+            self.ivf, self.built = load_or_build(path, self.matrix, self.ids)
+            self.matrix = None  # the index holds the rows, in list order
 
     def search(self, queries: np.ndarray, k: int) -> Hits:
         if self.mode == "gemm":
             return gemm_topk(self.matrix, self.ids, queries, k)
+        if self.mode == "ivf":
+            scores, ids = self.ivf.search(queries, k, self.nprobes)
+            keep = ids >= 0
+            return Hits([row[m].tolist() for row, m in zip(ids, keep)],
+                        [row[m].tolist() for row, m in zip(scores, keep)])
         q = self.tbl.search(queries).metric("cosine").limit(k).select(["pmid"])
         if self.mode == "ann":
             q = q.nprobes(self.nprobes).refine_factor(self.refine)
@@ -441,7 +464,10 @@ class Retriever:
             from mkailin.backends.embedding import get_encoder
 
             self.encoder = get_encoder(spec, encoder_name)
-            self.dense = DenseSearcher(lake, vectors_table(encoder_name), dense_mode)
+            self.dense = DenseSearcher(
+                lake, vectors_table(encoder_name),
+                rcfg.search if dense_mode == "auto" else dense_mode,
+                nprobes=rcfg.nprobes, refine_factor=rcfg.refine_factor)
         if method in ("bm25", "hybrid"):
             self.bm25 = BM25Searcher(lake)
         if self.dense is None and self.bm25 is None:
