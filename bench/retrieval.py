@@ -292,6 +292,16 @@ def embed_parts(texts: list[str], parts: Path, queries: bool, part: int, worker:
     return n_new, t_new
 
 
+def spec_key(spec) -> str:
+    """The encoder spec as the cache key names it: fields at the values that reproduce the
+    vectors of specs without them (``precision`` float32) are left out, so caches stay valid
+    when the spec grows a field."""
+    text = repr(spec)
+    if getattr(spec, "precision", "float32") == "float32":
+        text = text.replace(", precision='float32'", "")
+    return text
+
+
 def embed_cached(texts: list[str], out: Path, name: str, queries: bool = False,
                  part: int = 2048, workers: int = 1, worker_cmd: list[str] | None = None,
                  autocast: str = "") -> tuple[np.ndarray, dict]:
@@ -302,7 +312,7 @@ def embed_cached(texts: list[str], out: Path, name: str, queries: bool = False,
     ``autocast`` applies to the parts embedded now; ``emb-*.json`` beside the cache records the
     rows embedded under bfloat16 autocast."""
     _, spec = get_encoder()
-    key = text_key(texts, repr(spec) + ("|q" if queries else "|d"))
+    key = text_key(texts, spec_key(spec) + ("|q" if queries else "|d"))
     final = out / f"emb-{name}-{key}.npy"
     meta_file = final.with_suffix(".json")
     if final.exists():
@@ -359,7 +369,7 @@ def embed_worker(a) -> None:
     queries = name.startswith("queries")
     texts = q_t if queries else base_t
     _, spec = get_encoder()
-    key = text_key(texts, repr(spec) + ("|q" if queries else "|d"))
+    key = text_key(texts, spec_key(spec) + ("|q" if queries else "|d"))
     parts = Path(a.out).absolute() / f"emb-{name}-{key}.parts"
     embed_parts(texts, parts, queries, a.embed_part, int(w), int(workers), name,
                 a.embed_autocast)

@@ -547,7 +547,9 @@ def retrieve_stage(lake: Lake, cfg: Config, method: str | None = None, k: int | 
         input_sql=f"select question_id, pmid, question from questions where {where}",
         input_params=params, output_filter="retriever = ?", output_params=[label],
         fn=ContextFetcher, fn_args=(str(lake.root), method, name, spec, cfg.retrieval, k),
-        batch_size=max(cfg.runtime.batch_size, 256),
+        # the ivf search answers a batch list by list: bigger batches share more of each list
+        batch_size=max(cfg.runtime.batch_size,
+                       4096 if method != "bm25" and cfg.retrieval.search == "ivf" else 256),
         models={"encoder": spec.model if method != "bm25" else "", "retriever": label},
         config_hash=cfg.hash("retrieval", "encoders"),
     )
