@@ -255,6 +255,7 @@ def test_cpt_then_sft_losses_fall_and_eval_uses_the_adapter(mesh_lake, tmp_path,
     export(lake, cfg, "cpt")
     export(lake, cfg, "sft")
     cfg.train.max_steps, cfg.train.batch_size, cfg.train.max_length = 8, 2, 128
+    cfg.downstream.max_length = 192  # CPT and SFT records are cut to this (default 1024)
     cfg.train.learning_rate = 1e-3
     cpt = train_cpt(lake, cfg)
     assert cpt["steps"] == 8 and sum(cpt["losses"][-3:]) < sum(cpt["losses"][:3]), cpt["losses"]

@@ -68,7 +68,19 @@ except ImportError:  # pragma: no cover - isal is a dependency, but zlib always 
     _INFLATE_ERRORS = (zlib.error,)
 
 
-class GzipReader(io.RawIOBase):
+class ByteSource(io.RawIOBase):
+    """A readable raw stream defined by its ``read``; ``readinto`` comes from it."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+class GzipReader(ByteSource):
     """Streaming gzip decompression that hands out every byte it can before reporting a
     truncated or corrupt stream (``gzip.open`` drops the last buffer when it raises). A corrupt
     stream is reported as ``zlib.error`` whichever inflater read it."""
@@ -81,9 +93,6 @@ class GzipReader(io.RawIOBase):
         self._pos = 0  # bytes of _buf already handed out: slicing them off would copy the rest
         self._error: Exception | None = None
         self._done = False
-
-    def readable(self) -> bool:
-        return True
 
     def _fill(self, n: int) -> None:
         if len(self._buf) - self._pos >= n or self._done:
@@ -124,11 +133,6 @@ class GzipReader(io.RawIOBase):
         out = self._buf[self._pos: self._pos + n]
         self._pos += len(out)
         return out
-
-    def readinto(self, b) -> int:
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
 
     def close(self) -> None:
         self._f.close()

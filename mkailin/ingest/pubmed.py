@@ -16,7 +16,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import gc
-import io
 import multiprocessing as mp
 import os
 import re
@@ -29,6 +28,7 @@ from lxml import etree
 
 from mkailin.errors import InputError
 from mkailin.ingest.common import (
+    ByteSource,
     IngestSummary,
     Ledger,
     Timer,
@@ -252,7 +252,7 @@ def _prune(buf: bytes, end: int | None = None) -> bytes:
     return b"".join(out)
 
 
-class _Pruned(io.RawIOBase):
+class _Pruned(ByteSource):
     """A decompressed PubMed stream with the ``_PRUNE`` elements cut out, a block of whole
     records at a time. Like ``GzipReader`` it hands out every byte it has before raising the
     error that ended the stream (a truncated gzip)."""
@@ -265,9 +265,6 @@ class _Pruned(io.RawIOBase):
         self._pos = 0
         self._eof = False
         self._error: BaseException | None = None
-
-    def readable(self) -> bool:
-        return True
 
     def _refill(self) -> None:
         try:
@@ -301,11 +298,6 @@ class _Pruned(io.RawIOBase):
         out = self._out[self._pos: self._pos + n]
         self._pos += len(out)
         return out
-
-    def readinto(self, b) -> int:
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
 
 
 # ---------------------------------------------------------------------------- file streaming
