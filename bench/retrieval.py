@@ -60,6 +60,8 @@ from pathlib import Path
 
 import numpy as np
 
+from loadmeter import Timer, wait_quiet  # bench/ is on sys.path when run as a script
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SECTION = "## Retrieval (bench/retrieval.py)"
@@ -109,54 +111,6 @@ def loadavg() -> list[float]:
         return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
     except (OSError, ValueError):
         return []
-
-
-def _busy_jiffies() -> float:
-    """CPU seconds the whole machine has spent busy (from /proc/stat)."""
-    try:
-        f = Path("/proc/stat").read_text().split("\n")[0].split()[1:]
-        v = [int(x) for x in f]
-        busy = sum(v) - v[3] - (v[4] if len(v) > 4 else 0)  # minus idle and iowait
-        return busy / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError):
-        return 0.0
-
-
-def _our_cpu() -> float:
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
-
-
-def other_load(seconds: float = 1.0) -> float:
-    """Cores used by other processes over a short window."""
-    b0, c0, t0 = _busy_jiffies(), _our_cpu(), time.perf_counter()
-    time.sleep(seconds)
-    return max(0.0, (_busy_jiffies() - b0 - (_our_cpu() - c0)) / (time.perf_counter() - t0))
-
-
-def wait_quiet(limit: float, threshold: float = 0.3) -> float:
-    """Wait up to ``limit`` seconds for other processes to use less than ``threshold`` cores."""
-    if limit <= 0:
-        return 0.0
-    deadline = time.perf_counter() + limit
-    load = other_load(0.3)
-    while load > threshold and time.perf_counter() < deadline:
-        load = other_load(1.0)
-    return load
-
-
-class Timer:
-    """Wall seconds of a block, and the cores other processes used meanwhile."""
-
-    def __enter__(self):
-        self.b0, self.c0, self.t0 = _busy_jiffies(), _our_cpu(), time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        self.seconds = time.perf_counter() - self.t0
-        ours = _our_cpu() - self.c0
-        self.other = max(0.0, (_busy_jiffies() - self.b0 - ours) / max(self.seconds, 1e-9))
-        self.cpu = ours
 
 
 def log(*a):
