@@ -1,4 +1,5 @@
-"""Machine load for the benchmarks: the CPU other processes use while one is measured.
+"""The machine for the benchmarks: what it is (``cpu_and_memory``) and the CPU other processes
+use while one is measured.
 
 The machine is shared, so every figure records the cores other processes used meanwhile
 (``Timer.other``), and each measurement can first wait for them to go idle (``wait_quiet``)."""
@@ -6,8 +7,24 @@ The machine is shared, so every figure records the cores other processes used me
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from pathlib import Path
+
+
+def cpu_and_memory() -> dict:
+    """The CPU model (``lscpu``) and the RAM in GB, as far as they can be read."""
+    info: dict = {}
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+        mem = Path("/proc/meminfo").read_text().split("\n")[0].split()[1]
+        info["memory_gb"] = round(int(mem) / 1024 / 1024)
+    except (OSError, IndexError, ValueError):
+        pass
+    return info
 
 
 def busy_seconds() -> float:

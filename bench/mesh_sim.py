@@ -31,13 +31,16 @@ import platform
 import shlex
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from loadmeter import Timer, wait_quiet  # bench/ is on sys.path when run as a script
+from loadmeter import (  # bench/ is on sys.path when run as a script
+    Timer,
+    cpu_and_memory,
+    wait_quiet,
+)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -51,15 +54,7 @@ def machine() -> dict:
 
     info = {"cores": os.cpu_count(), "arch": platform.machine(), "python": platform.python_version(),
             "duckdb": duckdb.__version__}
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-        mem = Path("/proc/meminfo").read_text().split("\n")[0].split()[1]
-        info["memory_gb"] = round(int(mem) / 1024 / 1024)
-    except (OSError, IndexError, ValueError):
-        pass
+    info.update(cpu_and_memory())
     return info
 
 

@@ -60,7 +60,11 @@ from pathlib import Path
 
 import numpy as np
 
-from loadmeter import Timer, wait_quiet  # bench/ is on sys.path when run as a script
+from loadmeter import (  # bench/ is on sys.path when run as a script
+    Timer,
+    cpu_and_memory,
+    wait_quiet,
+)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -89,15 +93,7 @@ def machine() -> dict:
         info["pylance"] = lance.__version__
     except ImportError:
         pass
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-        mem = Path("/proc/meminfo").read_text().split("\n")[0].split()[1]
-        info["memory_gb"] = round(int(mem) / 1024 / 1024)
-    except (OSError, IndexError, ValueError):
-        pass
+    info.update(cpu_and_memory())
     try:
         info["git"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                                      capture_output=True, text=True).stdout.strip()
