@@ -42,8 +42,9 @@ from mkailin.stage import run_stage  # noqa: E402
 def build_lake(data: Path, where: Path) -> Lake:
     lake = Lake.init(where)
     ingest_mesh(lake, [data / "mesh" / "MeshTree2017.tsv"])
-    ingest_pubmedqa(lake, data / "pubmedqa" / "ori_pqal.json",
-                    data / "pubmedqa" / "test_ground_truth.json")
+    ingest_pubmedqa(
+        lake, data / "pubmedqa" / "ori_pqal.json", data / "pubmedqa" / "test_ground_truth.json"
+    )
     return lake
 
 
@@ -88,19 +89,29 @@ def main() -> None:
     cfg.agents["domain"].max_new_tokens = args.max_new_tokens
     spec = cfg.models["smollm2"]
     if args.backend == "openai":
-        spec = dataclasses.replace(spec, backend="openai", base_url=args.base_url,
-                                   model="smollm2", max_concurrency=args.batch_size)
+        spec = dataclasses.replace(
+            spec,
+            backend="openai",
+            base_url=args.base_url,
+            model="smollm2",
+            max_concurrency=args.batch_size,
+        )
     elif args.backend == "vllm":
-        spec = dataclasses.replace(spec, backend="vllm", model=args.model or spec.model,
-                                   batch_size=args.batch_size)
+        spec = dataclasses.replace(
+            spec, backend="vllm", model=args.model or spec.model, batch_size=args.batch_size
+        )
     cfg.models["smollm2"] = dataclasses.replace(spec, batch_size=args.batch_size)
 
     tmp = Path(tempfile.mkdtemp(prefix="mkailin-bench-gen-"))
     try:
         lake = build_lake(Path(args.data), tmp / "lake")
         # warm-up: load the model
-        direct(lake, dataclasses.replace(cfg, generate=dataclasses.replace(cfg.generate,
-                                                                           articles=args.batch_size)))
+        direct(
+            lake,
+            dataclasses.replace(
+                cfg, generate=dataclasses.replace(cfg.generate, articles=args.batch_size)
+            ),
+        )
         d_times, r_times, d_cpu, r_cpu = [], [], [], []
         for _ in range(args.repeats):
             dt, dc, n_d = direct(lake, cfg)
@@ -113,22 +124,32 @@ def main() -> None:
         # each repeat runs the two back to back, so their ratio sees the same machine load
         ratios = sorted(rt / dt for dt, rt in zip(d_times, r_times))
         res = {
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or ''}".strip(", "),
-            "backend": args.backend, "articles": args.articles, "batch_size": args.batch_size,
-            "max_new_tokens": args.max_new_tokens, "repeats": args.repeats,
-            "direct_s": round(d, 2), "runner_s": round(r, 2),
-            "direct_q_per_s": round(n_d / d, 3), "runner_q_per_s": round(n_r / r, 3),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or ''}".strip(
+                ", "
+            ),
+            "backend": args.backend,
+            "articles": args.articles,
+            "batch_size": args.batch_size,
+            "max_new_tokens": args.max_new_tokens,
+            "repeats": args.repeats,
+            "direct_s": round(d, 2),
+            "runner_s": round(r, 2),
+            "direct_q_per_s": round(n_d / d, 3),
+            "runner_q_per_s": round(n_r / r, 3),
             "overhead_pct": round(100 * (r - d) / d, 1),
             "overhead_pct_paired_median": round(100 * (statistics.median(ratios) - 1), 1),
             # CPU seconds of this process (all its threads): the work each path does, which
             # other load on a shared machine does not inflate the way it inflates wall time
             "direct_cpu_s": round(statistics.median(d_cpu), 2),
             "runner_cpu_s": round(statistics.median(r_cpu), 2),
-            "overhead_pct_cpu": round(100 * (statistics.median(r_cpu) / statistics.median(d_cpu) - 1), 1),
+            "overhead_pct_cpu": round(
+                100 * (statistics.median(r_cpu) / statistics.median(d_cpu) - 1), 1
+            ),
             "direct_cpu_all_s": [round(x, 2) for x in d_cpu],
             "runner_cpu_all_s": [round(x, 2) for x in r_cpu],
             "load_avg_1m_end": round(os.getloadavg()[0], 2),
-            "direct_all_s": [round(x, 2) for x in d_times], "runner_all_s": [round(x, 2) for x in r_times],
+            "direct_all_s": [round(x, 2) for x in d_times],
+            "runner_all_s": [round(x, 2) for x in r_times],
         }
         print(json.dumps(res, indent=2))
     finally:

@@ -45,15 +45,21 @@ from loadmeter import (  # bench/ is on sys.path when run as a script
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SECTION = "## MeSH similarity (bench/mesh_sim.py)"
-HESML_PAIRS_PER_S = 824_000  # HESML, Lin on MeSH, Java (Lastra-Diaz et al., BMC Bioinformatics 2021)
+HESML_PAIRS_PER_S = (
+    824_000  # HESML, Lin on MeSH, Java (Lastra-Diaz et al., BMC Bioinformatics 2021)
+)
 
 
 # ---------------------------------------------------------------------------- machine and load
 def machine() -> dict:
     import duckdb
 
-    info = {"cores": os.cpu_count(), "arch": platform.machine(), "python": platform.python_version(),
-            "duckdb": duckdb.__version__}
+    info = {
+        "cores": os.cpu_count(),
+        "arch": platform.machine(),
+        "python": platform.python_version(),
+        "duckdb": duckdb.__version__,
+    }
     info.update(cpu_and_memory())
     return info
 
@@ -66,8 +72,13 @@ def best_of(fn, repeat: int, quiet: float) -> dict:
             fn()
         runs.append({"seconds": t.seconds, "other_load": round(t.other, 2), "cpu_s": t.cpu})
     best = min(runs, key=lambda r: r["seconds"])
-    return {"best_s": best["seconds"], "median_s": statistics.median(r["seconds"] for r in runs),
-            "other_load_at_best": best["other_load"], "cpu_s_at_best": best["cpu_s"], "runs": runs}
+    return {
+        "best_s": best["seconds"],
+        "median_s": statistics.median(r["seconds"] for r in runs),
+        "other_load_at_best": best["other_load"],
+        "cpu_s_at_best": best["cpu_s"],
+        "runs": runs,
+    }
 
 
 # ---------------------------------------------------------------------------- the benchmark
@@ -91,9 +102,14 @@ def run(a) -> dict:
     out = Path(a.out).absolute()
     out.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="mesh-bench-", dir=out))
-    res: dict = {"command": " ".join(["python bench/mesh_sim.py", *map(shlex.quote, a.argv)]),
-                 "machine": machine(), "pairs": a.pairs, "doc_pairs": a.doc_pairs,
-                 "repeat": a.repeat, "seed": a.seed}
+    res: dict = {
+        "command": " ".join(["python bench/mesh_sim.py", *map(shlex.quote, a.argv)]),
+        "machine": machine(),
+        "pairs": a.pairs,
+        "doc_pairs": a.doc_pairs,
+        "repeat": a.repeat,
+        "seed": a.seed,
+    }
     try:
         return _run(a, res, scratch)
     finally:
@@ -111,22 +127,40 @@ def _run(a, res: dict, scratch: Path) -> dict:
     if a.threads:
         con.execute(f"set threads = {int(a.threads)}")
     res["threads"] = con.execute("select current_setting('threads')").fetchone()[0]
-    res["corpus"] = dict(zip(("articles", "annotations", "descriptors_seen"), con.execute(
-        "select count(distinct pmid), count(*), count(distinct descriptor_ui) from mesh_doc_terms "
-        "where descriptor_ui in (select descriptor_ui from mesh_tree)").fetchone(), strict=True))
-    res["tree"] = dict(zip(("descriptors", "tree_numbers", "ancestor_pairs"), con.execute(
-        "select (select count(*) from mesh_descriptors), (select count(*) from mesh_tree), "
-        "(select count(*) from mesh_ancestors)").fetchone(), strict=True))
+    res["corpus"] = dict(
+        zip(
+            ("articles", "annotations", "descriptors_seen"),
+            con.execute(
+                "select count(distinct pmid), count(*), count(distinct descriptor_ui) from mesh_doc_terms "
+                "where descriptor_ui in (select descriptor_ui from mesh_tree)"
+            ).fetchone(),
+            strict=True,
+        )
+    )
+    res["tree"] = dict(
+        zip(
+            ("descriptors", "tree_numbers", "ancestor_pairs"),
+            con.execute(
+                "select (select count(*) from mesh_descriptors), (select count(*) from mesh_tree), "
+                "(select count(*) from mesh_ancestors)"
+            ).fetchone(),
+            strict=True,
+        )
+    )
 
     # -- views and index build (once; the scoring reads the temp tables)
     builds = {}
     for name, sql in [
         ("mesh_ancestors (view, counted)", "select count(*) from mesh_ancestors"),
         ("mesh_ic (view, counted)", "select count(*) from mesh_ic"),
-        ("mesh_sim_index -> temp table", "create or replace temp table idx as "
-                                         "select * from mesh_sim_index"),
-        ("mesh_kailin_index -> temp table", "create or replace temp table kidx as "
-                                            "select * from mesh_kailin_index"),
+        (
+            "mesh_sim_index -> temp table",
+            "create or replace temp table idx as select * from mesh_sim_index",
+        ),
+        (
+            "mesh_kailin_index -> temp table",
+            "create or replace temp table kidx as select * from mesh_kailin_index",
+        ),
     ]:
         wait_quiet(a.quiet_wait)
         with Timer() as t:
@@ -136,14 +170,26 @@ def _run(a, res: dict, scratch: Path) -> dict:
 
     # -- term pairs
     rng = np.random.default_rng(a.seed)
-    seen = [r[0] for r in con.execute(
-        "select descriptor_ui from mesh_ic where count > 0 order by 1").fetchall()]
+    seen = [
+        r[0]
+        for r in con.execute(
+            "select descriptor_ui from mesh_ic where count > 0 order by 1"
+        ).fetchall()
+    ]
     every = [r[0] for r in con.execute("select descriptor_ui from mesh_ic order by 1").fetchall()]
     seen_arr, every_arr = np.array(seen), np.array(every)
-    pairs = pa.table({"a": seen_arr[rng.integers(0, len(seen), a.pairs)],
-                      "b": seen_arr[rng.integers(0, len(seen), a.pairs)]})
-    pairs_all = pa.table({"a": every_arr[rng.integers(0, len(every), a.pairs)],
-                          "b": every_arr[rng.integers(0, len(every), a.pairs)]})
+    pairs = pa.table(
+        {
+            "a": seen_arr[rng.integers(0, len(seen), a.pairs)],
+            "b": seen_arr[rng.integers(0, len(seen), a.pairs)],
+        }
+    )
+    pairs_all = pa.table(
+        {
+            "a": every_arr[rng.integers(0, len(every), a.pairs)],
+            "b": every_arr[rng.integers(0, len(every), a.pairs)],
+        }
+    )
     # related: b drawn among the seen descendants of a root ancestor of a
     root_rows = con.execute("""
         select a.descriptor_ui, list(a.ancestor_ui) from mesh_ancestors a
@@ -169,34 +215,69 @@ def _run(a, res: dict, scratch: Path) -> dict:
         con.execute(f"create temp table {name} as select * from {name}_arrow")
         con.unregister(f"{name}_arrow")
     res["share_of_random_pairs_with_a_common_ancestor"] = con.execute(
-        "select avg((lin > 0)::int) from mesh_term_sim('pairs', 'corpus', 'idx')").fetchone()[0]
+        "select avg((lin > 0)::int) from mesh_term_sim('pairs', 'corpus', 'idx')"
+    ).fetchone()[0]
 
     measures = [
-        ("resnik", "corpus", "pairs", "select a, b, resnik from mesh_term_sim('pairs', 'corpus', 'idx')"),
+        (
+            "resnik",
+            "corpus",
+            "pairs",
+            "select a, b, resnik from mesh_term_sim('pairs', 'corpus', 'idx')",
+        ),
         ("lin", "corpus", "pairs", "select a, b, lin from mesh_term_sim('pairs', 'corpus', 'idx')"),
         ("jc", "corpus", "pairs", "select a, b, jc from mesh_term_sim('pairs', 'corpus', 'idx')"),
-        ("lin", "intrinsic", "pairs_all",
-         "select a, b, lin from mesh_term_sim('pairs_all', 'intrinsic', 'idx')"),
+        (
+            "lin",
+            "intrinsic",
+            "pairs_all",
+            "select a, b, lin from mesh_term_sim('pairs_all', 'intrinsic', 'idx')",
+        ),
         ("kailin", "kailin", "pairs", "select a, b, kailin from mesh_term_kailin('pairs', 'kidx')"),
-        ("resnik+lin+jc", "corpus", "pairs",
-         "select a, b, resnik, lin, jc from mesh_term_sim('pairs', 'corpus', 'idx')"),
-        ("lin", "corpus", "pairs_related",
-         "select a, b, lin from mesh_term_sim('pairs_related', 'corpus', 'idx')"),
-        ("kailin", "kailin", "pairs_related",
-         "select a, b, kailin from mesh_term_kailin('pairs_related', 'kidx')"),
+        (
+            "resnik+lin+jc",
+            "corpus",
+            "pairs",
+            "select a, b, resnik, lin, jc from mesh_term_sim('pairs', 'corpus', 'idx')",
+        ),
+        (
+            "lin",
+            "corpus",
+            "pairs_related",
+            "select a, b, lin from mesh_term_sim('pairs_related', 'corpus', 'idx')",
+        ),
+        (
+            "kailin",
+            "kailin",
+            "pairs_related",
+            "select a, b, kailin from mesh_term_kailin('pairs_related', 'kidx')",
+        ),
     ]
     terms = []
     for measure, ic, table, sql in measures:
-        r = best_of(lambda sql=sql: con.execute(f"create or replace temp table o as {sql}"),
-                    a.repeat, a.quiet_wait)
+        r = best_of(
+            lambda sql=sql: con.execute(f"create or replace temp table o as {sql}"),
+            a.repeat,
+            a.quiet_wait,
+        )
         n = con.execute("select count(*) from o").fetchone()[0]
         assert n == a.pairs, (measure, n)
-        r.update(measure=measure, ic=ic, pairs=n, drawn_from=table,
-                 pairs_per_s=n / r["best_s"], nulls=con.execute(
-                     f"select count(*) - count({measure.split('+')[-1]}) from o").fetchone()[0])
+        r.update(
+            measure=measure,
+            ic=ic,
+            pairs=n,
+            drawn_from=table,
+            pairs_per_s=n / r["best_s"],
+            nulls=con.execute(
+                f"select count(*) - count({measure.split('+')[-1]}) from o"
+            ).fetchone()[0],
+        )
         terms.append(r)
-        print(f"{measure:>14} {ic:>9} {table}: {r['pairs_per_s']:>12,.0f} pairs/s "
-              f"(best {r['best_s']:.2f} s, other load {r['other_load_at_best']})", flush=True)
+        print(
+            f"{measure:>14} {ic:>9} {table}: {r['pairs_per_s']:>12,.0f} pairs/s "
+            f"(best {r['best_s']:.2f} s, other load {r['other_load_at_best']})",
+            flush=True,
+        )
     res["terms"] = terms
 
     # -- the per-pair Python implementation, on a prefix of the same pairs
@@ -208,15 +289,23 @@ def _run(a, res: dict, scratch: Path) -> dict:
     py = []
     sql_by = {(m, ic, tb): r for r, (m, ic, tb, _sql) in zip(terms, measures, strict=True)}
     sources = {"pairs": pairs, "pairs_all": pairs_all, "pairs_related": related}
-    for measure, ic, table in [("resnik", "corpus", "pairs"), ("lin", "corpus", "pairs"),
-                               ("jc", "corpus", "pairs"), ("lin", "intrinsic", "pairs_all"),
-                               ("kailin", "kailin", "pairs"), ("lin", "corpus", "pairs_related"),
-                               ("kailin", "kailin", "pairs_related")]:
+    for measure, ic, table in [
+        ("resnik", "corpus", "pairs"),
+        ("lin", "corpus", "pairs"),
+        ("jc", "corpus", "pairs"),
+        ("lin", "intrinsic", "pairs_all"),
+        ("kailin", "kailin", "pairs"),
+        ("lin", "corpus", "pairs_related"),
+        ("kailin", "kailin", "pairs_related"),
+    ]:
         src = sources[table]
         n = min(a.python_pairs, src.num_rows)
         aa, bb = src.column("a").to_pylist()[:n], src.column("b").to_pylist()[:n]
-        fn = ref.kailin if measure == "kailin" else (
-            lambda x, y, m=measure, i=ic: ref.sim(x, y, m, i))
+        fn = (
+            ref.kailin
+            if measure == "kailin"
+            else (lambda x, y, m=measure, i=ic: ref.sim(x, y, m, i))
+        )
         wait_quiet(a.quiet_wait)
         with Timer() as t:
             got = [fn(x, y) for x, y in zip(aa, bb, strict=True)]
@@ -224,23 +313,42 @@ def _run(a, res: dict, scratch: Path) -> dict:
         sub = pa.table({"i": list(range(n)), "a": aa, "b": bb})
         con.register("sub_arrow", sub)
         col = measure if measure != "kailin" else "kailin"
-        q = (f"select i, {col} from mesh_term_kailin('sub_arrow', 'kidx') order by i"
-             if measure == "kailin" else
-             f"select i, {col} from mesh_term_sim('sub_arrow', '{ic}', 'idx') order by i")
+        q = (
+            f"select i, {col} from mesh_term_kailin('sub_arrow', 'kidx') order by i"
+            if measure == "kailin"
+            else f"select i, {col} from mesh_term_sim('sub_arrow', '{ic}', 'idx') order by i"
+        )
         sql_vals = [r[1] for r in con.execute(q).fetchall()]
         con.unregister("sub_arrow")
-        diffs = [abs(x - y) for x, y in zip(got, sql_vals, strict=True)
-                 if x is not None and y is not None]
-        mismatched_nulls = sum((x is None) != (y is None) for x, y in zip(got, sql_vals, strict=True))
+        diffs = [
+            abs(x - y)
+            for x, y in zip(got, sql_vals, strict=True)
+            if x is not None and y is not None
+        ]
+        mismatched_nulls = sum(
+            (x is None) != (y is None) for x, y in zip(got, sql_vals, strict=True)
+        )
         rate = n / t.seconds
         sql_rate = sql_by[(measure, ic, table)]["pairs_per_s"]
-        py.append({"measure": measure, "ic": ic, "drawn_from": table, "pairs": n,
-                   "seconds": t.seconds,
-                   "pairs_per_s": rate, "sql_over_python": sql_rate / rate,
-                   "max_abs_diff": max(diffs) if diffs else 0.0,
-                   "null_mismatches": mismatched_nulls, "other_load": round(t.other, 2)})
-        print(f"python {measure:>7} {ic:>9} {table}: {rate:>12,.0f} pairs/s; SQL is "
-              f"{sql_rate / rate:,.0f}x; max |diff| {py[-1]['max_abs_diff']:.1e}", flush=True)
+        py.append(
+            {
+                "measure": measure,
+                "ic": ic,
+                "drawn_from": table,
+                "pairs": n,
+                "seconds": t.seconds,
+                "pairs_per_s": rate,
+                "sql_over_python": sql_rate / rate,
+                "max_abs_diff": max(diffs) if diffs else 0.0,
+                "null_mismatches": mismatched_nulls,
+                "other_load": round(t.other, 2),
+            }
+        )
+        print(
+            f"python {measure:>7} {ic:>9} {table}: {rate:>12,.0f} pairs/s; SQL is "
+            f"{sql_rate / rate:,.0f}x; max |diff| {py[-1]['max_abs_diff']:.1e}",
+            flush=True,
+        )
     res["python_terms"] = py
 
     # -- documents: synthetic (document, context) pairs with ~12 terms each
@@ -254,8 +362,10 @@ def _run(a, res: dict, scratch: Path) -> dict:
     n_docs, n_ctx = max(1, a.doc_pairs // 5), max(1, a.doc_pairs // 2)
     ids = np.arange(n_docs + n_ctx, dtype=np.int64) + 10**9  # not real PMIDs
     picks = rng.choice(len(uis), size=(len(ids), a.terms_per_doc), p=w)
-    con.register("syn_arrow", pa.table({"pmid": np.repeat(ids, a.terms_per_doc),
-                                        "descriptor_ui": uis[picks.ravel()]}))
+    con.register(
+        "syn_arrow",
+        pa.table({"pmid": np.repeat(ids, a.terms_per_doc), "descriptor_ui": uis[picks.ravel()]}),
+    )
     con.execute("create temp table syn_terms as select distinct * from syn_arrow")
     con.unregister("syn_arrow")
     docs_a = ids[:n_docs][rng.integers(0, n_docs, a.doc_pairs * 2)]
@@ -264,23 +374,38 @@ def _run(a, res: dict, scratch: Path) -> dict:
     con.execute(f"create temp table dp as select distinct a, b from dp_arrow limit {a.doc_pairs}")
     con.unregister("dp_arrow")
     n_dp = con.execute("select count(*) from dp").fetchone()[0]
-    stats = con.execute(
-        "select count(*) / count(distinct pmid) from syn_terms").fetchone()[0]
+    stats = con.execute("select count(*) / count(distinct pmid) from syn_terms").fetchone()[0]
     term_pairs = con.execute(
         "select count(*) from dp join syn_terms x on x.pmid = dp.a "
-        "join syn_terms y on y.pmid = dp.b").fetchone()[0]
-    res["docs_shape"] = {"doc_pairs": n_dp, "documents": n_docs, "contexts": n_ctx,
-                         "terms_per_doc": round(stats, 2), "term_pairs": term_pairs}
+        "join syn_terms y on y.pmid = dp.b"
+    ).fetchone()[0]
+    res["docs_shape"] = {
+        "doc_pairs": n_dp,
+        "documents": n_docs,
+        "contexts": n_ctx,
+        "terms_per_doc": round(stats, 2),
+        "term_pairs": term_pairs,
+    }
     docs = []
     for measure, aggregate in [("lin", "mean"), ("kailin", "mean"), ("lin", "bma")]:
-        sql = (f"create or replace temp table o as select * from mesh_doc_sim("
-               f"'dp', '{measure}', 'corpus', '{aggregate}', 'idx', 'kidx', 'syn_terms')")
+        sql = (
+            f"create or replace temp table o as select * from mesh_doc_sim("
+            f"'dp', '{measure}', 'corpus', '{aggregate}', 'idx', 'kidx', 'syn_terms')"
+        )
         r = best_of(lambda sql=sql: con.execute(sql), a.repeat, a.quiet_wait)
-        r.update(measure=measure, aggregate=aggregate, doc_pairs=n_dp,
-                 docs_per_s=n_dp / r["best_s"], term_pairs_per_s=term_pairs / r["best_s"])
+        r.update(
+            measure=measure,
+            aggregate=aggregate,
+            doc_pairs=n_dp,
+            docs_per_s=n_dp / r["best_s"],
+            term_pairs_per_s=term_pairs / r["best_s"],
+        )
         docs.append(r)
-        print(f"docs {measure:>7} {aggregate:>5}: {r['docs_per_s']:>10,.0f} (document, context) "
-              f"pairs/s (best {r['best_s']:.2f} s)", flush=True)
+        print(
+            f"docs {measure:>7} {aggregate:>5}: {r['docs_per_s']:>10,.0f} (document, context) "
+            f"pairs/s (best {r['best_s']:.2f} s)",
+            flush=True,
+        )
     res["docs"] = docs
 
     # python, on a prefix of the document pairs
@@ -295,12 +420,23 @@ def _run(a, res: dict, scratch: Path) -> dict:
             for x, y in dps:
                 ref.doc_sim(syn[x], syn[y], measure, "corpus", aggregate)
         rate = len(dps) / t.seconds
-        sql_rate = next(d["docs_per_s"] for d in docs
-                        if d["measure"] == measure and d["aggregate"] == aggregate)
-        py_docs.append({"measure": measure, "aggregate": aggregate, "doc_pairs": len(dps),
-                        "seconds": t.seconds, "docs_per_s": rate, "sql_over_python": sql_rate / rate})
-        print(f"python docs {measure:>7} {aggregate}: {rate:,.0f}/s; SQL is {sql_rate / rate:,.0f}x",
-              flush=True)
+        sql_rate = next(
+            d["docs_per_s"] for d in docs if d["measure"] == measure and d["aggregate"] == aggregate
+        )
+        py_docs.append(
+            {
+                "measure": measure,
+                "aggregate": aggregate,
+                "doc_pairs": len(dps),
+                "seconds": t.seconds,
+                "docs_per_s": rate,
+                "sql_over_python": sql_rate / rate,
+            }
+        )
+        print(
+            f"python docs {measure:>7} {aggregate}: {rate:,.0f}/s; SQL is {sql_rate / rate:,.0f}x",
+            flush=True,
+        )
     res["python_docs"] = py_docs
     con.close()
     return res
@@ -352,7 +488,8 @@ def markdown(res: dict) -> str:
             + (f"{p['pairs_per_s']:,.0f} | {p['sql_over_python']:,.0f}x | " if p else "– | – | ")
             + f"{t['pairs_per_s'] / HESML_PAIRS_PER_S:.1f}x | "
             + (f"{p['max_abs_diff']:.0e} | " if p else "– | ")
-            + f"{t['other_load_at_best']} |")
+            + f"{t['other_load_at_best']} |"
+        )
     s = res["docs_shape"]
     lines += [
         "",
@@ -371,13 +508,19 @@ def markdown(res: dict) -> str:
         lines.append(
             f"| {d['measure']} | {d['aggregate']} | {d['docs_per_s']:,.0f} | "
             f"{d['term_pairs_per_s']:,.0f} | "
-            + (f"{p['docs_per_s']:,.0f} | {p['sql_over_python']:,.0f}x |" if p else "– | – |"))
+            + (f"{p['docs_per_s']:,.0f} | {p['sql_over_python']:,.0f}x |" if p else "– | – |")
+        )
     slowest = min(res["terms"], key=lambda t: t["pairs_per_s"])
     ratios = [p["sql_over_python"] for p in res["python_terms"] + res["python_docs"]]
-    lin_random = next(t for t in res["terms"] if (t["measure"], t["ic"], t["drawn_from"])
-                      == ("lin", "corpus", "pairs"))
-    lin_related = next((t for t in res["terms"] if (t["measure"], t["drawn_from"])
-                        == ("lin", "pairs_related")), lin_random)
+    lin_random = next(
+        t
+        for t in res["terms"]
+        if (t["measure"], t["ic"], t["drawn_from"]) == ("lin", "corpus", "pairs")
+    )
+    lin_related = next(
+        (t for t in res["terms"] if (t["measure"], t["drawn_from"]) == ("lin", "pairs_related")),
+        lin_random,
+    )
     spread = max(t["median_s"] / t["best_s"] - 1 for t in res["terms"] + res["docs"])
     lines += [
         "",
@@ -416,10 +559,15 @@ def write_md(path: Path, text: str) -> None:
     if start is None:
         new = old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
     else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
-                   len(lines))
-        new = ("".join(lines[:start]) + text.rstrip("\n") + "\n"
-               + ("\n" + "".join(lines[end:]) if end < len(lines) else ""))
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
+        )
+        new = (
+            "".join(lines[:start])
+            + text.rstrip("\n")
+            + "\n"
+            + ("\n" + "".join(lines[end:]) if end < len(lines) else "")
+        )
     path.write_text(new)
 
 
@@ -427,26 +575,46 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pairs", type=int, default=5_000_000, help="term pairs (default 5M)")
-    ap.add_argument("--doc-pairs", type=int, default=100_000,
-                    help="(document, context) pairs (default 100k)")
+    ap.add_argument(
+        "--doc-pairs", type=int, default=100_000, help="(document, context) pairs (default 100k)"
+    )
     ap.add_argument("--terms-per-doc", type=int, default=12)
-    ap.add_argument("--python-pairs", type=int, default=100_000,
-                    help="pairs the Python implementation scores per measure (default 100k)")
+    ap.add_argument(
+        "--python-pairs",
+        type=int,
+        default=100_000,
+        help="pairs the Python implementation scores per measure (default 100k)",
+    )
     ap.add_argument("--python-doc-pairs", type=int, default=1_000)
     ap.add_argument("--repeat", type=int, default=3, help="runs per SQL measure; the best counts")
     ap.add_argument("--threads", type=int, default=0, help="DuckDB threads (default: its own)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--data", default=os.environ.get("MKAILIN_SHARED_DATA",
-                                                     str(ROOT.parent / "shared" / "data")))
-    ap.add_argument("--out", default=str(ROOT / "bench" / "out"),
-                    help="folder for the scratch lake and mesh_sim.json (default bench/out)")
-    ap.add_argument("--quiet-wait", type=float, default=30.0,
-                    help="before each run, wait up to this many seconds for other processes "
-                         "to go idle (0: do not wait)")
-    ap.add_argument("--md", default=str(ROOT / "docs" / "benchmarks.md"),
-                    help="markdown file whose MeSH section is replaced ('' for none)")
-    ap.add_argument("--report", metavar="JSON",
-                    help="do not measure: render the markdown of an earlier mesh_sim.json")
+    ap.add_argument(
+        "--data",
+        default=os.environ.get("MKAILIN_SHARED_DATA", str(ROOT.parent / "shared" / "data")),
+    )
+    ap.add_argument(
+        "--out",
+        default=str(ROOT / "bench" / "out"),
+        help="folder for the scratch lake and mesh_sim.json (default bench/out)",
+    )
+    ap.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=30.0,
+        help="before each run, wait up to this many seconds for other processes "
+        "to go idle (0: do not wait)",
+    )
+    ap.add_argument(
+        "--md",
+        default=str(ROOT / "docs" / "benchmarks.md"),
+        help="markdown file whose MeSH section is replaced ('' for none)",
+    )
+    ap.add_argument(
+        "--report",
+        metavar="JSON",
+        help="do not measure: render the markdown of an earlier mesh_sim.json",
+    )
     a = ap.parse_args(argv)
     a.argv = argv
     if a.report:

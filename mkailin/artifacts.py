@@ -19,7 +19,9 @@ def latest(lake: Lake, stage: str, base_model: str | None = None) -> dict | None
     """The ``detail`` of the newest finished run of ``stage`` whose artifact still exists."""
     rows = lake.query(
         "select detail from runs where stage = ? and status = 'finished' and detail is not null "
-        "order by finished desc", [stage])
+        "order by finished desc",
+        [stage],
+    )
     for (detail,) in rows:
         d = json.loads(detail)
         path = d.get("adapter") or d.get("path")

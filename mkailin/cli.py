@@ -55,8 +55,12 @@ pass_app = click.make_pass_decorator(App)
 
 def format_option(f):
     return click.option(
-        "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
-        show_default=True, help="Output format.",
+        "--format",
+        "fmt",
+        type=click.Choice(["table", "csv", "json"]),
+        default="table",
+        show_default=True,
+        help="Output format.",
     )(f)
 
 
@@ -68,17 +72,32 @@ def echo_summary(summary) -> None:
             click.echo(f"  fault: {e}", err=True)
         raise click.ClickException(
             f"{len(summary.errors)} file(s) had faults; good records were kept and the rest "
-            "quarantined (see: mkailin sql \"select * from quarantine\")"
+            'quarantined (see: mkailin sql "select * from quarantine")'
         )
 
 
 @click.group(cls=MkailinGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--lake", "lake_path", envvar="MKAILIN_LAKE", type=click.Path(file_okay=False),
-              help="The lake folder (env MKAILIN_LAKE; default ./lake, or the config's).")
-@click.option("--config", "config_path", envvar="MKAILIN_CONFIG", type=click.Path(dir_okay=False),
-              help="A mkailin.toml config (env MKAILIN_CONFIG; default ./mkailin.toml if present).")
-@click.option("--wait", "lock_wait", type=float, envvar="MKAILIN_LOCK_WAIT",
-              help="Seconds to wait when another process is writing the lake (default 0).")
+@click.option(
+    "--lake",
+    "lake_path",
+    envvar="MKAILIN_LAKE",
+    type=click.Path(file_okay=False),
+    help="The lake folder (env MKAILIN_LAKE; default ./lake, or the config's).",
+)
+@click.option(
+    "--config",
+    "config_path",
+    envvar="MKAILIN_CONFIG",
+    type=click.Path(dir_okay=False),
+    help="A mkailin.toml config (env MKAILIN_CONFIG; default ./mkailin.toml if present).",
+)
+@click.option(
+    "--wait",
+    "lock_wait",
+    type=float,
+    envvar="MKAILIN_LOCK_WAIT",
+    help="Seconds to wait when another process is writing the lake (default 0).",
+)
 @click.version_option(package_name="mkailin")
 @click.pass_context
 def cli(ctx, lake_path, config_path, lock_wait):
@@ -108,7 +127,7 @@ def init(app, path):
 
     lake = Lake.init(path or app.lake_path)
     click.echo(f"lake ready at {lake.root} ({len(lake.table_names())} tables)")
-    click.echo(f"query it with: duckdb {lake.catalog_path} -c \"select count(*) from articles\"")
+    click.echo(f'query it with: duckdb {lake.catalog_path} -c "select count(*) from articles"')
 
 
 @cli.command()
@@ -128,8 +147,12 @@ def sql(app, query, fmt):
 
 
 @cli.command()
-@click.option("--views/--no-views", default=True, show_default=True,
-              help="Also count the rows of views (the MeSH similarity views take seconds).")
+@click.option(
+    "--views/--no-views",
+    default=True,
+    show_default=True,
+    help="Also count the rows of views (the MeSH similarity views take seconds).",
+)
 @format_option
 @pass_app
 def tables(app, views, fmt):
@@ -144,10 +167,17 @@ def tables(app, views, fmt):
     from mkailin.output import render
 
     rows = app.lake().relations(count_views=views)
-    click.echo(render(pa.Table.from_pylist(
-        [{"name": n, "kind": k, "rows": c} for n, k, c in rows],
-        schema=pa.schema([("name", pa.string()), ("kind", pa.string()), ("rows", pa.int64())]),
-    ), fmt))
+    click.echo(
+        render(
+            pa.Table.from_pylist(
+                [{"name": n, "kind": k, "rows": c} for n, k, c in rows],
+                schema=pa.schema(
+                    [("name", pa.string()), ("kind", pa.string()), ("rows", pa.int64())]
+                ),
+            ),
+            fmt,
+        )
+    )
 
 
 # ------------------------------------------------------------------------------ ingest
@@ -173,7 +203,9 @@ def ingest_mesh_cmd(app, files):
 
 @ingest.command("pubmed")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
-@click.option("--jobs", "-j", type=click.IntRange(min=1), help="Parallel processes (default: cores).")
+@click.option(
+    "--jobs", "-j", type=click.IntRange(min=1), help="Parallel processes (default: cores)."
+)
 @pass_app
 def ingest_pubmed_cmd(app, inputs, jobs):
     """Load PubMed baseline/update XML (.xml or .xml.gz files, or folders of them).
@@ -189,9 +221,15 @@ def ingest_pubmed_cmd(app, inputs, jobs):
 
 @ingest.command("pubmedqa")
 @click.argument("file", type=click.Path())
-@click.option("--ground-truth", type=click.Path(), help="test_ground_truth.json: marks the test split.")
-@click.option("--split", default="train", show_default=True,
-              help="Split name for the PMIDs not in the ground truth (e.g. pqa-a).")
+@click.option(
+    "--ground-truth", type=click.Path(), help="test_ground_truth.json: marks the test split."
+)
+@click.option(
+    "--split",
+    default="train",
+    show_default=True,
+    help="Split name for the PMIDs not in the ground truth (e.g. pqa-a).",
+)
 @pass_app
 def ingest_pubmedqa_cmd(app, file, ground_truth, split):
     """Load PubMedQA (ori_pqal.json or a file of the same shape).
@@ -222,11 +260,20 @@ def ingest_bioasq_cmd(app, file):
 
 @cli.command()
 @click.argument("source", type=click.Choice(["pubmedqa", "mesh", "baseline", "updates"]))
-@click.option("--dest", default="data", show_default=True, type=click.Path(file_okay=False),
-              help="Folder to download into.")
+@click.option(
+    "--dest",
+    default="data",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder to download into.",
+)
 @click.option("--base-url", help="A mirror of the official location.")
-@click.option("--limit", default=0, type=click.IntRange(min=0),
-              help="At most this many PubMed files (0 = all).")
+@click.option(
+    "--limit",
+    default=0,
+    type=click.IntRange(min=0),
+    help="At most this many PubMed files (0 = all).",
+)
 @click.option("--mesh-year", default=2025, show_default=True, type=int)
 def fetch(source, dest, base_url, limit, mesh_year):
     """Download public inputs (PubMed, MeSH, PubMedQA) from their official locations.
@@ -246,13 +293,20 @@ def fetch(source, dest, base_url, limit, mesh_year):
 
 # ------------------------------------------------------------------------------ stages
 def executor_option(f):
-    return click.option("--executor", type=click.Choice(["local", "ray"]),
-                        help="Run the batches in-process (default) or on Ray.")(f)
+    return click.option(
+        "--executor",
+        type=click.Choice(["local", "ray"]),
+        help="Run the batches in-process (default) or on Ray.",
+    )(f)
 
 
 def limit_option(f):
-    return click.option("--limit", default=0, type=click.IntRange(min=0),
-                        help="Process at most this many rows in this call (0 = all).")(f)
+    return click.option(
+        "--limit",
+        default=0,
+        type=click.IntRange(min=0),
+        help="Process at most this many rows in this call (0 = all).",
+    )(f)
 
 
 def echo_runs(results) -> None:
@@ -267,11 +321,18 @@ def generate():
 
 
 @generate.command("questions")
-@click.option("--agent", "agents", multiple=True,
-              type=click.Choice(["domain", "general", "heuristic", "final"]),
-              help="Which agents (repeatable; default: domain and general).")
-@click.option("--articles", type=click.IntRange(min=0),
-              help="Sample this many articles (overrides generate.articles; 0 = all).")
+@click.option(
+    "--agent",
+    "agents",
+    multiple=True,
+    type=click.Choice(["domain", "general", "heuristic", "final"]),
+    help="Which agents (repeatable; default: domain and general).",
+)
+@click.option(
+    "--articles",
+    type=click.IntRange(min=0),
+    help="Sample this many articles (overrides generate.articles; 0 = all).",
+)
 @executor_option
 @limit_option
 @pass_app
@@ -287,8 +348,9 @@ def generate_questions_cmd(app, agents, articles, executor, limit):
     cfg = app.config
     if articles is not None:
         cfg.generate.articles = articles
-    echo_runs(generate_questions(app.lake(), cfg, tuple(agents) or ("domain", "general"),
-                                 executor, limit))
+    echo_runs(
+        generate_questions(app.lake(), cfg, tuple(agents) or ("domain", "general"), executor, limit)
+    )
 
 
 @cli.group()
@@ -297,15 +359,20 @@ def train():
 
 
 def steps_option(f):
-    return click.option("--steps", type=click.IntRange(min=1),
-                        help="Training steps (overrides train.max_steps).")(f)
+    return click.option(
+        "--steps", type=click.IntRange(min=1), help="Training steps (overrides train.max_steps)."
+    )(f)
 
 
 @train.command("qg")
 @click.option("--agent", required=True, type=click.Choice(["domain", "general"]))
-@click.option("--source", default="auto", show_default=True,
-              type=click.Choice(["auto", "bioasq", "pubmedqa"]),
-              help="Seed pairs: BioASQ seed_qa, PubMedQA's training split, or auto (BioASQ first).")
+@click.option(
+    "--source",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "bioasq", "pubmedqa"]),
+    help="Seed pairs: BioASQ seed_qa, PubMedQA's training split, or auto (BioASQ first).",
+)
 @click.option("--limit", default=0, type=click.IntRange(min=0), help="Use at most N seed pairs.")
 @steps_option
 @pass_app
@@ -322,13 +389,19 @@ def train_qg_cmd(app, agent, source, limit, steps):
     if steps:
         cfg.train.max_steps = steps
     d = train_qg(app.lake(), cfg, agent, source, limit)
-    click.echo(f"train-qg:{agent}: {d['steps']} steps on {d['examples']:,} {d['source']} pairs, "
-               f"loss {d['loss_first']:.3f} -> {d['loss_last']:.3f}; adapter {d['adapter']}")
+    click.echo(
+        f"train-qg:{agent}: {d['steps']} steps on {d['examples']:,} {d['source']} pairs, "
+        f"loss {d['loss_first']:.3f} -> {d['loss_last']:.3f}; adapter {d['adapter']}"
+    )
 
 
 @cli.command()
-@click.option("--encoder", "role", type=click.Choice(["domain", "general"]),
-              help="Which configured encoder (default: retrieval.encoder).")
+@click.option(
+    "--encoder",
+    "role",
+    type=click.Choice(["domain", "general"]),
+    help="Which configured encoder (default: retrieval.encoder).",
+)
 @executor_option
 @limit_option
 @pass_app
@@ -345,11 +418,20 @@ def embed(app, role, executor, limit):
 
 
 @cli.command()
-@click.option("--retriever", type=click.Choice(["dense", "bm25", "hybrid"]),
-              help="Retrieval method (default: retrieval.retriever).")
-@click.option("-k", "k", type=click.IntRange(min=1), help="Contexts per question (default: retrieval.k).")
-@click.option("--agent", "agents", multiple=True, help="Only questions of these agents (repeatable).")
-@click.option("--keep-source", is_flag=True, help="Keep the question's own article among its contexts.")
+@click.option(
+    "--retriever",
+    type=click.Choice(["dense", "bm25", "hybrid"]),
+    help="Retrieval method (default: retrieval.retriever).",
+)
+@click.option(
+    "-k", "k", type=click.IntRange(min=1), help="Contexts per question (default: retrieval.k)."
+)
+@click.option(
+    "--agent", "agents", multiple=True, help="Only questions of these agents (repeatable)."
+)
+@click.option(
+    "--keep-source", is_flag=True, help="Keep the question's own article among its contexts."
+)
 @executor_option
 @limit_option
 @pass_app
@@ -374,8 +456,13 @@ def eval_group():
 
 
 @eval_group.command("retrieval")
-@click.option("--retriever", "methods", multiple=True, type=click.Choice(["dense", "bm25", "hybrid"]),
-              help="Retrievers to compare (repeatable; default: all three).")
+@click.option(
+    "--retriever",
+    "methods",
+    multiple=True,
+    type=click.Choice(["dense", "bm25", "hybrid"]),
+    help="Retrievers to compare (repeatable; default: all three).",
+)
 @click.option("--limit", default=0, type=click.IntRange(min=0), help="Use the first N questions.")
 @format_option
 @pass_app
@@ -389,23 +476,36 @@ def eval_retrieval_cmd(app, methods, limit, fmt):
     from mkailin.agents.retrieval import eval_retrieval
     from mkailin.output import render
 
-    table = eval_retrieval(app.lake(), app.config, tuple(methods) or ("dense", "bm25", "hybrid"),
-                           limit=limit)
+    table = eval_retrieval(
+        app.lake(), app.config, tuple(methods) or ("dense", "bm25", "hybrid"), limit=limit
+    )
     click.echo(render(table, fmt))
 
 
 @cli.command()
-@click.option("--judge", type=click.Choice(["rule", "llm", "zero-shot"]),
-              help="rule: MeSH hierarchy; llm: the trained judge; zero-shot: an untrained LLM "
-                   "(the w/o MeSH ablation). Default: preference.judge.")
-@click.option("--scorer", type=click.Choice(["lin", "resnik", "jc", "kailin"]),
-              help="MeSH similarity for the rule (default: preference.scorer).")
+@click.option(
+    "--judge",
+    type=click.Choice(["rule", "llm", "zero-shot"]),
+    help="rule: MeSH hierarchy; llm: the trained judge; zero-shot: an untrained LLM "
+    "(the w/o MeSH ablation). Default: preference.judge.",
+)
+@click.option(
+    "--scorer",
+    type=click.Choice(["lin", "resnik", "jc", "kailin"]),
+    help="MeSH similarity for the rule (default: preference.scorer).",
+)
 @click.option("--ic", type=click.Choice(["corpus", "intrinsic"]), help="IC for the rule.")
-@click.option("--aggregate", type=click.Choice(["mean", "bma"]),
-              help="Document-to-context aggregate: mean (the paper) or best-match average.")
+@click.option(
+    "--aggregate",
+    type=click.Choice(["mean", "bma"]),
+    help="Document-to-context aggregate: mean (the paper) or best-match average.",
+)
 @click.option("--min-margin", type=float, help="Drop pairs with a smaller margin.")
-@click.option("--max-score", type=float,
-              help="KAILIN's filter: drop a pair when either score is above this (e.g. 0.5).")
+@click.option(
+    "--max-score",
+    type=float,
+    help="KAILIN's filter: drop a pair when either score is above this (e.g. 0.5).",
+)
 @executor_option
 @limit_option
 @pass_app
@@ -419,15 +519,22 @@ def prefer(app, judge, scorer, ic, aggregate, min_margin, max_score, executor, l
     from mkailin.agents.evaluation import prefer as do_prefer
 
     p = app.config.preference
-    for key, value in (("scorer", scorer), ("ic", ic), ("aggregate", aggregate),
-                       ("min_margin", min_margin), ("max_score", max_score)):
+    for key, value in (
+        ("scorer", scorer),
+        ("ic", ic),
+        ("aggregate", aggregate),
+        ("min_margin", min_margin),
+        ("max_score", max_score),
+    ):
         if value is not None:
             setattr(p, key, value)
     result = do_prefer(app.lake(), app.config, judge, executor, limit)
     if isinstance(result, dict):
-        click.echo(f"prefer:rule: {result['pairs']:,} pairs from {result['documents']:,} documents "
-                   f"(scorer {result['scorer']}, contexts {result['retriever']}) "
-                   f"[run {result['run_id']}]")
+        click.echo(
+            f"prefer:rule: {result['pairs']:,} pairs from {result['documents']:,} documents "
+            f"(scorer {result['scorer']}, contexts {result['retriever']}) "
+            f"[run {result['run_id']}]"
+        )
     else:
         echo_runs(result)
 
@@ -449,15 +556,23 @@ def train_judge_cmd(app, steps):
         cfg.train.max_steps = steps
     d = train_judge(app.lake(), cfg)
     h = d["holdout"]
-    agree = (f"held-out agreement {h['accuracy']:.2f}, kappa {h['kappa']:.2f} on {h['n']} pairs"
-             if h["n"] else "no held-out pairs (too few documents)")
-    click.echo(f"train-judge: {d['steps']} steps on {d['train_pairs']} pairs; {agree}; "
-               f"adapter {d['adapter']}")
+    agree = (
+        f"held-out agreement {h['accuracy']:.2f}, kappa {h['kappa']:.2f} on {h['n']} pairs"
+        if h["n"]
+        else "no held-out pairs (too few documents)"
+    )
+    click.echo(
+        f"train-judge: {d['steps']} steps on {d['train_pairs']} pairs; {agree}; "
+        f"adapter {d['adapter']}"
+    )
 
 
 @train.command("dpo")
-@click.option("--judge", type=click.Choice(["rule", "llm", "zero-shot"]),
-              help="Whose preferences to learn from (default: preference.judge).")
+@click.option(
+    "--judge",
+    type=click.Choice(["rule", "llm", "zero-shot"]),
+    help="Whose preferences to learn from (default: preference.judge).",
+)
 @click.option("--beta", type=float, help="DPO beta (default: train.beta).")
 @steps_option
 @pass_app
@@ -476,8 +591,10 @@ def train_dpo_cmd(app, judge, beta, steps):
     if beta is not None:
         cfg.train.beta = beta
     d = train_dpo(app.lake(), cfg, judge)
-    click.echo(f"train-dpo: {d['steps']} steps on {d['pairs']} pairs, reward margin "
-               f"{d['margin_first']:.3f} -> {d['margin_last']:.3f}; adapter {d['adapter']}")
+    click.echo(
+        f"train-dpo: {d['steps']} steps on {d['pairs']} pairs, reward margin "
+        f"{d['margin_first']:.3f} -> {d['margin_last']:.3f}; adapter {d['adapter']}"
+    )
 
 
 @cli.group()
@@ -486,8 +603,12 @@ def report():
 
 
 @report.command("preferences")
-@click.option("--out", required=True, type=click.Path(file_okay=False),
-              help="Folder for the PNG plots, CSV tables and index.html.")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder for the PNG plots, CSV tables and index.html.",
+)
 @pass_app
 def report_preferences(app, out):
     """Margins, agent win rates, scores by MeSH category, judge agreement (PNG + HTML).
@@ -503,10 +624,15 @@ def report_preferences(app, out):
 
 
 @cli.command()
-@click.option("--agent", "agents", multiple=True,
-              help="Answer the questions of these agents (repeatable; default: answer.agents).")
-@click.option("--batch-api", is_flag=True,
-              help="Use the OpenAI Batch API: submit, poll, collect (resumable).")
+@click.option(
+    "--agent",
+    "agents",
+    multiple=True,
+    help="Answer the questions of these agents (repeatable; default: answer.agents).",
+)
+@click.option(
+    "--batch-api", is_flag=True, help="Use the OpenAI Batch API: submit, poll, collect (resumable)."
+)
 @click.option("--no-wait", is_flag=True, help="With --batch-api: submit/collect once and return.")
 @click.option("--poll", default=30.0, show_default=True, help="Seconds between Batch API polls.")
 @executor_option
@@ -523,17 +649,22 @@ def answer(app, agents, batch_api, no_wait, poll, executor, limit):
 
     if batch_api:
         s = ans.batch_answer(app.lake(), app.config, tuple(agents) or None, poll, not no_wait)
-        click.echo(f"answer (Batch API): {s['submitted']:,} submitted, {s['collected']:,} collected,"
-                   f" {s['failed']:,} failed, {s['pending']:,} pending; tokens {s['tokens_in']:,} "
-                   f"in / {s['tokens_out']:,} out, ${s['cost_usd']:.4f} [run {s['run_id']}]")
+        click.echo(
+            f"answer (Batch API): {s['submitted']:,} submitted, {s['collected']:,} collected,"
+            f" {s['failed']:,} failed, {s['pending']:,} pending; tokens {s['tokens_in']:,} "
+            f"in / {s['tokens_out']:,} out, ${s['cost_usd']:.4f} [run {s['run_id']}]"
+        )
     else:
         echo_runs(ans.answer(app.lake(), app.config, tuple(agents) or None, executor, limit))
 
 
 @cli.command("export")
 @click.argument("kind", type=click.Choice(["cpt", "sft"]))
-@click.option("--out", type=click.Path(file_okay=False),
-              help="Parent folder (default: export.out, else <lake>/exports).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    help="Parent folder (default: export.out, else <lake>/exports).",
+)
 @click.option("--push-to-hub", "repo", help="Also upload to this Hugging Face dataset repo.")
 @click.option("--dry-run", is_flag=True, help="With --push-to-hub: list what would be uploaded.")
 @pass_app
@@ -547,8 +678,10 @@ def export_cmd(app, kind, out, repo, dry_run):
     from mkailin.export import export, push_to_hub
 
     r = export(app.lake(), app.config, kind, out)
-    click.echo(f"corpus_{kind}: {r['records']:,} records to {r['path']} ({r['exact_duplicates']:,} "
-               f"exact and {r['near_duplicates']:,} near-duplicate questions removed)")
+    click.echo(
+        f"corpus_{kind}: {r['records']:,} records to {r['path']} ({r['exact_duplicates']:,} "
+        f"exact and {r['near_duplicates']:,} near-duplicate questions removed)"
+    )
     if repo:
         files = push_to_hub(r["path"], repo, dry_run)
         verb = "would upload" if dry_run else "uploaded"
@@ -557,7 +690,9 @@ def export_cmd(app, kind, out, repo, dry_run):
 
 
 @train.command("cpt")
-@click.option("--corpus", type=click.Path(file_okay=False), help="An export folder (default: the lake's).")
+@click.option(
+    "--corpus", type=click.Path(file_okay=False), help="An export folder (default: the lake's)."
+)
 @steps_option
 @pass_app
 def train_cpt_cmd(app, corpus, steps):
@@ -573,14 +708,21 @@ def train_cpt_cmd(app, corpus, steps):
     if steps:
         cfg.train.max_steps = steps
     d = train_cpt(app.lake(), cfg, corpus)
-    click.echo(f"train-cpt: {d['steps']} steps on {d['examples']:,} texts, loss "
-               f"{d['loss_first']:.3f} -> {d['loss_last']:.3f}; adapter {d['adapter']}")
+    click.echo(
+        f"train-cpt: {d['steps']} steps on {d['examples']:,} texts, loss "
+        f"{d['loss_first']:.3f} -> {d['loss_last']:.3f}; adapter {d['adapter']}"
+    )
 
 
 @train.command("sft")
-@click.option("--corpus", type=click.Path(file_okay=False), help="An export folder (default: the lake's).")
-@click.option("--mix-pubmedqa", type=click.IntRange(min=0),
-              help="Mix this many PubMedQA PQA-L training examples in (default: downstream.mix_pubmedqa).")
+@click.option(
+    "--corpus", type=click.Path(file_okay=False), help="An export folder (default: the lake's)."
+)
+@click.option(
+    "--mix-pubmedqa",
+    type=click.IntRange(min=0),
+    help="Mix this many PubMedQA PQA-L training examples in (default: downstream.mix_pubmedqa).",
+)
 @steps_option
 @pass_app
 def train_sft_cmd(app, corpus, mix_pubmedqa, steps):
@@ -596,18 +738,32 @@ def train_sft_cmd(app, corpus, mix_pubmedqa, steps):
     if steps:
         cfg.train.max_steps = steps
     d = train_sft(app.lake(), cfg, corpus, mix_pubmedqa)
-    click.echo(f"train-sft: {d['steps']} steps on {d['examples']:,} records, loss "
-               f"{d['loss_first']:.3f} -> {d['loss_last']:.3f}; adapter {d['adapter']}")
+    click.echo(
+        f"train-sft: {d['steps']} steps on {d['examples']:,} records, loss "
+        f"{d['loss_first']:.3f} -> {d['loss_last']:.3f}; adapter {d['adapter']}"
+    )
 
 
 @eval_group.command("pubmedqa")
-@click.option("--model", "models", multiple=True, required=True,
-              help="A [models] name, optionally NAME:ADAPTER where ADAPTER is auto, none or a path "
-                   "(repeatable: several models are reported side by side).")
-@click.option("--setting", type=click.Choice(["reasoning-required", "question-only"]),
-              help="With the abstract (reasoning-required) or the question alone.")
-@click.option("--limit", default=0, type=click.IntRange(min=0), help="Evaluate the first N test items.")
-@click.option("--out", type=click.Path(file_okay=False), help="Write the slice table (CSV) and plots here.")
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    required=True,
+    help="A [models] name, optionally NAME:ADAPTER where ADAPTER is auto, none or a path "
+    "(repeatable: several models are reported side by side).",
+)
+@click.option(
+    "--setting",
+    type=click.Choice(["reasoning-required", "question-only"]),
+    help="With the abstract (reasoning-required) or the question alone.",
+)
+@click.option(
+    "--limit", default=0, type=click.IntRange(min=0), help="Evaluate the first N test items."
+)
+@click.option(
+    "--out", type=click.Path(file_okay=False), help="Write the slice table (CSV) and plots here."
+)
 @format_option
 @pass_app
 def eval_pubmedqa_cmd(app, models, setting, limit, out, fmt):
@@ -630,11 +786,19 @@ def eval_pubmedqa_cmd(app, models, setting, limit, out, fmt):
 
 @cli.command("plan")
 @click.argument("config_file", required=False, type=click.Path(dir_okay=False))
-@click.option("--articles", required=True, type=click.IntRange(min=1),
-              help="Articles to plan for (e.g. 37000000 for all of PubMed).")
+@click.option(
+    "--articles",
+    required=True,
+    type=click.IntRange(min=1),
+    help="Articles to plan for (e.g. 37000000 for all of PubMed).",
+)
 @click.option("--batch-api", is_flag=True, help="Price the answers at the Batch API rate.")
-@click.option("--gpu-tokens-per-second", default=2500.0, show_default=True,
-              help="Generated tokens/s one GPU serves (for GPU-hours).")
+@click.option(
+    "--gpu-tokens-per-second",
+    default=2500.0,
+    show_default=True,
+    help="Generated tokens/s one GPU serves (for GPU-hours).",
+)
 @format_option
 @pass_app
 def plan_cmd(app, config_file, articles, batch_api, gpu_tokens_per_second, fmt):
@@ -660,8 +824,12 @@ def plan_cmd(app, config_file, articles, batch_api, gpu_tokens_per_second, fmt):
 
 @cli.command("run")
 @click.argument("config_file", type=click.Path(dir_okay=False))
-@click.option("--data", "data_dir", type=click.Path(file_okay=False),
-              help="Input folder laid out like shared/data (overrides inputs.data).")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False),
+    help="Input folder laid out like shared/data (overrides inputs.data).",
+)
 @click.option("--from", "start", help="Re-run from this step on (ignores completion markers).")
 @click.option("--until", help="Stop after this step.")
 @click.option("--dry-run", is_flag=True, help="Print the steps and the rows each would process.")
@@ -708,9 +876,13 @@ def status(app, show_all, fmt):
 
 # ------------------------------------------------------------------------------ demo
 @cli.command()
-@click.option("--data", "data_dir", type=click.Path(file_okay=False),
-              help="Local data laid out like shared/data (mesh/, pubmed/, pubmedqa/). "
-                   "Without it the demo downloads the small public files.")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False),
+    help="Local data laid out like shared/data (mesh/, pubmed/, pubmedqa/). "
+    "Without it the demo downloads the small public files.",
+)
 @pass_app
 def demo(app, data_dir):
     """Build a demo lake from real data, end to end.
@@ -735,4 +907,3 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("Aborted.", err=True)
         sys.exit(130)
-

@@ -18,15 +18,28 @@ def mesh():
 @mesh.command("sim")
 @click.argument("a", required=False)
 @click.argument("b", required=False)
-@click.option("--measure", type=MEASURE_CHOICE,
-              help="One measure (default: all four; kailin uses its own per-category IC).")
-@click.option("--ic", type=IC_CHOICE,
-              help="IC source (default: corpus when the lake holds MeSH annotations, "
-                   "else intrinsic).")
-@click.option("--pairs", "pairs_path", type=click.Path(dir_okay=False),
-              help="Score a .csv or .parquet file with columns a and b instead of A B.")
-@click.option("--out", "out_path", type=click.Path(dir_okay=False),
-              help="The Parquet file --pairs writes: the input plus one column per measure.")
+@click.option(
+    "--measure",
+    type=MEASURE_CHOICE,
+    help="One measure (default: all four; kailin uses its own per-category IC).",
+)
+@click.option(
+    "--ic",
+    type=IC_CHOICE,
+    help="IC source (default: corpus when the lake holds MeSH annotations, else intrinsic).",
+)
+@click.option(
+    "--pairs",
+    "pairs_path",
+    type=click.Path(dir_okay=False),
+    help="Score a .csv or .parquet file with columns a and b instead of A B.",
+)
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False),
+    help="The Parquet file --pairs writes: the input plus one column per measure.",
+)
 @format_option
 @pass_app
 def sim(app, a, b, measure, ic, pairs_path, out_path, fmt):
@@ -59,14 +72,25 @@ def sim(app, a, b, measure, ic, pairs_path, out_path, fmt):
 @mesh.command("doc-sim")
 @click.argument("pmid_a", type=int)
 @click.argument("pmid_b", type=int)
-@click.option("--measure", type=MEASURE_CHOICE, default="lin", show_default=True,
-              help="Term similarity measure.")
-@click.option("--ic", type=IC_CHOICE,
-              help="IC source (default: corpus when the lake holds MeSH annotations, "
-                   "else intrinsic).")
-@click.option("--aggregate", type=click.Choice(["mean", "bma"]), default="mean",
-              show_default=True,
-              help="mean over all term pairs (the paper's), or best-match average.")
+@click.option(
+    "--measure",
+    type=MEASURE_CHOICE,
+    default="lin",
+    show_default=True,
+    help="Term similarity measure.",
+)
+@click.option(
+    "--ic",
+    type=IC_CHOICE,
+    help="IC source (default: corpus when the lake holds MeSH annotations, else intrinsic).",
+)
+@click.option(
+    "--aggregate",
+    type=click.Choice(["mean", "bma"]),
+    default="mean",
+    show_default=True,
+    help="mean over all term pairs (the paper's), or best-match average.",
+)
 @format_option
 @pass_app
 def doc_sim(app, pmid_a, pmid_b, measure, ic, aggregate, fmt):
@@ -79,5 +103,4 @@ def doc_sim(app, pmid_a, pmid_b, measure, ic, aggregate, fmt):
     from mkailin import mesh as lib
     from mkailin.output import render
 
-    click.echo(render(lib.doc_similarity(app.lake(), pmid_a, pmid_b, measure, ic, aggregate),
-                      fmt))
+    click.echo(render(lib.doc_similarity(app.lake(), pmid_a, pmid_b, measure, ic, aggregate), fmt))

@@ -235,12 +235,16 @@ class Config:
 
     def model(self, name: str) -> ModelSpec:
         if name not in self.models:
-            raise ConfigError(f"no model named '{name}' in [models] (have: {', '.join(self.models)})")
+            raise ConfigError(
+                f"no model named '{name}' in [models] (have: {', '.join(self.models)})"
+            )
         return self.models[name]
 
     def agent(self, name: str) -> AgentSpec:
         if name not in self.agents:
-            raise ConfigError(f"no agent named '{name}' in [agents] (have: {', '.join(self.agents)})")
+            raise ConfigError(
+                f"no agent named '{name}' in [agents] (have: {', '.join(self.agents)})"
+            )
         return self.agents[name]
 
     def encoder(self, name: str) -> EncoderSpec:
@@ -313,8 +317,10 @@ def _build(cls, data: dict, where: str):
         if f.name in data:
             value = _coerce(data[f.name], hints[f.name], f"{where}.{f.name}" if where else f.name)
             default = getattr(base, f.name)
-            if isinstance(default, dict) and isinstance(value, dict) and f.name in (
-                "models", "encoders", "agents"
+            if (
+                isinstance(default, dict)
+                and isinstance(value, dict)
+                and f.name in ("models", "encoders", "agents")
             ):
                 # named entries merge over the defaults, and a partial entry over its default
                 merged = dict(default)
@@ -344,8 +350,10 @@ def validate(cfg: Config) -> Config:
         "preference.aggregate": (cfg.preference.aggregate, {"mean", "bma"}),
         "runtime.executor": (cfg.runtime.executor, {"local", "ray"}),
         "eval.setting": (cfg.eval.setting, {"reasoning-required", "question-only"}),
-        "pipeline.eval_setting": (cfg.pipeline.eval_setting or cfg.eval.setting,
-                                  {"reasoning-required", "question-only"}),
+        "pipeline.eval_setting": (
+            cfg.pipeline.eval_setting or cfg.eval.setting,
+            {"reasoning-required", "question-only"},
+        ),
     }
     for key, (value, allowed) in choices.items():
         if value not in allowed:
@@ -354,15 +362,17 @@ def validate(cfg: Config) -> Config:
         if not m.model:
             raise ConfigError(f"models.{name}.model: give an HF id, a local path or pkg:PACKAGE")
         if m.backend not in ("transformers", "vllm", "openai"):
-            raise ConfigError(f"models.{name}.backend: {m.backend!r} is not one of "
-                              "openai, transformers, vllm")
+            raise ConfigError(
+                f"models.{name}.backend: {m.backend!r} is not one of openai, transformers, vllm"
+            )
     for name, a in cfg.agents.items():
         if a.model not in cfg.models:
             raise ConfigError(f"agents.{name}.model: no model named {a.model!r} in [models]")
     for key in ("domain_encoder", "general_encoder"):
         if getattr(cfg.retrieval, key) not in cfg.encoders:
-            raise ConfigError(f"retrieval.{key}: no encoder named "
-                              f"{getattr(cfg.retrieval, key)!r} in [encoders]")
+            raise ConfigError(
+                f"retrieval.{key}: no encoder named {getattr(cfg.retrieval, key)!r} in [encoders]"
+            )
     if cfg.retrieval.k < 1:
         raise ConfigError("retrieval.k: must be at least 1")
     return cfg
@@ -411,7 +421,9 @@ def _rel(p: Path, value: str) -> str:
 def _deep_merge(base: dict, over: dict) -> dict:
     out = dict(base)
     for k, v in over.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = (
+            _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        )
     return out
 
 

@@ -27,8 +27,16 @@ from mkailin.lake import Lake
 from mkailin.stage import RunResult, Stage, run_stage
 
 LABELS = ("yes", "no", "maybe")
-YEAR_SLICES = ((1989, 2000), (2001, 2004), (2005, 2007), (2008, 2009), (2010, 2011),
-               (2012, 2013), (2014, 2015), (2016, 2017))
+YEAR_SLICES = (
+    (1989, 2000),
+    (2001, 2004),
+    (2005, 2007),
+    (2008, 2009),
+    (2010, 2011),
+    (2012, 2013),
+    (2014, 2015),
+    (2016, 2017),
+)
 SETTINGS = ("reasoning-required", "question-only")
 
 
@@ -76,8 +84,9 @@ _LABEL = re.compile(r"\b(yes|no|maybe)\b", re.I)
 class PubMedQAPredictor:
     """Batch function: PubMedQA rows -> eval_predictions rows."""
 
-    def __init__(self, label: str, model_name: str, spec: ModelSpec, adapter: str, setting: str,
-                 chars: int):
+    def __init__(
+        self, label: str, model_name: str, spec: ModelSpec, adapter: str, setting: str, chars: int
+    ):
         from mkailin.backends.generation import get_generator
 
         self.gen = get_generator(spec, model_name, adapter)
@@ -85,7 +94,9 @@ class PubMedQAPredictor:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()
-        prompts = [eval_prompt(self.setting, r["question"], r["contexts"], self.chars) for r in rows]
+        prompts = [
+            eval_prompt(self.setting, r["question"], r["contexts"], self.chars) for r in rows
+        ]
         errors = [None] * len(rows)
         try:
             scores = self.gen.score_choices(prompts, [" " + lab for lab in LABELS])
@@ -100,21 +111,43 @@ class PubMedQAPredictor:
                 preds.append(m.group(1).lower() if m else None)
                 if not m:
                     errors[i] = g.error or f"not a label: {g.text[:80]!r}"
-        return pa.Table.from_pylist([
-            {"model": self.label, "pmid": r["pmid"], "setting": self.setting, "prediction": p,
-             "gold": r["final_decision"], "_error": e}
-            for r, p, e in zip(rows, preds, errors)],
-            schema=pa.schema([("model", pa.string()), ("pmid", pa.int64()), ("setting", pa.string()),
-                              ("prediction", pa.string()), ("gold", pa.string()),
-                              ("_error", pa.string())]))
+        return pa.Table.from_pylist(
+            [
+                {
+                    "model": self.label,
+                    "pmid": r["pmid"],
+                    "setting": self.setting,
+                    "prediction": p,
+                    "gold": r["final_decision"],
+                    "_error": e,
+                }
+                for r, p, e in zip(rows, preds, errors)
+            ],
+            schema=pa.schema(
+                [
+                    ("model", pa.string()),
+                    ("pmid", pa.int64()),
+                    ("setting", pa.string()),
+                    ("prediction", pa.string()),
+                    ("gold", pa.string()),
+                    ("_error", pa.string()),
+                ]
+            ),
+        )
 
 
 def model_label(model_name: str, adapter: str) -> str:
     return model_name + (f"+{Path(adapter.split('+')[-1]).name}" if adapter else "")
 
 
-def eval_stage(lake: Lake, cfg: Config, model_name: str, adapter_setting: str = "none",
-               setting: str | None = None, sample: int = 0) -> Stage:
+def eval_stage(
+    lake: Lake,
+    cfg: Config,
+    model_name: str,
+    adapter_setting: str = "none",
+    setting: str | None = None,
+    sample: int = 0,
+) -> Stage:
     """``sample`` > 0 evaluates a fixed sample of that many test items (a stable hash order),
     the same items on every call and for every model."""
     from mkailin.artifacts import resolve_adapter
@@ -128,24 +161,37 @@ def eval_stage(lake: Lake, cfg: Config, model_name: str, adapter_setting: str = 
     return Stage(
         name=f"eval-pubmedqa:{label}:{setting}",
         input_sql="select pmid, question, contexts, final_decision from pubmedqa "
-                  "where split = 'test' and final_decision is not null order by hash(pmid)"
-                  + (f" limit {int(sample)}" if sample else ""),
-        output="eval_predictions", key=("pmid",), order_by="hash(i.pmid)",
-        output_filter="model = ? and setting = ?", output_params=[label, setting],
-        fn=PubMedQAPredictor, fn_args=(label, model_name, spec, adapter, setting,
-                                       cfg.eval.context_chars),
-        batch_size=cfg.runtime.batch_size, models={"model": model_name, "adapter": adapter},
+        "where split = 'test' and final_decision is not null order by hash(pmid)"
+        + (f" limit {int(sample)}" if sample else ""),
+        output="eval_predictions",
+        key=("pmid",),
+        order_by="hash(i.pmid)",
+        output_filter="model = ? and setting = ?",
+        output_params=[label, setting],
+        fn=PubMedQAPredictor,
+        fn_args=(label, model_name, spec, adapter, setting, cfg.eval.context_chars),
+        batch_size=cfg.runtime.batch_size,
+        models={"model": model_name, "adapter": adapter},
         config_hash=cfg.hash("eval", "models"),
     )
 
 
-def predict(lake: Lake, cfg: Config, model_name: str, adapter: str = "none",
-            setting: str | None = None, limit: int = 0, executor: str | None = None,
-            progress: bool | None = None) -> tuple[str, RunResult]:
+def predict(
+    lake: Lake,
+    cfg: Config,
+    model_name: str,
+    adapter: str = "none",
+    setting: str | None = None,
+    limit: int = 0,
+    executor: str | None = None,
+    progress: bool | None = None,
+) -> tuple[str, RunResult]:
     stage = eval_stage(lake, cfg, model_name, adapter, setting, limit)
     if lake.query("select count(*) from pubmedqa where split = 'test'")[0][0] == 0:
-        raise InputError("no PubMedQA test split: run `mkailin ingest pubmedqa ori_pqal.json "
-                         "--ground-truth test_ground_truth.json` first")
+        raise InputError(
+            "no PubMedQA test split: run `mkailin ingest pubmedqa ori_pqal.json "
+            "--ground-truth test_ground_truth.json` first"
+        )
     r = run_stage(lake, stage, executor or cfg.runtime.executor, cfg.runtime, progress=progress)
     return stage.output_params[0], r
 
@@ -158,9 +204,13 @@ def slice_report(lake: Lake, labels: list[str], setting: str, mesh_slices: int =
         "select e.model, e.pmid, e.prediction, e.gold, p.year, p.meshes from eval_predictions e "
         "join pubmedqa p using (pmid) where e.setting = ? and e.prediction is not null "
         "qualify row_number() over (partition by e.model, e.pmid order by e.run_id desc) = 1",
-        [setting])
-    mesh_counts = Counter(m for (ms,) in lake.query(
-        "select meshes from pubmedqa where split = 'test'") for m in (ms or []))
+        [setting],
+    )
+    mesh_counts = Counter(
+        m
+        for (ms,) in lake.query("select meshes from pubmedqa where split = 'test'")
+        for m in (ms or [])
+    )
     top_mesh = [m for m, _ in mesh_counts.most_common(mesh_slices)]
     out = []
     for label in labels:
@@ -171,18 +221,38 @@ def slice_report(lake: Lake, labels: list[str], setting: str, mesh_slices: int =
             for m in r[5] or []:
                 if m in top_mesh:
                     groups.setdefault(("mesh", m), []).append(r)
-        order = [("overall", "all")] + [("year", f"{lo}-{hi}") for lo, hi in YEAR_SLICES] + \
-            ([("year", "unknown")] if ("year", "unknown") in groups else []) + \
-            [("mesh", m) for m in top_mesh]
+        order = (
+            [("overall", "all")]
+            + [("year", f"{lo}-{hi}") for lo, hi in YEAR_SLICES]
+            + ([("year", "unknown")] if ("year", "unknown") in groups else [])
+            + [("mesh", m) for m in top_mesh]
+        )
         for key in order:
             g = groups.get(key, [])
             gold, pred = [r[3] for r in g], [r[2] for r in g]
-            out.append({"model": label, "slice_kind": key[0], "slice": key[1], "n": len(g),
-                        "accuracy": accuracy(gold, pred) if g else None,
-                        "macro_f1": macro_f1(gold, pred) if g else None})
-    return pa.Table.from_pylist(out, schema=pa.schema([
-        ("model", pa.string()), ("slice_kind", pa.string()), ("slice", pa.string()),
-        ("n", pa.int64()), ("accuracy", pa.float64()), ("macro_f1", pa.float64())]))
+            out.append(
+                {
+                    "model": label,
+                    "slice_kind": key[0],
+                    "slice": key[1],
+                    "n": len(g),
+                    "accuracy": accuracy(gold, pred) if g else None,
+                    "macro_f1": macro_f1(gold, pred) if g else None,
+                }
+            )
+    return pa.Table.from_pylist(
+        out,
+        schema=pa.schema(
+            [
+                ("model", pa.string()),
+                ("slice_kind", pa.string()),
+                ("slice", pa.string()),
+                ("n", pa.int64()),
+                ("accuracy", pa.float64()),
+                ("macro_f1", pa.float64()),
+            ]
+        ),
+    )
 
 
 def side_by_side(report: pa.Table, labels: list[str]) -> pa.Table:
@@ -214,10 +284,17 @@ def plot_report(report: pa.Table, out: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(slices) + 2), 4))
         width = 0.8 / max(1, len(models))
         for i, m in enumerate(models):
-            vals = {r["slice"]: r["accuracy"] or 0 for r in rows
-                    if r["model"] == m and r["slice_kind"] == kind}
-            ax.bar([k + i * width for k in range(len(slices))], [vals.get(s, 0) for s in slices],
-                   width, label=m)
+            vals = {
+                r["slice"]: r["accuracy"] or 0
+                for r in rows
+                if r["model"] == m and r["slice_kind"] == kind
+            }
+            ax.bar(
+                [k + i * width for k in range(len(slices))],
+                [vals.get(s, 0) for s in slices],
+                width,
+                label=m,
+            )
         ax.set_xticks([k + width * (len(models) - 1) / 2 for k in range(len(slices))])
         ax.set_xticklabels(slices, rotation=45, ha="right", fontsize=8)
         ax.set_ylabel("accuracy")
@@ -231,9 +308,15 @@ def plot_report(report: pa.Table, out: Path) -> list[Path]:
     return files
 
 
-def evaluate_pubmedqa(lake: Lake, cfg: Config, models: list[tuple[str, str]],
-                      setting: str | None = None, limit: int = 0, out: str | None = None,
-                      progress: bool | None = None) -> dict:
+def evaluate_pubmedqa(
+    lake: Lake,
+    cfg: Config,
+    models: list[tuple[str, str]],
+    setting: str | None = None,
+    limit: int = 0,
+    out: str | None = None,
+    progress: bool | None = None,
+) -> dict:
     """Predict with each (model, adapter) and report the slices side by side."""
     setting = setting or cfg.eval.setting
     labels, runs = [], []
@@ -242,8 +325,13 @@ def evaluate_pubmedqa(lake: Lake, cfg: Config, models: list[tuple[str, str]],
         labels.append(label)
         runs.append(r)
     report = slice_report(lake, labels, setting, cfg.eval.mesh_slices)
-    result = {"labels": labels, "runs": runs, "report": report,
-              "table": side_by_side(report, labels), "files": []}
+    result = {
+        "labels": labels,
+        "runs": runs,
+        "report": report,
+        "table": side_by_side(report, labels),
+        "files": [],
+    }
     if out:
         import csv
 

@@ -49,7 +49,7 @@ def _shingles(text: str, n: int = 3) -> set[str]:
     w = normalise(text).split()
     if len(w) < n:
         return {" ".join(w)} if w else set()
-    return {" ".join(w[i: i + n]) for i in range(len(w) - n + 1)}
+    return {" ".join(w[i : i + n]) for i in range(len(w) - n + 1)}
 
 
 def minhash_signatures(texts: list[str], permutations: int = 64, seed: int = 1) -> np.ndarray:
@@ -63,15 +63,21 @@ def minhash_signatures(texts: list[str], permutations: int = 64, seed: int = 1) 
         sh = _shingles(t)
         if not sh:
             continue
-        x = np.array([int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "little")
-                      >> 3 for s in sh], dtype=np.uint64)
+        x = np.array(
+            [
+                int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "little") >> 3
+                for s in sh
+            ],
+            dtype=np.uint64,
+        )
         h = (np.outer(x, a) + b) % prime  # values < 2**61, products stay in uint64 (wrap ok)
         sig[i] = h.min(axis=0)
     return sig
 
 
-def dedup(ids: list[str], texts: list[str], threshold: float = 0.8,
-          permutations: int = 64) -> tuple[list[int], dict]:
+def dedup(
+    ids: list[str], texts: list[str], threshold: float = 0.8, permutations: int = 64
+) -> tuple[list[int], dict]:
     """Indices to keep: first of each exact-duplicate group, then no two kept texts whose
     estimated Jaccard similarity is at least ``threshold`` (LSH bands find candidates)."""
     order = sorted(range(len(ids)), key=lambda i: ids[i])
@@ -90,7 +96,7 @@ def dedup(ids: list[str], texts: list[str], threshold: float = 0.8,
     kept: list[int] = []
     for j, i in enumerate(exact_kept):
         cands = set()
-        keys = [(band, sig[j, band * rows:(band + 1) * rows].tobytes()) for band in range(bands)]
+        keys = [(band, sig[j, band * rows : (band + 1) * rows].tobytes()) for band in range(bands)]
         for k in keys:
             cands.update(buckets.get(k, ()))
         dup = any(float(np.mean(sig[j] == sig[c])) >= threshold for c in cands)
@@ -98,8 +104,10 @@ def dedup(ids: list[str], texts: list[str], threshold: float = 0.8,
             kept.append(i)
             for k in keys:
                 buckets.setdefault(k, []).append(j)
-    return sorted(kept, key=lambda i: ids[i]), {"exact_duplicates": n_exact,
-                                                "near_duplicates": len(exact_kept) - len(kept)}
+    return sorted(kept, key=lambda i: ids[i]), {
+        "exact_duplicates": n_exact,
+        "near_duplicates": len(exact_kept) - len(kept),
+    }
 
 
 # ------------------------------------------------------------------------------ records
@@ -130,21 +138,26 @@ def _source_sql(cfg: Config, with_answers: bool) -> tuple[str, list]:
         where q.agent in ({marks}) and q.question is not null
         order by q.question_id
     """
-    return sql, [retriever_label(cfg, cfg.retrieval.retriever), cfg.retrieval.k,
-                 *cfg.answer.agents]
+    return sql, [retriever_label(cfg, cfg.retrieval.retriever), cfg.retrieval.k, *cfg.answer.agents]
 
 
 def render_cpt(r: dict) -> str:
     ctx = "\n".join(f"[{i}] {c['text']}" for i, c in enumerate(r["contexts"] or [], start=1))
-    return CPT_TEMPLATE.format(title=r["title"] or "(untitled)", abstract=r["abstract"] or "",
-                               contexts=ctx, question=r["question"])
+    return CPT_TEMPLATE.format(
+        title=r["title"] or "(untitled)",
+        abstract=r["abstract"] or "",
+        contexts=ctx,
+        question=r["question"],
+    )
 
 
 def render_sft(r: dict) -> list[dict]:
     ctx = "\n".join(f"[{i}] {c['text']}" for i, c in enumerate(r["contexts"] or [], start=1))
-    return [{"role": "system", "content": SFT_SYSTEM},
-            {"role": "user", "content": f"Literature:\n{ctx}\n\nQuestion: {r['question']}"},
-            {"role": "assistant", "content": r["answer"]}]
+    return [
+        {"role": "system", "content": SFT_SYSTEM},
+        {"role": "user", "content": f"Literature:\n{ctx}\n\nQuestion: {r['question']}"},
+        {"role": "assistant", "content": r["answer"]},
+    ]
 
 
 # ------------------------------------------------------------------------------ writing
@@ -154,10 +167,13 @@ def export_dir(lake: Lake, cfg: Config, kind: str, out: str | None) -> Path:
 
 
 def _card(kind: str, stats: dict, manifest: dict) -> str:
-    what = ("continued-pretraining texts: a PubMed document, its top-k retrieved contexts and "
-            "a question it answers" if kind == "cpt" else
-            "chat-format SFT records: literature contexts and a question from the user, an "
-            "answer from the assistant")
+    what = (
+        "continued-pretraining texts: a PubMed document, its top-k retrieved contexts and "
+        "a question it answers"
+        if kind == "cpt"
+        else "chat-format SFT records: literature contexts and a question from the user, an "
+        "answer from the assistant"
+    )
     models = "\n".join(f"- {k}: `{v}`" for k, v in sorted(manifest["models"].items()))
     return f"""---
 configs:
@@ -184,16 +200,16 @@ between two question agents, DPO of the question generator).
 
 ## Counts
 
-- records: {stats['records']:,}
-- candidates before deduplication: {stats['candidates']:,}
-- exact duplicate questions removed: {stats['exact_duplicates']:,}
-- near-duplicate questions removed (MinHash, Jaccard >= {stats['threshold']}): {stats['near_duplicates']:,}
+- records: {stats["records"]:,}
+- candidates before deduplication: {stats["candidates"]:,}
+- exact duplicate questions removed: {stats["exact_duplicates"]:,}
+- near-duplicate questions removed (MinHash, Jaccard >= {stats["threshold"]}): {stats["near_duplicates"]:,}
 
 ## Sources
 
 - PubMed abstracts and MeSH headings (NLM); PubMedQA where ingested (MIT)
-- questions from the agents: {", ".join(manifest['agents'])}
-- contexts: top-{manifest['k']} by `{manifest['retriever']}`
+- questions from the agents: {", ".join(manifest["agents"])}
+- contexts: top-{manifest["k"]} by `{manifest["retriever"]}`
 
 ## Models
 
@@ -201,12 +217,12 @@ between two question agents, DPO of the question generator).
 
 ## Evaluation agent
 
-- judge: `{manifest['judge']}`, scorer: `{manifest['scorer']}`
+- judge: `{manifest["judge"]}`, scorer: `{manifest["scorer"]}`
 
 ## Provenance
 
-- config hash: `{manifest['config_hash']}`
-- created: {manifest['created']}
+- config hash: `{manifest["config_hash"]}`
+- created: {manifest["created"]}
 - runs: see `manifest.json`
 
 Load it with `datasets.load_dataset("parquet", data_files="data.parquet")` or from the JSONL.
@@ -224,56 +240,107 @@ def export(lake: Lake, cfg: Config, kind: str, out: str | None = None) -> dict:
     src = lake.query_arrow(sql, params).to_pylist()
     if not src:
         need = "answers (mkailin answer)" if kind == "sft" else "questions with contexts"
-        raise InputError(f"nothing to export: the lake has no {need} for agents "
-                         f"{', '.join(cfg.answer.agents)}")
+        raise InputError(
+            f"nothing to export: the lake has no {need} for agents {', '.join(cfg.answer.agents)}"
+        )
     if kind == "sft":
         src = [r for r in src if r.get("answer")]
-    keep, dd = dedup([r["question_id"] for r in src], [r["question"] for r in src],
-                     cfg.export.near_duplicate_threshold, cfg.export.minhash_permutations)
+    keep, dd = dedup(
+        [r["question_id"] for r in src],
+        [r["question"] for r in src],
+        cfg.export.near_duplicate_threshold,
+        cfg.export.minhash_permutations,
+    )
     rows = [src[i] for i in keep]
     run_id = new_run_id(f"export:{kind}")
     folder = export_dir(lake, cfg, kind, out)
     folder.mkdir(parents=True, exist_ok=True)
     if kind == "cpt":
-        records = [{"id": r["question_id"], "pmid": r["pmid"], "text": render_cpt(r),
-                    "question": r["question"], "context_pmids": [c["pmid"] for c in r["contexts"]]}
-                   for r in rows]
+        records = [
+            {
+                "id": r["question_id"],
+                "pmid": r["pmid"],
+                "text": render_cpt(r),
+                "question": r["question"],
+                "context_pmids": [c["pmid"] for c in r["contexts"]],
+            }
+            for r in rows
+        ]
     else:
-        records = [{"id": r["question_id"], "pmid": r["pmid"], "messages": render_sft(r),
-                    "context_pmids": [c["pmid"] for c in r["contexts"]]} for r in rows]
+        records = [
+            {
+                "id": r["question_id"],
+                "pmid": r["pmid"],
+                "messages": render_sft(r),
+                "context_pmids": [c["pmid"] for c in r["contexts"]],
+            }
+            for r in rows
+        ]
     table = pa.Table.from_pylist(records)
     _write_atomic(folder / "data.parquet", lambda p: pq.write_table(table, p, compression="zstd"))
-    _write_atomic(folder / "data.jsonl", lambda p: p.write_text(
-        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8"))
-    runs = lake.query("select stage, arg_max(run_id, finished) from runs where status = 'finished' "
-                      "group by stage order by stage")
+    _write_atomic(
+        folder / "data.jsonl",
+        lambda p: p.write_text(
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8"
+        ),
+    )
+    runs = lake.query(
+        "select stage, arg_max(run_id, finished) from runs where status = 'finished' "
+        "group by stage order by stage"
+    )
     manifest = {
-        "kind": kind, "run_id": run_id, "created": now().isoformat(), "records": len(records),
-        "config_hash": cfg.hash(), "config_source": cfg.source or "(defaults)",
-        "agents": list(cfg.answer.agents), "k": cfg.retrieval.k,
-        "retriever": cfg.retrieval.retriever, "judge": cfg.preference.judge,
+        "kind": kind,
+        "run_id": run_id,
+        "created": now().isoformat(),
+        "records": len(records),
+        "config_hash": cfg.hash(),
+        "config_source": cfg.source or "(defaults)",
+        "agents": list(cfg.answer.agents),
+        "k": cfg.retrieval.k,
+        "retriever": cfg.retrieval.retriever,
+        "judge": cfg.preference.judge,
         "scorer": scorer_label(cfg),
-        "models": {k: v for k, v in {
-            **{f"question:{a}": cfg.agent("general" if a == "final" else a).model
-               for a in cfg.answer.agents if a in ("domain", "general", "final")},
-            "answer": cfg.agent("answer").model if kind == "sft" else None,
-            "encoder": cfg.encoder(cfg.retrieval.domain_encoder
-                                   if cfg.retrieval.encoder == "domain"
-                                   else cfg.retrieval.general_encoder).model,
-        }.items() if v},
+        "models": {
+            k: v
+            for k, v in {
+                **{
+                    f"question:{a}": cfg.agent("general" if a == "final" else a).model
+                    for a in cfg.answer.agents
+                    if a in ("domain", "general", "final")
+                },
+                "answer": cfg.agent("answer").model if kind == "sft" else None,
+                "encoder": cfg.encoder(
+                    cfg.retrieval.domain_encoder
+                    if cfg.retrieval.encoder == "domain"
+                    else cfg.retrieval.general_encoder
+                ).model,
+            }.items()
+            if v
+        },
         "runs": {stage: run for stage, run in runs},
         "dedup": dd,
     }
-    stats = {"records": len(records), "candidates": len(src), "threshold":
-             cfg.export.near_duplicate_threshold, **dd}
+    stats = {
+        "records": len(records),
+        "candidates": len(src),
+        "threshold": cfg.export.near_duplicate_threshold,
+        **dd,
+    }
     _write_atomic(folder / "manifest.json", lambda p: p.write_text(json.dumps(manifest, indent=2)))
     _write_atomic(folder / "README.md", lambda p: p.write_text(_card(kind, stats, manifest)))
     from mkailin.stage import log_event
 
     with lake.lock(f"export {kind}"):
         log_event(lake, run_id, f"export:{kind}", "started", config_hash=cfg.hash())
-        log_event(lake, run_id, f"export:{kind}", "finished", rows_in=len(src),
-                  rows_out=len(records), detail=json.dumps({"path": str(folder), **dd}))
+        log_event(
+            lake,
+            run_id,
+            f"export:{kind}",
+            "finished",
+            rows_in=len(src),
+            rows_out=len(records),
+            detail=json.dumps({"path": str(folder), **dd}),
+        )
     return {"path": str(folder), "run_id": run_id, **stats}
 
 
@@ -283,12 +350,16 @@ def _write_atomic(path: Path, write) -> None:
     tmp.replace(path)
 
 
-def push_to_hub(folder: str | Path, repo_id: str, dry_run: bool = False,
-                private: bool = True) -> list[tuple[str, int]]:
+def push_to_hub(
+    folder: str | Path, repo_id: str, dry_run: bool = False, private: bool = True
+) -> list[tuple[str, int]]:
     """Upload an export folder as a Hugging Face dataset; ``dry_run`` only lists the files."""
     folder = Path(folder)
-    files = sorted((p.relative_to(folder).as_posix(), p.stat().st_size)
-                   for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    files = sorted(
+        (p.relative_to(folder).as_posix(), p.stat().st_size)
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".")
+    )
     if dry_run:
         return files
     try:
@@ -297,6 +368,10 @@ def push_to_hub(folder: str | Path, repo_id: str, dry_run: bool = False,
         raise MissingDependencyError("huggingface_hub", None, "--push-to-hub") from None
     api = HfApi()
     api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="dataset",
-                      allow_patterns=[name for name, _ in files])
+    api.upload_folder(
+        repo_id=repo_id,
+        folder_path=str(folder),
+        repo_type="dataset",
+        allow_patterns=[name for name, _ in files],
+    )
     return files

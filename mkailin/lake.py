@@ -46,6 +46,7 @@ _MARKER = ".mkailin-lake"
 
 _SWAP_RACE = re.compile(r"Cannot open file|No files found|No such file or directory")
 
+
 def sql_dir() -> Path:
     """The folder of ``NNN_name.sql`` files: inside the installed package, else the repo's."""
     packaged = Path(__file__).parent / "_sql"
@@ -398,7 +399,9 @@ class Lake:
                 n = None
                 if is_table or count_views:
                     try:
-                        n = con.execute(f"select count(*) from {quote_ident(name)}").fetchall()[0][0]
+                        n = con.execute(f"select count(*) from {quote_ident(name)}").fetchall()[0][
+                            0
+                        ]
                     except duckdb.Error:  # a macro-backed view over missing inputs
                         n = None
                 out.append((name, "table" if is_table else "view", n))
@@ -431,8 +434,7 @@ def fetch_arrow(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = 
     return to_table()
 
 
-def arrow_reader(con: duckdb.DuckDBPyConnection, sql: str, params: list | None,
-                 batch_size: int):
+def arrow_reader(con: duckdb.DuckDBPyConnection, sql: str, params: list | None, batch_size: int):
     """Stream a query's rows as Arrow record batches of ``batch_size`` rows."""
     rel = con.sql(sql, params=params or None)
     for name in ("to_arrow_reader", "fetch_arrow_reader", "record_batch"):

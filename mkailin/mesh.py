@@ -28,8 +28,23 @@ MEASURES = ("resnik", "lin", "jc", "kailin")
 IC_SOURCES = ("corpus", "intrinsic")
 AGGREGATES = ("mean", "bma")
 # Columns the similarity macros add or use internally; an input file may not bring its own.
-_RESERVED = {"_row", "ic_a", "ic_b", "mica_ui", "mica_pos", "ic_mica", "lca_ui", "lca_id",
-             "known", "ics_a", "ics_b", "categories_a", "categories_b", "terms", *MEASURES}
+_RESERVED = {
+    "_row",
+    "ic_a",
+    "ic_b",
+    "mica_ui",
+    "mica_pos",
+    "ic_mica",
+    "lca_ui",
+    "lca_id",
+    "known",
+    "ics_a",
+    "ics_b",
+    "categories_a",
+    "categories_b",
+    "terms",
+    *MEASURES,
+}
 
 
 @dataclass
@@ -108,7 +123,9 @@ def resolve_ic(con: duckdb.DuckDBPyConnection, ic: str | None) -> str:
 
 def _check_uis(con: duckdb.DuckDBPyConnection, uis: list[str]) -> dict[str, str]:
     """Names of the given descriptor UIs; an ``InputError`` naming the first unknown one."""
-    rows = _query(con, """
+    rows = _query(
+        con,
+        """
         select descriptor_ui, any_value(name) as name
         from (
             select descriptor_ui, name from mesh_descriptors
@@ -117,7 +134,9 @@ def _check_uis(con: duckdb.DuckDBPyConnection, uis: list[str]) -> dict[str, str]
         )
         where descriptor_ui in (select unnest(?::varchar[]))
         group by descriptor_ui
-    """, [uis]).to_pylist()
+    """,
+        [uis],
+    ).to_pylist()
     names = {r["descriptor_ui"]: r["name"] for r in rows}
     for ui in uis:
         if ui not in names:
@@ -126,9 +145,12 @@ def _check_uis(con: duckdb.DuckDBPyConnection, uis: list[str]) -> dict[str, str]
 
 
 def _check_pmids(con: duckdb.DuckDBPyConnection, pmids: list[int]) -> None:
-    found = {r[0] for r in con.execute(
-        "select pmid from articles where pmid in (select unnest(?::bigint[]))", [pmids]
-    ).fetchall()}
+    found = {
+        r[0]
+        for r in con.execute(
+            "select pmid from articles where pmid in (select unnest(?::bigint[]))", [pmids]
+        ).fetchall()
+    }
     for p in pmids:
         if p not in found:
             raise InputError(f"unknown PMID: {p} (not among the lake's articles)")
@@ -136,8 +158,10 @@ def _check_pmids(con: duckdb.DuckDBPyConnection, pmids: list[int]) -> None:
 
 def _materialise_indexes(con: duckdb.DuckDBPyConnection, ic: str, kailin: bool) -> None:
     """Build the similarity indexes once into temp tables, so each scoring query reads them."""
-    con.execute("create or replace temp table _mesh_idx as "
-                "select * from mesh_sim_index where ic_kind = ?", [ic])
+    con.execute(
+        "create or replace temp table _mesh_idx as select * from mesh_sim_index where ic_kind = ?",
+        [ic],
+    )
     if kailin:
         con.execute("create or replace temp table _mesh_kidx as select * from mesh_kailin_index")
 
@@ -160,8 +184,9 @@ def term_similarity(lake: Lake, a: str, b: str, measures=None, ic: str | None = 
         rows = []
         ic_measures = [m for m in measures if m != "kailin"]
         if ic_measures:
-            r = _query(con, "select resnik, lin, jc from mesh_term_sim('_pair', ic := ?)",
-                       [ic]).to_pylist()[0]
+            r = _query(
+                con, "select resnik, lin, jc from mesh_term_sim('_pair', ic := ?)", [ic]
+            ).to_pylist()[0]
             rows += [(m, ic, r[m]) for m in ic_measures]
         if "kailin" in measures:
             k = _scalar(con, "select kailin from mesh_term_kailin('_pair')")
@@ -170,15 +195,17 @@ def term_similarity(lake: Lake, a: str, b: str, measures=None, ic: str | None = 
         con.close()
     order = {m: i for i, m in enumerate(measures)}
     rows.sort(key=lambda r: order[r[0]])
-    return pa.table({
-        "a": [a] * len(rows),
-        "a_name": [names[a]] * len(rows),
-        "b": [b] * len(rows),
-        "b_name": [names[b]] * len(rows),
-        "measure": [r[0] for r in rows],
-        "ic": [r[1] for r in rows],
-        "similarity": pa.array([r[2] for r in rows], pa.float64()),
-    })
+    return pa.table(
+        {
+            "a": [a] * len(rows),
+            "a_name": [names[a]] * len(rows),
+            "b": [b] * len(rows),
+            "b_name": [names[b]] * len(rows),
+            "measure": [r[0] for r in rows],
+            "ic": [r[1] for r in rows],
+            "similarity": pa.array([r[2] for r in rows], pa.float64()),
+        }
+    )
 
 
 def read_pairs(path: str | os.PathLike) -> pa.Table:
@@ -198,8 +225,9 @@ def read_pairs(path: str | os.PathLike) -> pa.Table:
             table = csv.read_csv(
                 p,
                 parse_options=csv.ParseOptions(delimiter="\t" if suffix == ".tsv" else ","),
-                convert_options=csv.ConvertOptions(column_types={"a": pa.string(),
-                                                                 "b": pa.string()}),
+                convert_options=csv.ConvertOptions(
+                    column_types={"a": pa.string(), "b": pa.string()}
+                ),
             )
         else:
             raise InputError(f"{p}: expected a .csv, .tsv or .parquet file of pairs")
@@ -207,12 +235,15 @@ def read_pairs(path: str | os.PathLike) -> pa.Table:
         raise InputError(f"{p}: cannot read it: {str(e).splitlines()[0]}") from None
     missing = [c for c in ("a", "b") if c not in table.column_names]
     if missing:
-        raise InputError(f"{p}: missing column(s) {', '.join(missing)}; "
-                         "expected columns a and b holding MeSH descriptor UIs")
+        raise InputError(
+            f"{p}: missing column(s) {', '.join(missing)}; "
+            "expected columns a and b holding MeSH descriptor UIs"
+        )
     clash = sorted(set(table.column_names) & _RESERVED)
     if clash:
-        raise InputError(f"{p}: column name(s) {', '.join(clash)} are reserved for the scores; "
-                         "rename them")
+        raise InputError(
+            f"{p}: column name(s) {', '.join(clash)} are reserved for the scores; rename them"
+        )
     for c in ("a", "b"):
         if not pa.types.is_string(table.schema.field(c).type):
             i = table.schema.get_field_index(c)
@@ -220,8 +251,13 @@ def read_pairs(path: str | os.PathLike) -> pa.Table:
     return table
 
 
-def score_pairs(lake: Lake, pairs: str | os.PathLike, out: str | os.PathLike,
-                measures=None, ic: str | None = None) -> PairsSummary:
+def score_pairs(
+    lake: Lake,
+    pairs: str | os.PathLike,
+    out: str | os.PathLike,
+    measures=None,
+    ic: str | None = None,
+) -> PairsSummary:
     """Score every pair of a CSV/Parquet file; write the input columns plus one column per measure.
 
     Rows keep their input order. A UI that is not a MeSH descriptor gives NULL scores.
@@ -241,27 +277,48 @@ def score_pairs(lake: Lake, pairs: str | os.PathLike, out: str | os.PathLike,
         ic_measures = [m for m in measures if m != "kailin"]
         source, extra = "_pairs", []
         if ic_measures:
-            con.execute("create temp table _scored as select * from "
-                        "mesh_term_sim('_pairs', ic := ?, index_table := '_mesh_idx')", [ic])
-            source, extra = "_scored", ["ic_a", "ic_b", "mica_ui", *[
-                m for m in ("resnik", "lin", "jc") if m not in ic_measures]]
+            con.execute(
+                "create temp table _scored as select * from "
+                "mesh_term_sim('_pairs', ic := ?, index_table := '_mesh_idx')",
+                [ic],
+            )
+            source, extra = (
+                "_scored",
+                [
+                    "ic_a",
+                    "ic_b",
+                    "mica_ui",
+                    *[m for m in ("resnik", "lin", "jc") if m not in ic_measures],
+                ],
+            )
         if "kailin" in measures:
-            con.execute(f"create temp table _scored_k as select * from "
-                        f"mesh_term_kailin('{source}', index_table := '_mesh_kidx')")
+            con.execute(
+                f"create temp table _scored_k as select * from "
+                f"mesh_term_kailin('{source}', index_table := '_mesh_kidx')"
+            )
             source, extra = "_scored_k", [*extra, "lca_ui"]
         drop = ", ".join(["_row", *extra])
         result = _query(con, f"select * exclude ({drop}) from {source} order by _row")
-        unknown = _scalar(con, """
+        unknown = _scalar(
+            con,
+            """
             select count(*) from _pairs
             where a not in (select descriptor_ui from mesh_ancestors)
                or b not in (select descriptor_ui from mesh_ancestors)
                or a is null or b is null
-        """)
+        """,
+        )
     finally:
         con.close()
     _write_parquet(result, out)
-    return PairsSummary(rows=result.num_rows, unknown=unknown, measures=measures, ic=ic,
-                        out=out, seconds=time.perf_counter() - started)
+    return PairsSummary(
+        rows=result.num_rows,
+        unknown=unknown,
+        measures=measures,
+        ic=ic,
+        out=out,
+        seconds=time.perf_counter() - started,
+    )
 
 
 def _write_parquet(table: pa.Table, out: Path) -> None:
@@ -278,8 +335,14 @@ def _write_parquet(table: pa.Table, out: Path) -> None:
 
 
 # ------------------------------------------------------------------------------ documents
-def doc_similarity(lake: Lake, pmid_a: int, pmid_b: int, measure: str = "lin",
-                   ic: str | None = None, aggregate: str = "mean") -> pa.Table:
+def doc_similarity(
+    lake: Lake,
+    pmid_a: int,
+    pmid_b: int,
+    measure: str = "lin",
+    ic: str | None = None,
+    aggregate: str = "mean",
+) -> pa.Table:
     """The MeSH similarity of two articles: one row.
 
     Columns: a, b, measure, ic, aggregate, similarity (NULL when either article has no MeSH
@@ -292,12 +355,18 @@ def doc_similarity(lake: Lake, pmid_a: int, pmid_b: int, measure: str = "lin",
         _check_mesh(con)
         _check_pmids(con, [int(pmid_a), int(pmid_b)])
         ic = "kailin" if measure == "kailin" else resolve_ic(con, ic)
-        con.execute("create temp table _docs as select ?::bigint as a, ?::bigint as b",
-                    [int(pmid_a), int(pmid_b)])
-        return _query(con, """
+        con.execute(
+            "create temp table _docs as select ?::bigint as a, ?::bigint as b",
+            [int(pmid_a), int(pmid_b)],
+        )
+        return _query(
+            con,
+            """
             select a, b, ?::varchar as measure, ?::varchar as ic, ?::varchar as aggregate,
                    similarity, terms_a, terms_b, term_pairs
             from mesh_doc_sim('_docs', ?, ?, ?)
-        """, [measure, ic, aggregate, measure, "corpus" if ic == "kailin" else ic, aggregate])
+        """,
+            [measure, ic, aggregate, measure, "corpus" if ic == "kailin" else ic, aggregate],
+        )
     finally:
         con.close()

@@ -19,9 +19,14 @@ class MeshReference:
     ``descriptors``: extra descriptor UIs without a tree number (optional).
     """
 
-    def __init__(self, tree: Iterable[tuple[str, str]], annotations: Iterable[tuple[int, str]],
-                 descriptors: Iterable[str] = (), include_self: bool = True,
-                 granularity: str = "letter"):
+    def __init__(
+        self,
+        tree: Iterable[tuple[str, str]],
+        annotations: Iterable[tuple[int, str]],
+        descriptors: Iterable[str] = (),
+        include_self: bool = True,
+        granularity: str = "letter",
+    ):
         self.owner: dict[str, str] = {}
         self.trees: dict[str, list[str]] = defaultdict(list)
         for tn, ui in tree:
@@ -72,7 +77,9 @@ class MeshReference:
         self.ic = {
             "corpus": {ui: (-math.log(c / n) if c > 0 else None) for ui, c in self.count.items()},
             "intrinsic": {
-                ui: (1 - math.log(len(self.descendants[ui]) - 1 + 1) / math.log(m) if m > 1 else None)
+                ui: (
+                    1 - math.log(len(self.descendants[ui]) - 1 + 1) / math.log(m) if m > 1 else None
+                )
                 for ui in self.descriptors
             },
         }
@@ -185,8 +192,14 @@ class MeshReference:
         return sum(max(0.0, min(1.0, s)) for s in scores) / len(scores)
 
     # ------------------------------------------------------------------ documents
-    def doc_sim(self, terms_a: Iterable[str], terms_b: Iterable[str], measure: str = "lin",
-                ic: str = "corpus", aggregate: str = "mean") -> float | None:
+    def doc_sim(
+        self,
+        terms_a: Iterable[str],
+        terms_b: Iterable[str],
+        measure: str = "lin",
+        ic: str = "corpus",
+        aggregate: str = "mean",
+    ) -> float | None:
         ta, tb = sorted(set(terms_a)), sorted(set(terms_b))
         grid = [[self.sim(x, y, measure, ic) for y in tb] for x in ta]
         values = [v for row in grid for v in row if v is not None]
@@ -194,9 +207,11 @@ class MeshReference:
             return None
         if aggregate == "mean":
             return sum(values) / len(values)
-        best_a = [max(v for v in row if v is not None) for row in grid
-                  if any(v is not None for v in row)]
+        best_a = [
+            max(v for v in row if v is not None) for row in grid if any(v is not None for v in row)
+        ]
         cols = [[grid[i][j] for i in range(len(ta))] for j in range(len(tb))]
-        best_b = [max(v for v in col if v is not None) for col in cols
-                  if any(v is not None for v in col)]
+        best_b = [
+            max(v for v in col if v is not None) for col in cols if any(v is not None for v in col)
+        ]
         return (sum(best_a) / len(best_a) + sum(best_b) / len(best_b)) / 2

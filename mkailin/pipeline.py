@@ -36,9 +36,13 @@ def resolve_inputs(cfg: Config, data: str | None = None) -> dict:
     from mkailin.demo import find_inputs
 
     i = cfg.inputs
-    out = {"mesh": list(i.mesh), "pubmed": list(i.pubmed),
-           "pubmedqa": i.pubmedqa or None, "ground_truth": i.pubmedqa_ground_truth or None,
-           "bioasq": i.bioasq or None}
+    out = {
+        "mesh": list(i.mesh),
+        "pubmed": list(i.pubmed),
+        "pubmedqa": i.pubmedqa or None,
+        "ground_truth": i.pubmedqa_ground_truth or None,
+        "bioasq": i.bioasq or None,
+    }
     folder = data or i.data
     if folder:
         found = find_inputs(Path(folder))
@@ -46,7 +50,8 @@ def resolve_inputs(cfg: Config, data: str | None = None) -> dict:
         out["pubmed"] = out["pubmed"] or [str(p) for p in found["pubmed"]]
         out["pubmedqa"] = out["pubmedqa"] or str(found["pubmedqa"][0])
         out["ground_truth"] = out["ground_truth"] or (
-            str(found["ground_truth"][0]) if found["ground_truth"] else None)
+            str(found["ground_truth"][0]) if found["ground_truth"] else None
+        )
     return out
 
 
@@ -95,10 +100,20 @@ def _questions_todo(agents):
         from mkailin.agents.question import sample_sql
 
         sql, params = sample_sql(cfg)
-        return ", ".join(
-            f"{a}: " + _count(lake, f"select count(*) from ({sql}) as s where pmid not in "
-                                    "(select pmid from questions where agent = ?)", [*params, a])
-            for a in agents) + " articles"
+        return (
+            ", ".join(
+                f"{a}: "
+                + _count(
+                    lake,
+                    f"select count(*) from ({sql}) as s where pmid not in "
+                    "(select pmid from questions where agent = ?)",
+                    [*params, a],
+                )
+                for a in agents
+            )
+            + " articles"
+        )
+
     return todo
 
 
@@ -107,8 +122,11 @@ def _train_qg(agent):
         from mkailin.train.sft import train_qg
 
         d = train_qg(lake, cfg, agent)
-        return [f"train-qg:{agent}: {d['steps']} steps on {d['examples']:,} {d['source']} pairs, "
-                f"loss {d['loss_first']:.3f} -> {d['loss_last']:.3f}"]
+        return [
+            f"train-qg:{agent}: {d['steps']} steps on {d['examples']:,} {d['source']} pairs, "
+            f"loss {d['loss_first']:.3f} -> {d['loss_last']:.3f}"
+        ]
+
     return run
 
 
@@ -117,6 +135,7 @@ def _questions(agents):
         from mkailin.agents.question import generate_questions
 
         return _lines(generate_questions(lake, cfg, agents, progress=False))
+
     return run
 
 
@@ -130,10 +149,17 @@ def _retrieve(agents):
         from mkailin.agents.retrieval import retriever_label
 
         marks = ", ".join("?" * len(agents))
-        return _count(lake, f"select count(*) from questions where agent in ({marks}) and "
-                            "question is not null and question_id not in (select question_id "
-                            "from contexts where retriever = ?)",
-                      [*agents, retriever_label(cfg, cfg.retrieval.retriever)]) + " questions"
+        return (
+            _count(
+                lake,
+                f"select count(*) from questions where agent in ({marks}) and "
+                "question is not null and question_id not in (select question_id "
+                "from contexts where retriever = ?)",
+                [*agents, retriever_label(cfg, cfg.retrieval.retriever)],
+            )
+            + " questions"
+        )
+
     return run, todo
 
 
@@ -141,8 +167,10 @@ def _prefer_rule(lake: Lake, cfg: Config, ctx: dict) -> list[str]:
     from mkailin.agents.evaluation import prefer_rule
 
     r = prefer_rule(lake, cfg)
-    return [f"prefer:rule: {r['pairs']:,} pairs from {r['documents']:,} documents "
-            f"(scorer {r['scorer']})"]
+    return [
+        f"prefer:rule: {r['pairs']:,} pairs from {r['documents']:,} documents "
+        f"(scorer {r['scorer']})"
+    ]
 
 
 def _train_judge(lake: Lake, cfg: Config, ctx: dict) -> list[str]:
@@ -150,8 +178,11 @@ def _train_judge(lake: Lake, cfg: Config, ctx: dict) -> list[str]:
 
     d = train_judge(lake, cfg)
     h = d["holdout"]
-    agree = (f"held-out accuracy {h['accuracy']:.2f}, kappa {h['kappa']:.2f} on {h['n']} pairs"
-             if h["n"] else "no held-out pairs")
+    agree = (
+        f"held-out accuracy {h['accuracy']:.2f}, kappa {h['kappa']:.2f} on {h['n']} pairs"
+        if h["n"]
+        else "no held-out pairs"
+    )
     return [f"train-judge: {d['steps']} steps on {d['train_pairs']} pairs; {agree}"]
 
 
@@ -165,8 +196,10 @@ def _dpo(lake: Lake, cfg: Config, ctx: dict) -> list[str]:
     from mkailin.train.dpo import train_dpo
 
     d = train_dpo(lake, cfg)
-    return [f"train-dpo: {d['steps']} steps on {d['pairs']} pairs, reward margin "
-            f"{d['margin_first']:.3f} -> {d['margin_last']:.3f}"]
+    return [
+        f"train-dpo: {d['steps']} steps on {d['pairs']} pairs, reward margin "
+        f"{d['margin_first']:.3f} -> {d['margin_last']:.3f}"
+    ]
 
 
 def _answer(lake: Lake, cfg: Config, ctx: dict) -> list[str]:
@@ -182,8 +215,10 @@ def _export(lake: Lake, cfg: Config, ctx: dict) -> list[str]:
     for kind in ("cpt", "sft"):
         r = export(lake, cfg, kind)
         ctx.setdefault("exports", {})[kind] = r["path"]
-        out.append(f"corpus_{kind}: {r['records']:,} records to {r['path']} "
-                   f"({r['exact_duplicates']} exact, {r['near_duplicates']} near duplicates removed)")
+        out.append(
+            f"corpus_{kind}: {r['records']:,} records to {r['path']} "
+            f"({r['exact_duplicates']} exact, {r['near_duplicates']} near duplicates removed)"
+        )
     return out
 
 
@@ -192,8 +227,10 @@ def _downstream(lake: Lake, cfg: Config, ctx: dict) -> list[str]:
 
     c = train_cpt(lake, cfg)
     s = train_sft(lake, cfg)
-    return [f"train-cpt: {c['steps']} steps, loss {c['loss_first']:.3f} -> {c['loss_last']:.3f}",
-            f"train-sft: {s['steps']} steps, loss {s['loss_first']:.3f} -> {s['loss_last']:.3f}"]
+    return [
+        f"train-cpt: {c['steps']} steps, loss {c['loss_first']:.3f} -> {c['loss_last']:.3f}",
+        f"train-sft: {s['steps']} steps, loss {s['loss_first']:.3f} -> {s['loss_last']:.3f}",
+    ]
 
 
 def _evaluate(lake: Lake, cfg: Config, ctx: dict) -> list[str]:
@@ -201,9 +238,14 @@ def _evaluate(lake: Lake, cfg: Config, ctx: dict) -> list[str]:
     from mkailin.output import render
 
     name = cfg.downstream.model
-    res = evaluate_pubmedqa(lake, cfg, [(name, "none"), (name, "auto")],
-                            cfg.pipeline.eval_setting or None, cfg.pipeline.eval_sample,
-                            progress=False)
+    res = evaluate_pubmedqa(
+        lake,
+        cfg,
+        [(name, "none"), (name, "auto")],
+        cfg.pipeline.eval_setting or None,
+        cfg.pipeline.eval_sample,
+        progress=False,
+    )
     ctx["eval_table"] = res["table"]
     return _lines(res["runs"]) + render(res["table"].slice(0, 1)).splitlines()
 
@@ -215,36 +257,89 @@ def steps() -> list[Step]:
     needs_judge = lambda cfg: cfg.preference.judge in ("llm", "zero-shot")  # noqa: E731
     return [
         Step("ingest", _ingest, lambda lake, cfg, ctx: "files not in the ingest ledger"),
-        Step("train-qg-domain", _train_qg("domain"), lambda *a: "seed QA pairs",
-             lambda cfg: p(cfg).train_qg),
-        Step("train-qg-general", _train_qg("general"), lambda *a: "seed QA pairs",
-             lambda cfg: p(cfg).train_qg),
-        Step("questions", _questions(("domain", "general")),
-             _questions_todo(("domain", "general"))),
+        Step(
+            "train-qg-domain",
+            _train_qg("domain"),
+            lambda *a: "seed QA pairs",
+            lambda cfg: p(cfg).train_qg,
+        ),
+        Step(
+            "train-qg-general",
+            _train_qg("general"),
+            lambda *a: "seed QA pairs",
+            lambda cfg: p(cfg).train_qg,
+        ),
+        Step(
+            "questions", _questions(("domain", "general")), _questions_todo(("domain", "general"))
+        ),
         Step("retrieve", r_dg, t_dg),
-        Step("prefer-rule", _prefer_rule, lambda lake, cfg, ctx: _count(
-            lake, "select count(distinct pmid) from questions") + " documents"),
-        Step("train-judge", _train_judge, lambda *a: "rule-labelled pairs",
-             lambda cfg: p(cfg).train_judge and cfg.preference.judge == "llm"),
-        Step("prefer-judge", _prefer_judge, lambda lake, cfg, ctx: _count(
-            lake, "select count(*) from preferences where judge = 'rule'") + " pairs",
-             needs_judge),
-        Step("train-dpo", _dpo, lambda lake, cfg, ctx: _count(
-            lake, "select count(*) from preferences where judge = ?", [cfg.preference.judge])
-             + " preference pairs", lambda cfg: p(cfg).dpo),
-        Step("final-questions", _questions(("final",)), _questions_todo(("final",)),
-             lambda cfg: p(cfg).dpo),
+        Step(
+            "prefer-rule",
+            _prefer_rule,
+            lambda lake, cfg, ctx: (
+                _count(lake, "select count(distinct pmid) from questions") + " documents"
+            ),
+        ),
+        Step(
+            "train-judge",
+            _train_judge,
+            lambda *a: "rule-labelled pairs",
+            lambda cfg: p(cfg).train_judge and cfg.preference.judge == "llm",
+        ),
+        Step(
+            "prefer-judge",
+            _prefer_judge,
+            lambda lake, cfg, ctx: (
+                _count(lake, "select count(*) from preferences where judge = 'rule'") + " pairs"
+            ),
+            needs_judge,
+        ),
+        Step(
+            "train-dpo",
+            _dpo,
+            lambda lake, cfg, ctx: (
+                _count(
+                    lake, "select count(*) from preferences where judge = ?", [cfg.preference.judge]
+                )
+                + " preference pairs"
+            ),
+            lambda cfg: p(cfg).dpo,
+        ),
+        Step(
+            "final-questions",
+            _questions(("final",)),
+            _questions_todo(("final",)),
+            lambda cfg: p(cfg).dpo,
+        ),
         Step("retrieve-final", r_f, t_f, lambda cfg: p(cfg).dpo),
-        Step("answer", _answer, lambda lake, cfg, ctx: _count(
-            lake, "select count(*) from questions where agent in ('final') and question_id not "
-                  "in (select question_id from answers)") + " questions",
-             lambda cfg: p(cfg).answer),
+        Step(
+            "answer",
+            _answer,
+            lambda lake, cfg, ctx: (
+                _count(
+                    lake,
+                    "select count(*) from questions where agent in ('final') and question_id not "
+                    "in (select question_id from answers)",
+                )
+                + " questions"
+            ),
+            lambda cfg: p(cfg).answer,
+        ),
         Step("export", _export, lambda *a: "corpus_cpt, corpus_sft", lambda cfg: p(cfg).export),
-        Step("downstream", _downstream, lambda *a: "CPT then SFT of the target",
-             lambda cfg: p(cfg).downstream),
-        Step("evaluate", _evaluate, lambda lake, cfg, ctx: (
-            f"{cfg.pipeline.eval_sample or 500} PubMedQA test items x 2 models"),
-             lambda cfg: p(cfg).evaluate),
+        Step(
+            "downstream",
+            _downstream,
+            lambda *a: "CPT then SFT of the target",
+            lambda cfg: p(cfg).downstream,
+        ),
+        Step(
+            "evaluate",
+            _evaluate,
+            lambda lake, cfg, ctx: (
+                f"{cfg.pipeline.eval_sample or 500} PubMedQA test items x 2 models"
+            ),
+            lambda cfg: p(cfg).evaluate,
+        ),
     ]
 
 
@@ -260,13 +355,23 @@ def _release_models() -> None:
 
 
 def _done(lake: Lake, name: str, config_hash: str) -> bool:
-    return bool(lake.query(
-        "select 1 from runs where stage = ? and status = 'finished' and config_hash = ? limit 1",
-        [f"pipeline:{name}", config_hash]))
+    return bool(
+        lake.query(
+            "select 1 from runs where stage = ? and status = 'finished' and config_hash = ? limit 1",
+            [f"pipeline:{name}", config_hash],
+        )
+    )
 
 
-def run_pipeline(lake: Lake, cfg: Config, data: str | None = None, start: str | None = None,
-                 until: str | None = None, dry_run: bool = False, echo: Echo = print) -> dict:
+def run_pipeline(
+    lake: Lake,
+    cfg: Config,
+    data: str | None = None,
+    start: str | None = None,
+    until: str | None = None,
+    dry_run: bool = False,
+    echo: Echo = print,
+) -> dict:
     for name in (start, until):
         if name and name not in STEP_NAMES:
             raise InputError(f"unknown step {name!r}; steps: {', '.join(STEP_NAMES)}")
@@ -299,13 +404,25 @@ def run_pipeline(lake: Lake, cfg: Config, data: str | None = None, start: str | 
         try:
             lines = step.run(lake, cfg, ctx)
         except BaseException as e:
-            log_event(lake, run_id, f"pipeline:{step.name}", "failed", config_hash=h,
-                      error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:2000])
+            log_event(
+                lake,
+                run_id,
+                f"pipeline:{step.name}",
+                "failed",
+                config_hash=h,
+                error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:2000],
+            )
             raise
         secs = time.perf_counter() - t0
         _release_models()
-        log_event(lake, run_id, f"pipeline:{step.name}", "finished", config_hash=h,
-                  detail=json.dumps({"seconds": round(secs, 2)}))
+        log_event(
+            lake,
+            run_id,
+            f"pipeline:{step.name}",
+            "finished",
+            config_hash=h,
+            detail=json.dumps({"seconds": round(secs, 2)}),
+        )
         for line in lines:
             echo(f"  {line}")
         summary["ran"].append(step.name)

@@ -13,12 +13,22 @@ from mkailin.agents.evaluation import compare_judges
 from mkailin.lake import Lake
 
 MESH_CATEGORIES = {
-    "A": "Anatomy", "B": "Organisms", "C": "Diseases", "D": "Chemicals and Drugs",
-    "E": "Techniques and Equipment", "F": "Psychiatry and Psychology",
-    "G": "Phenomena and Processes", "H": "Disciplines and Occupations",
-    "I": "Anthropology, Education, Sociology", "J": "Technology, Industry, Agriculture",
-    "K": "Humanities", "L": "Information Science", "M": "Named Groups", "N": "Health Care",
-    "V": "Publication Characteristics", "Z": "Geographicals",
+    "A": "Anatomy",
+    "B": "Organisms",
+    "C": "Diseases",
+    "D": "Chemicals and Drugs",
+    "E": "Techniques and Equipment",
+    "F": "Psychiatry and Psychology",
+    "G": "Phenomena and Processes",
+    "H": "Disciplines and Occupations",
+    "I": "Anthropology, Education, Sociology",
+    "J": "Technology, Industry, Agriculture",
+    "K": "Humanities",
+    "L": "Information Science",
+    "M": "Named Groups",
+    "N": "Health Care",
+    "V": "Publication Characteristics",
+    "Z": "Geographicals",
 }
 
 
@@ -77,8 +87,9 @@ def _plot_margins(t: pa.Table, path: Path) -> None:
     plt.close(fig)
 
 
-def _plot_bars(t: pa.Table, x: str, ys: list[str], title: str, path: Path,
-               labels: dict | None = None) -> None:
+def _plot_bars(
+    t: pa.Table, x: str, ys: list[str], title: str, path: Path, labels: dict | None = None
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -91,8 +102,9 @@ def _plot_bars(t: pa.Table, x: str, ys: list[str], title: str, path: Path,
         vals = [v or 0 for v in t.column(y).to_pylist()] if t.num_rows else []
         ax.bar([k + i * width for k in range(len(xs))], vals, width, label=y)
     ax.set_xticks([k + width * (len(ys) - 1) / 2 for k in range(len(xs))])
-    ax.set_xticklabels([labels.get(v, v) if labels else v for v in xs], rotation=45, ha="right",
-                       fontsize=8)
+    ax.set_xticklabels(
+        [labels.get(v, v) if labels else v for v in xs], rotation=45, ha="right", fontsize=8
+    )
     ax.set_title(title)
     if len(ys) > 1:
         ax.legend(fontsize=8)
@@ -129,19 +141,44 @@ def preferences_report(lake: Lake, out: str | Path) -> list[Path]:
     files = []
     _plot_margins(tables["margins"], out / "margins.png")
     wr = tables["win_rates"]
-    wr_plot = pa.table({"judge_agent": [f"{j}/{a}" for j, a in zip(wr.column("judge").to_pylist(),
-                                                                    wr.column("agent").to_pylist())],
-                        "win_rate": wr.column("win_rate")}) if wr.num_rows else \
-        pa.table({"judge_agent": pa.array([], pa.string()), "win_rate": pa.array([], pa.float64())})
+    wr_plot = (
+        pa.table(
+            {
+                "judge_agent": [
+                    f"{j}/{a}"
+                    for j, a in zip(wr.column("judge").to_pylist(), wr.column("agent").to_pylist())
+                ],
+                "win_rate": wr.column("win_rate"),
+            }
+        )
+        if wr.num_rows
+        else pa.table(
+            {"judge_agent": pa.array([], pa.string()), "win_rate": pa.array([], pa.float64())}
+        )
+    )
     _plot_bars(wr_plot, "judge_agent", ["win_rate"], "Agent win rates", out / "win_rates.png")
-    _plot_bars(tables["scores_by_category"], "category", ["chosen_score", "rejected_score"],
-               "Rule scores by MeSH category", out / "scores_by_category.png", MESH_CATEGORIES)
+    _plot_bars(
+        tables["scores_by_category"],
+        "category",
+        ["chosen_score", "rejected_score"],
+        "Rule scores by MeSH category",
+        out / "scores_by_category.png",
+        MESH_CATEGORIES,
+    )
     ja = tables["judge_agreement"]
-    ja_plot = pa.table({"pair": [f"{a} vs {b}" for a, b in zip(ja.column("judge_a").to_pylist(),
-                                                              ja.column("judge_b").to_pylist())],
-                        "agreement": ja.column("agreement"), "kappa": ja.column("kappa")})
-    _plot_bars(ja_plot, "pair", ["agreement", "kappa"], "Judge agreement",
-               out / "judge_agreement.png")
+    ja_plot = pa.table(
+        {
+            "pair": [
+                f"{a} vs {b}"
+                for a, b in zip(ja.column("judge_a").to_pylist(), ja.column("judge_b").to_pylist())
+            ],
+            "agreement": ja.column("agreement"),
+            "kappa": ja.column("kappa"),
+        }
+    )
+    _plot_bars(
+        ja_plot, "pair", ["agreement", "kappa"], "Judge agreement", out / "judge_agreement.png"
+    )
     sections = []
     for name, t in tables.items():
         with open(out / f"{name}.csv", "w", newline="") as f:
@@ -151,12 +188,15 @@ def preferences_report(lake: Lake, out: str | Path) -> list[Path]:
                 w.writerow(list(r.values()))
         files += [out / f"{name}.csv", out / f"{name}.png"]
         shown = t if name != "margins" else t.slice(0, 0)
-        sections.append(f"<h2>{name.replace('_', ' ')}</h2><img src='{name}.png'>"
-                        + (_table_html(shown) if shown.num_rows else ""))
+        sections.append(
+            f"<h2>{name.replace('_', ' ')}</h2><img src='{name}.png'>"
+            + (_table_html(shown) if shown.num_rows else "")
+        )
     (out / "index.html").write_text(
         "<!doctype html><meta charset='utf-8'><title>mkailin preferences</title>"
         "<style>body{font-family:sans-serif;max-width:60em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:2px 6px}</style><h1>Preferences</h1>"
-        + "".join(sections))
+        + "".join(sections)
+    )
     files.append(out / "index.html")
     return files

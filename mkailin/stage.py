@@ -82,9 +82,11 @@ class RunResult:
             usage = f", tokens {self.tokens_in:,} in / {self.tokens_out:,} out"
             if self.cost_usd:
                 usage += f", ${self.cost_usd:.4f}"
-        return [f"{self.stage}: {self.rows_in:,} to do ({self.skipped:,} already done), "
-                f"{self.rows_out:,} written, {self.quarantined:,} quarantined in "
-                f"{self.seconds:.1f} s{usage} [run {self.run_id}]"]
+        return [
+            f"{self.stage}: {self.rows_in:,} to do ({self.skipped:,} already done), "
+            f"{self.rows_out:,} written, {self.quarantined:,} quarantined in "
+            f"{self.seconds:.1f} s{usage} [run {self.run_id}]"
+        ]
 
 
 # ------------------------------------------------------------------------------ sinks
@@ -99,8 +101,10 @@ class ParquetSink:
         if self.table in schema.TABLES or self.schema is not None:
             lake.ensure_table(self.table, self.schema)
         elif not lake.has_table(self.table):
-            raise StageError(f"{stage.name}: output table '{self.table}' does not exist and the "
-                             "stage gives no output_schema")
+            raise StageError(
+                f"{stage.name}: output table '{self.table}' does not exist and the "
+                "stage gives no output_schema"
+            )
 
     def done_relation(self, lake: Lake, con, stage: Stage) -> str:
         return quote_ident(self.table)
@@ -134,8 +138,11 @@ class LanceSink:
     def done_relation(self, lake: Lake, con, stage: Stage) -> str:
         tbl = self.open(lake)
         keys = list(stage.key)
-        done = scan(tbl, keys) if tbl is not None else \
-            pa.schema([self.schema.field(k) for k in keys]).empty_table()
+        done = (
+            scan(tbl, keys)
+            if tbl is not None
+            else pa.schema([self.schema.field(k) for k in keys]).empty_table()
+        )
         name = f"__done_{self.table}"
         con.register(name, done)
         return name
@@ -171,8 +178,9 @@ def _key_expr(alias: str, key: tuple[str, ...]) -> str:
     return cols[0] if len(cols) == 1 else "concat_ws('|', " + ", ".join(cols) + ")"
 
 
-def todo_sql(stage: Stage, include_quarantined: bool = False,
-             done_relation: str | None = None) -> tuple[str, list]:
+def todo_sql(
+    stage: Stage, include_quarantined: bool = False, done_relation: str | None = None
+) -> tuple[str, list]:
     """The input rows the output does not hold yet (nor the quarantine, unless asked)."""
     out = done_relation or quote_ident(check_name(stage.output))
     keys = ", ".join(quote_ident(k) for k in stage.key)
@@ -194,16 +202,24 @@ def todo_sql(stage: Stage, include_quarantined: bool = False,
 
 
 def count_done(con, done_relation: str, stage: Stage) -> int:
-    return con.execute(f"select count(*) from {done_relation} where {stage.output_filter}",
-                       stage.output_params).fetchall()[0][0]
+    return con.execute(
+        f"select count(*) from {done_relation} where {stage.output_filter}", stage.output_params
+    ).fetchall()[0][0]
 
 
 # ------------------------------------------------------------------------------ runs log
 def _event(lake: Lake, run_id: str, stage: Stage, event: str, executor: str, **kw) -> None:
     row = {
-        "run_id": run_id, "stage": stage.name, "event": event, "event_time": now(),
-        "config_hash": stage.config_hash, "models": json.dumps(stage.models, sort_keys=True),
-        "scorer": stage.scorer, "executor": executor, "pid": os.getpid(), **kw,
+        "run_id": run_id,
+        "stage": stage.name,
+        "event": event,
+        "event_time": now(),
+        "config_hash": stage.config_hash,
+        "models": json.dumps(stage.models, sort_keys=True),
+        "scorer": stage.scorer,
+        "executor": executor,
+        "pid": os.getpid(),
+        **kw,
     }
     lake.write_part("run_events", pa.Table.from_pylist([row]))
 
@@ -213,10 +229,23 @@ def log_event(lake: Lake, run_id: str, stage_name: str, event: str, **kw) -> Non
     marks earlier runs of the stage whose process is gone as killed, and names the latest."""
     if event == "started" and "resumed_from" not in kw:
         kw["resumed_from"] = reap_dead_runs(lake, stage_name)
-    _event(lake, run_id, Stage(name=stage_name, input_sql="", output="", key=(), fn=object,
-                               models=kw.pop("models", {}), config_hash=kw.pop("config_hash", ""),
-                               scorer=kw.pop("scorer", "")), event, kw.pop("executor", "local"),
-           **kw)
+    _event(
+        lake,
+        run_id,
+        Stage(
+            name=stage_name,
+            input_sql="",
+            output="",
+            key=(),
+            fn=object,
+            models=kw.pop("models", {}),
+            config_hash=kw.pop("config_hash", ""),
+            scorer=kw.pop("scorer", ""),
+        ),
+        event,
+        kw.pop("executor", "local"),
+        **kw,
+    )
 
 
 def _pid_alive(pid: int) -> bool:
@@ -239,14 +268,22 @@ def reap_dead_runs(lake: Lake, stage_name: str) -> str | None:
     for run_id, pid in rows:
         if pid is not None and pid != os.getpid() and _pid_alive(pid):
             continue
-        row = {"run_id": run_id, "stage": stage_name, "event": "killed", "event_time": now(),
-               "pid": pid, "error": "the process ended without finishing (killed or crashed)"}
+        row = {
+            "run_id": run_id,
+            "stage": stage_name,
+            "event": "killed",
+            "event_time": now(),
+            "pid": pid,
+            "error": "the process ended without finishing (killed or crashed)",
+        }
         lake.write_part("run_events", pa.Table.from_pylist([row]))
         last = run_id
     if last is None:
         prev = lake.query(
             "select run_id from runs where stage = ? and status in ('killed', 'failed') "
-            "order by started desc limit 1", [stage_name])
+            "order by started desc limit 1",
+            [stage_name],
+        )
         last = prev[0][0] if prev else None
     return last
 
@@ -267,12 +304,17 @@ def split_output(out: pa.Table, stage: Stage, run_id: str) -> tuple[pa.Table, li
             raw = rejected.column("_raw").to_pylist() if "_raw" in out.column_names else None
             keys = [rejected.column(k).to_pylist() for k in stage.key]
             for i, e in enumerate(rejected.column("_error").to_pylist()):
-                bad.append({
-                    "source": stage.name, "file": None,
-                    "record_key": "|".join(str(k[i]) for k in keys),
-                    "error": e, "raw_excerpt": raw[i] if raw else None,
-                    "action": "dropped", "run_id": run_id,
-                })
+                bad.append(
+                    {
+                        "source": stage.name,
+                        "file": None,
+                        "record_key": "|".join(str(k[i]) for k in keys),
+                        "error": e,
+                        "raw_excerpt": raw[i] if raw else None,
+                        "action": "dropped",
+                        "run_id": run_id,
+                    }
+                )
             out = out.filter(pc.invert(is_bad))
     keep = [c for c in out.column_names if not c.startswith("_")]
     return out.select(keep), bad, usage
@@ -282,8 +324,13 @@ class _Progress:
     def __init__(self, total: int, desc: str, enabled: bool | None):
         from tqdm import tqdm
 
-        self.bar = tqdm(total=total, desc=desc, unit="row", leave=False,
-                        disable=None if enabled is None else not enabled)
+        self.bar = tqdm(
+            total=total,
+            desc=desc,
+            unit="row",
+            leave=False,
+            disable=None if enabled is None else not enabled,
+        )
 
     def update(self, n: int) -> None:
         self.bar.update(n)
@@ -305,14 +352,14 @@ def _ray_batches(stage: Stage, todo: pa.Table, cfg) -> Iterator[tuple]:
     except ImportError:
         raise MissingDependencyError("ray", "ray", "the Ray executor") from None
     if not ray.is_initialized():
-        init = {"ignore_reinit_error": True, "log_to_driver": False,
-                "include_dashboard": False}
+        init = {"ignore_reinit_error": True, "log_to_driver": False, "include_dashboard": False}
         if cfg.ray_address:
             init["address"] = cfg.ray_address
         else:
             # a local instance: workers import what the driver can (its sys.path)
-            init["runtime_env"] = {"env_vars": {"PYTHONPATH": os.pathsep.join(
-                p for p in sys.path if p)}}
+            init["runtime_env"] = {
+                "env_vars": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+            }
             if cfg.ray_num_cpus:
                 init["num_cpus"] = cfg.ray_num_cpus
         ray.init(**init)
@@ -321,17 +368,27 @@ def _ray_batches(stage: Stage, todo: pa.Table, cfg) -> Iterator[tuple]:
     if cfg.ray_num_gpus:
         res["num_gpus"] = cfg.ray_num_gpus
     mapped = ds.map_batches(
-        stage.fn, fn_constructor_args=stage.fn_args, batch_size=stage.batch_size,
-        batch_format="pyarrow", concurrency=max(1, cfg.ray_concurrency), **res,
+        stage.fn,
+        fn_constructor_args=stage.fn_args,
+        batch_size=stage.batch_size,
+        batch_format="pyarrow",
+        concurrency=max(1, cfg.ray_concurrency),
+        **res,
     )
     for out in mapped.iter_batches(batch_size=None, batch_format="pyarrow"):
         yield None, out
 
 
-def run_stage(lake: Lake, stage: Stage, executor: str = "local", runtime=None,
-              progress: bool | None = None, limit: int = 0,
-              retry_quarantined: bool = False,
-              on_batch: Callable[[int], None] | None = None) -> RunResult:
+def run_stage(
+    lake: Lake,
+    stage: Stage,
+    executor: str = "local",
+    runtime=None,
+    progress: bool | None = None,
+    limit: int = 0,
+    retry_quarantined: bool = False,
+    on_batch: Callable[[int], None] | None = None,
+) -> RunResult:
     """Run ``stage`` until its output holds every input row. Resumes where a killed run stopped.
 
     ``limit`` caps the rows processed by this call (0 = all).
@@ -340,7 +397,9 @@ def run_stage(lake: Lake, stage: Stage, executor: str = "local", runtime=None,
 
     runtime = runtime or RuntimeConfig()
     check_name(stage.output)
-    run_id = f"{stage.name.replace(':', '-')}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    run_id = (
+        f"{stage.name.replace(':', '-')}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    )
     t0 = time.perf_counter()
     result = RunResult(run_id=run_id, stage=stage.name)
     sink = stage.sink or ParquetSink(stage.output, stage.output_schema)
@@ -355,7 +414,9 @@ def run_stage(lake: Lake, stage: Stage, executor: str = "local", runtime=None,
             result.skipped = count_done(con, done_rel, stage)
         except duckdb.Error as e:
             con.close()
-            raise StageError(f"{stage.name}: the input query failed: {str(e).splitlines()[0]}") from None
+            raise StageError(
+                f"{stage.name}: the input query failed: {str(e).splitlines()[0]}"
+            ) from None
         if limit:
             total = min(total, limit)
             sql += f" limit {int(limit)}"
@@ -365,8 +426,7 @@ def run_stage(lake: Lake, stage: Stage, executor: str = "local", runtime=None,
             result.seconds = time.perf_counter() - t0
             result.status = "skipped"
             return result
-        _event(lake, run_id, stage, "started", executor, rows_in=total,
-               resumed_from=resumed_from)
+        _event(lake, run_id, stage, "started", executor, rows_in=total, resumed_from=resumed_from)
         out_schema = schema.TABLES.get(stage.output) or stage.output_schema
         wants_run_id = out_schema is not None and "run_id" in out_schema.names
         bar = _Progress(total, stage.name, progress)
@@ -384,11 +444,17 @@ def run_stage(lake: Lake, stage: Stage, executor: str = "local", runtime=None,
             for n_in, out in batches:
                 rows, bad, usage = split_output(out, stage, run_id)
                 if wants_run_id and "run_id" not in rows.column_names:
-                    rows = rows.append_column("run_id", pa.array([run_id] * rows.num_rows,
-                                                                 pa.string()))
+                    rows = rows.append_column(
+                        "run_id", pa.array([run_id] * rows.num_rows, pa.string())
+                    )
                 if bad:
-                    lake.write_part("quarantine", schema.conform("quarantine", pa.Table.from_pylist(
-                        [{**b, "created_at": now()} for b in bad])))
+                    lake.write_part(
+                        "quarantine",
+                        schema.conform(
+                            "quarantine",
+                            pa.Table.from_pylist([{**b, "created_at": now()} for b in bad]),
+                        ),
+                    )
                 sink.write(lake, rows)
                 result.rows_out += rows.num_rows
                 result.quarantined += len(bad)
@@ -404,10 +470,19 @@ def run_stage(lake: Lake, stage: Stage, executor: str = "local", runtime=None,
             result.seconds = time.perf_counter() - t0
             result.status = "failed"
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-            _event(lake, run_id, stage, "failed", executor, rows_in=total,
-                   rows_out=result.rows_out, tokens_in=result.tokens_in,
-                   tokens_out=result.tokens_out, cost_usd=result.cost_usd,
-                   error=f"{type(e).__name__}: {msg}"[:2000])
+            _event(
+                lake,
+                run_id,
+                stage,
+                "failed",
+                executor,
+                rows_in=total,
+                rows_out=result.rows_out,
+                tokens_in=result.tokens_in,
+                tokens_out=result.tokens_out,
+                cost_usd=result.cost_usd,
+                error=f"{type(e).__name__}: {msg}"[:2000],
+            )
             raise
         finally:
             try:
@@ -416,19 +491,36 @@ def run_stage(lake: Lake, stage: Stage, executor: str = "local", runtime=None,
                 pass
         bar.close()
         result.seconds = time.perf_counter() - t0
-        _event(lake, run_id, stage, "finished", executor, rows_in=total,
-               rows_out=result.rows_out, tokens_in=result.tokens_in,
-               tokens_out=result.tokens_out, cost_usd=result.cost_usd,
-               detail=json.dumps({"quarantined": result.quarantined,
-                                  "seconds": round(result.seconds, 3)}))
+        _event(
+            lake,
+            run_id,
+            stage,
+            "finished",
+            executor,
+            rows_in=total,
+            rows_out=result.rows_out,
+            tokens_in=result.tokens_in,
+            tokens_out=result.tokens_out,
+            cost_usd=result.cost_usd,
+            detail=json.dumps(
+                {"quarantined": result.quarantined, "seconds": round(result.seconds, 3)}
+            ),
+        )
         lake.sync_catalog()
     return result
 
 
 # ------------------------------------------------------------------------------ DuckDB UDFs
-def register_udf(con: duckdb.DuckDBPyConnection, name: str, fn_cls: type, fn_args: tuple,
-                 input_columns: list[str], output_column: str,
-                 param_types: list | None = None, return_type=None) -> None:
+def register_udf(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    fn_cls: type,
+    fn_args: tuple,
+    input_columns: list[str],
+    output_column: str,
+    param_types: list | None = None,
+    return_type=None,
+) -> None:
     """Expose a batch function as a vectorised DuckDB function for ad-hoc SQL.
 
     ``select my_fn(abstract) from articles`` calls ``fn_cls(*fn_args)`` (built once) on Arrow
@@ -447,7 +539,8 @@ def register_udf(con: duckdb.DuckDBPyConnection, name: str, fn_cls: type, fn_arg
         from duckdb import typing as sqltypes
 
     con.create_function(
-        name, udf,
+        name,
+        udf,
         param_types or [sqltypes.VARCHAR] * len(input_columns),
         return_type or sqltypes.VARCHAR,
         type="arrow",

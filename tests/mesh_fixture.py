@@ -33,38 +33,70 @@ from __future__ import annotations
 import pyarrow as pa
 
 TREE = [
-    ("A01", "D01"), ("A01.100", "D02"), ("A01.100.200", "D03"), ("A01.100.300", "D04"),
-    ("A01.500", "D05"), ("B01", "D09"), ("C01", "D06"), ("C01.100", "D07"), ("C01.500", "D04"),
-    ("C02", "D08"), ("C02.100", "D07"), ("C02.100.050", "D10"), ("C02.200", "D10"),
+    ("A01", "D01"),
+    ("A01.100", "D02"),
+    ("A01.100.200", "D03"),
+    ("A01.100.300", "D04"),
+    ("A01.500", "D05"),
+    ("B01", "D09"),
+    ("C01", "D06"),
+    ("C01.100", "D07"),
+    ("C01.500", "D04"),
+    ("C02", "D08"),
+    ("C02.100", "D07"),
+    ("C02.100.050", "D10"),
+    ("C02.200", "D10"),
 ]
 NAMES = {
-    "D01": "Body", "D02": "Head", "D03": "Ear", "D04": "Eye", "D05": "Limb", "D06": "Eye Diseases",
-    "D07": "Eye Infection", "D08": "Infections", "D09": "Bacteria", "D10": "Otitis",
+    "D01": "Body",
+    "D02": "Head",
+    "D03": "Ear",
+    "D04": "Eye",
+    "D05": "Limb",
+    "D06": "Eye Diseases",
+    "D07": "Eye Infection",
+    "D08": "Infections",
+    "D09": "Bacteria",
+    "D10": "Otitis",
 }
 P1, P2, P3, P4, P5, P6 = 101, 102, 103, 104, 105, 106
 ANNOTATIONS = [
-    (P1, "D03"), (P1, "D07"), (P1, "D99999"), (P1, "D03"), (P1, None),
+    (P1, "D03"),
+    (P1, "D07"),
+    (P1, "D99999"),
+    (P1, "D03"),
+    (P1, None),
     (P2, "D04"),
-    (P3, "D04"), (P3, "D05"),
-    (P4, "D07"), (P4, "D08"),
+    (P3, "D04"),
+    (P3, "D05"),
+    (P4, "D07"),
+    (P4, "D08"),
     (P5, "D02"),
 ]
 ARTICLES = [P1, P2, P3, P4, P5, P6]
 
 # Questions and retrieved contexts for pair_scores / rule_preferences.
 QUESTIONS = [
-    ("q1", P1, "domain"), ("q2", P1, "general"), ("q8", P1, "final"),
-    ("q3", P3, "domain"), ("q4", P3, "general"),
+    ("q1", P1, "domain"),
+    ("q2", P1, "general"),
+    ("q8", P1, "final"),
+    ("q3", P3, "domain"),
+    ("q4", P3, "general"),
     ("q5", P5, "domain"),
-    ("q6", P6, "domain"), ("q7", P6, "general"),
+    ("q6", P6, "domain"),
+    ("q7", P6, "general"),
 ]
 CONTEXTS = [
-    ("q1", 1, P2), ("q1", 2, P4),
-    ("q2", 1, P3), ("q2", 2, P6),
+    ("q1", 1, P2),
+    ("q1", 2, P4),
+    ("q2", 1, P3),
+    ("q2", 2, P6),
     ("q8", 1, P4),
-    ("q3", 1, P2), ("q4", 1, P2),
+    ("q3", 1, P2),
+    ("q4", 1, P2),
     ("q5", 1, P1),
-    ("q6", 1, P2), ("q7", 1, P2),
+    ("q6", 1, P2),
+    ("q7", 1, P2),
 ]
 
 
@@ -73,51 +105,96 @@ def tree_tables(tree=TREE, names=NAMES) -> tuple[pa.Table, pa.Table]:
     trees: dict[str, list[str]] = {}
     for tn, ui in tree:
         trees.setdefault(ui, []).append(tn)
-    desc = pa.Table.from_pylist([
-        {"descriptor_ui": ui, "name": names.get(ui, ui), "tree_numbers": sorted(tns),
-         "entry_terms": []}
-        for ui, tns in sorted(trees.items())
-    ])
+    desc = pa.Table.from_pylist(
+        [
+            {
+                "descriptor_ui": ui,
+                "name": names.get(ui, ui),
+                "tree_numbers": sorted(tns),
+                "entry_terms": [],
+            }
+            for ui, tns in sorted(trees.items())
+        ]
+    )
     rows = []
     for tn, ui in sorted(tree):
         parts = tn.split(".")
-        rows.append({"tree_number": tn, "descriptor_ui": ui,
-                     "parent_tree_number": ".".join(parts[:-1]) or None,
-                     "depth": len(parts), "category": tn[0]})
+        rows.append(
+            {
+                "tree_number": tn,
+                "descriptor_ui": ui,
+                "parent_tree_number": ".".join(parts[:-1]) or None,
+                "depth": len(parts),
+                "category": tn[0],
+            }
+        )
     return desc, pa.Table.from_pylist(rows)
 
 
 def corpus_tables(articles=ARTICLES, annotations=ANNOTATIONS) -> tuple[pa.Table, pa.Table]:
     """article_records and article_mesh_records rows (one current version per article)."""
-    recs = pa.Table.from_pylist([
-        {"pmid": p, "title": f"article {p}", "abstract": "", "pub_year": 2017,
-         "source": "pubmed", "version": 1, "ingest_seq": i, "deleted": False}
-        for i, p in enumerate(articles)
-    ])
+    recs = pa.Table.from_pylist(
+        [
+            {
+                "pmid": p,
+                "title": f"article {p}",
+                "abstract": "",
+                "pub_year": 2017,
+                "source": "pubmed",
+                "version": 1,
+                "ingest_seq": i,
+                "deleted": False,
+            }
+            for i, p in enumerate(articles)
+        ]
+    )
     seq = {p: i for i, p in enumerate(articles)}
-    mesh = pa.Table.from_pylist([
-        {"pmid": p, "ingest_seq": seq[p], "descriptor_ui": ui,
-         "descriptor_name": NAMES.get(ui, "unmapped heading") if ui else "unmapped heading",
-         "major_topic": False, "qualifiers": []}
-        for p, ui in annotations
-    ])
+    mesh = pa.Table.from_pylist(
+        [
+            {
+                "pmid": p,
+                "ingest_seq": seq[p],
+                "descriptor_ui": ui,
+                "descriptor_name": NAMES.get(ui, "unmapped heading") if ui else "unmapped heading",
+                "major_topic": False,
+                "qualifiers": [],
+            }
+            for p, ui in annotations
+        ]
+    )
     return recs, mesh
 
 
 def question_tables(questions=QUESTIONS, contexts=CONTEXTS) -> tuple[pa.Table, pa.Table]:
-    q = pa.Table.from_pylist([
-        {"question_id": qid, "pmid": p, "agent": agent, "question": f"{qid}?"}
-        for qid, p, agent in questions
-    ])
-    c = pa.Table.from_pylist([
-        {"question_id": qid, "rank": rank, "pmid": p, "score": 1.0 / rank, "retriever": "fixture"}
-        for qid, rank, p in contexts
-    ])
+    q = pa.Table.from_pylist(
+        [
+            {"question_id": qid, "pmid": p, "agent": agent, "question": f"{qid}?"}
+            for qid, p, agent in questions
+        ]
+    )
+    c = pa.Table.from_pylist(
+        [
+            {
+                "question_id": qid,
+                "rank": rank,
+                "pmid": p,
+                "score": 1.0 / rank,
+                "retriever": "fixture",
+            }
+            for qid, rank, p in contexts
+        ]
+    )
     return q, c
 
 
-def fill(lake, tree=TREE, articles=ARTICLES, annotations=ANNOTATIONS, questions=QUESTIONS,
-         contexts=CONTEXTS):
+def fill(
+    lake,
+    tree=TREE,
+    articles=ARTICLES,
+    annotations=ANNOTATIONS,
+    questions=QUESTIONS,
+    contexts=CONTEXTS,
+):
     """Write the fixture rows into a lake through its table API."""
     desc, tree_t = tree_tables(tree)
     lake.replace_table("mesh_descriptors", desc)

@@ -43,10 +43,25 @@ def llama_server(n_ctx: int = 2048, timeout: float = 120.0):
     port = free_port()
     log = tempfile.TemporaryFile()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", "2",
-         "--model_alias", "smollm2"],
-        stdout=subprocess.DEVNULL, stderr=log,
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            str(n_ctx),
+            "--n_threads",
+            "2",
+            "--model_alias",
+            "smollm2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=log,
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
@@ -78,7 +93,6 @@ def llama_server(n_ctx: int = 2048, timeout: float = 120.0):
 FAULTS = ("ok", "429", "500", "503", "slow", "malformed", "truncated", "drop")
 
 
-
 class _QuietServer(http.server.ThreadingHTTPServer):
     """Loopback server that does not print the broken pipes its injected faults cause."""
 
@@ -86,6 +100,7 @@ class _QuietServer(http.server.ThreadingHTTPServer):
 
     def handle_error(self, request, client_address):
         pass
+
 
 class FaultProxy:
     """An HTTP proxy on loopback that forwards to ``upstream`` (a server root such as
@@ -97,8 +112,14 @@ class FaultProxy:
     answered in full.
     """
 
-    def __init__(self, upstream: str, faults: list[str] | None = None, seed: int = 0,
-                 fault_rate: float = 0.5, slow_seconds: float = 3.0):
+    def __init__(
+        self,
+        upstream: str,
+        faults: list[str] | None = None,
+        seed: int = 0,
+        fault_rate: float = 0.5,
+        slow_seconds: float = 3.0,
+    ):
         self.upstream = upstream.rstrip("/")
         self.rng = random.Random(seed)
         self.faults = list(faults) if faults is not None else None
@@ -143,8 +164,12 @@ class FaultProxy:
         host = self.upstream.split("://", 1)[1].split("/", 1)[0]
         hostname, _, port = host.partition(":")
         c = http.client.HTTPConnection(hostname, int(port or 80), timeout=120)
-        c.request(method, h.path, body=body or None,
-                  headers={"Content-Type": h.headers.get("Content-Type", "application/json")})
+        c.request(
+            method,
+            h.path,
+            body=body or None,
+            headers={"Content-Type": h.headers.get("Content-Type", "application/json")},
+        )
         r = c.getresponse()
         data = r.read()
         return r.status, dict(r.getheaders()), data
@@ -161,7 +186,9 @@ class FaultProxy:
                 pass
             return
         if fault in ("429", "500", "503"):
-            payload = json.dumps({"error": {"message": f"injected {fault}", "type": "fault"}}).encode()
+            payload = json.dumps(
+                {"error": {"message": f"injected {fault}", "type": "fault"}}
+            ).encode()
             h.send_response(int(fault))
             if fault == "429":
                 h.send_header("Retry-After", "0.2")
@@ -177,7 +204,10 @@ class FaultProxy:
             data = b'{"id": "x", "choices": [ {"message": '
             status = 200
         h.send_response(status)
-        h.send_header("Content-Type", headers.get("Content-Type", headers.get("content-type", "application/json")))
+        h.send_header(
+            "Content-Type",
+            headers.get("Content-Type", headers.get("content-type", "application/json")),
+        )
         if fault == "truncated":
             h.send_header("Content-Length", str(len(data)))
             h.end_headers()
@@ -224,8 +254,10 @@ class BatchAPIServer:
             def _send(self, code: int, obj=None, raw: bytes | None = None):
                 data = raw if raw is not None else json.dumps(obj).encode()
                 self.send_response(code)
-                self.send_header("Content-Type", "application/json" if raw is None else
-                                 "application/octet-stream")
+                self.send_header(
+                    "Content-Type",
+                    "application/json" if raw is None else "application/octet-stream",
+                )
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -246,8 +278,10 @@ class BatchAPIServer:
                 elif parts[:2] == ["v1", "batches"] and len(parts) == 3:
                     self._send(200, srv.batches[parts[2]])
                 elif parts[:2] == ["v1", "batches"]:
-                    self._send(200, {"object": "list", "data": list(srv.batches.values()),
-                                     "has_more": False})
+                    self._send(
+                        200,
+                        {"object": "list", "data": list(srv.batches.values()), "has_more": False},
+                    )
                 else:
                     self._send(404, {"error": {"message": "not found"}})
 
@@ -263,22 +297,40 @@ class BatchAPIServer:
         from email.parser import BytesParser
 
         msg = BytesParser().parsebytes(f"Content-Type: {ctype}\r\n\r\n".encode() + body)
-        data = next(p.get_payload(decode=True) for p in msg.get_payload()
-                    if p.get_param("name", header="content-disposition") == "file")
+        data = next(
+            p.get_payload(decode=True)
+            for p in msg.get_payload()
+            if p.get_param("name", header="content-disposition") == "file"
+        )
         with self.lock:
             fid = f"file-{len(self.files) + 1}"
             self.files[fid] = data
-        return {"id": fid, "object": "file", "bytes": len(data), "created_at": int(time.time()),
-                "filename": "requests.jsonl", "purpose": "batch", "status": "processed"}
+        return {
+            "id": fid,
+            "object": "file",
+            "bytes": len(data),
+            "created_at": int(time.time()),
+            "filename": "requests.jsonl",
+            "purpose": "batch",
+            "status": "processed",
+        }
 
     def _create(self, req: dict) -> dict:
         with self.lock:
             self.created += 1
             bid = f"batch_{self.created}"
-            b = {"id": bid, "object": "batch", "endpoint": req["endpoint"], "errors": None,
-                 "input_file_id": req["input_file_id"], "completion_window": "24h",
-                 "status": "in_progress", "output_file_id": None, "created_at": int(time.time()),
-                 "request_counts": {"total": 0, "completed": 0, "failed": 0}}
+            b = {
+                "id": bid,
+                "object": "batch",
+                "endpoint": req["endpoint"],
+                "errors": None,
+                "input_file_id": req["input_file_id"],
+                "completion_window": "24h",
+                "status": "in_progress",
+                "output_file_id": None,
+                "created_at": int(time.time()),
+                "request_counts": {"total": 0, "completed": 0, "failed": 0},
+            }
             self.batches[bid] = b
         threading.Thread(target=self._run, args=(bid,), daemon=True).start()
         return dict(b)
@@ -291,22 +343,39 @@ class BatchAPIServer:
         for line in self.files[b["input_file_id"]].decode().splitlines():
             req = json.loads(line)
             if req["custom_id"] in self.fail:
-                out.append({"id": f"r-{req['custom_id']}", "custom_id": req["custom_id"],
-                            "response": {"status_code": 400, "body": {"error": {"message": "bad"}}},
-                            "error": None})
+                out.append(
+                    {
+                        "id": f"r-{req['custom_id']}",
+                        "custom_id": req["custom_id"],
+                        "response": {"status_code": 400, "body": {"error": {"message": "bad"}}},
+                        "error": None,
+                    }
+                )
                 continue
             c = http.client.HTTPConnection(hostname, int(port or 80), timeout=120)
-            c.request("POST", req["url"], body=json.dumps(req["body"]),
-                      headers={"Content-Type": "application/json"})
+            c.request(
+                "POST",
+                req["url"],
+                body=json.dumps(req["body"]),
+                headers={"Content-Type": "application/json"},
+            )
             r = c.getresponse()
-            out.append({"id": f"r-{req['custom_id']}", "custom_id": req["custom_id"],
-                        "response": {"status_code": r.status, "body": json.loads(r.read())},
-                        "error": None})
+            out.append(
+                {
+                    "id": f"r-{req['custom_id']}",
+                    "custom_id": req["custom_id"],
+                    "response": {"status_code": r.status, "body": json.loads(r.read())},
+                    "error": None,
+                }
+            )
         with self.lock:
             fid = f"file-{len(self.files) + 1}"
             self.files[fid] = "".join(json.dumps(o) + "\n" for o in out).encode()
-            b.update(status="completed", output_file_id=fid,
-                     request_counts={"total": len(out), "completed": len(out), "failed": 0})
+            b.update(
+                status="completed",
+                output_file_id=fid,
+                request_counts={"total": len(out), "completed": len(out), "failed": 0},
+            )
 
     def __enter__(self):
         self.thread.start()

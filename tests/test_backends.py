@@ -50,8 +50,9 @@ def test_openai_backend_survives_429_500_and_timeouts(llama_server_url):
 
     faults = ["429", "500", "slow", "503", "ok", "429", "malformed", "truncated", "drop"]
     with FaultProxy(llama_server_url, faults=faults, slow_seconds=3.0) as proxy:
-        gen = OpenAIGenerator(_spec(proxy.url, timeout=1.5, max_retries=8, max_concurrency=1),
-                              "smollm2")
+        gen = OpenAIGenerator(
+            _spec(proxy.url, timeout=1.5, max_retries=8, max_concurrency=1), "smollm2"
+        )
         gen.backoff_base = 0.05
         out = gen.generate(PROMPTS * 2, GenParams(max_new_tokens=8))
     assert len(out) == 4 and all(g.text and g.error is None for g in out)
@@ -74,14 +75,18 @@ def test_openai_backend_gives_up_with_a_clear_error(llama_server_url):
 def test_openai_backend_without_key_for_a_remote_server_is_an_error(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     gen = OpenAIGenerator(ModelSpec(backend="openai", model="gpt-4o"), "gpt-4o")
-    with pytest.raises(BackendError, match="no API key: set the environment variable OPENAI_API_KEY"):
+    with pytest.raises(
+        BackendError, match="no API key: set the environment variable OPENAI_API_KEY"
+    ):
         gen.generate(PROMPTS[:1], GenParams(max_new_tokens=4))
 
 
 def test_score_choices_single_token_fast_path_matches_the_general_path(smollm2_available):
     gen = TransformersGenerator(SMOLLM2, "smollm2")
-    prompts = [[{"role": "user", "content": "Pick 1 or 2. Which is a number?"}],
-               [{"role": "user", "content": "Say 2"}]]
+    prompts = [
+        [{"role": "user", "content": "Pick 1 or 2. Which is a number?"}],
+        [{"role": "user", "content": "Say 2"}],
+    ]
     fast = gen.score_choices(prompts, ["1", "2"])  # one forward per prompt
     general = gen.score_choices(prompts, ["1", "2", "1 2"])  # one forward per choice
     for f, g in zip(fast, general):

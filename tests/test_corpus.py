@@ -31,8 +31,16 @@ def test_accuracy_and_macro_f1_by_hand():
 
 def test_year_slices():
     assert [year_slice(y) for y in (1989, 2000, 2001, 2007, 2009, 2011, 2013, 2015, 2017)] == [
-        "1989-2000", "1989-2000", "2001-2004", "2005-2007", "2008-2009", "2010-2011",
-        "2012-2013", "2014-2015", "2016-2017"]
+        "1989-2000",
+        "1989-2000",
+        "2001-2004",
+        "2005-2007",
+        "2008-2009",
+        "2010-2011",
+        "2012-2013",
+        "2014-2015",
+        "2016-2017",
+    ]
     assert year_slice(1988) is None and year_slice(None) is None
 
 
@@ -41,22 +49,45 @@ def test_slice_report_on_real_test_split(mesh_lake, tmp_path):
 
     lake = Lake.init(tmp_path / "lake")
     copy_tables(mesh_lake, lake)
-    test = lake.query("select pmid, final_decision from pubmedqa where split = 'test' order by pmid")
+    test = lake.query(
+        "select pmid, final_decision from pubmedqa where split = 'test' order by pmid"
+    )
     assert len(test) == 500
     # model A is always right; model B always says yes
-    rows = [{"model": m, "pmid": p, "setting": "reasoning-required",
-             "prediction": g if m == "A" else "yes", "gold": g, "run_id": "r"}
-            for p, g in test for m in ("A", "B")]
+    rows = [
+        {
+            "model": m,
+            "pmid": p,
+            "setting": "reasoning-required",
+            "prediction": g if m == "A" else "yes",
+            "gold": g,
+            "run_id": "r",
+        }
+        for p, g in test
+        for m in ("A", "B")
+    ]
     lake.write_part("eval_predictions", pa.Table.from_pylist(rows))
     rep = slice_report(lake, ["A", "B"], "reasoning-required", mesh_slices=6).to_pylist()
     overall = {r["model"]: r for r in rep if r["slice_kind"] == "overall"}
-    assert overall["A"]["n"] == 500 and overall["A"]["accuracy"] == 1.0 and overall["A"]["macro_f1"] == 1.0
+    assert (
+        overall["A"]["n"] == 500
+        and overall["A"]["accuracy"] == 1.0
+        and overall["A"]["macro_f1"] == 1.0
+    )
     yes_share = sum(g == "yes" for _, g in test) / 500
     assert overall["B"]["accuracy"] == pytest.approx(yes_share)
     years = [r for r in rep if r["model"] == "A" and r["slice_kind"] == "year"]
-    assert [r["slice"] for r in years] == ["1989-2000", "2001-2004", "2005-2007", "2008-2009",
-                                           "2010-2011", "2012-2013", "2014-2015", "2016-2017",
-                                           "unknown"]  # 22 test items carry no YEAR
+    assert [r["slice"] for r in years] == [
+        "1989-2000",
+        "2001-2004",
+        "2005-2007",
+        "2008-2009",
+        "2010-2011",
+        "2012-2013",
+        "2014-2015",
+        "2016-2017",
+        "unknown",
+    ]  # 22 test items carry no YEAR
     assert sum(r["n"] for r in years) == 500 and years[-1]["n"] == 22
     mesh = [r for r in rep if r["model"] == "A" and r["slice_kind"] == "mesh"]
     assert len(mesh) == 6 and mesh[0]["slice"] == "Humans"
@@ -71,8 +102,9 @@ def test_eval_pubmedqa_with_a_real_model(mesh_lake, tmp_path, smollm2_available)
 
     lake = Lake.init(tmp_path / "lake")
     copy_tables(mesh_lake, lake)
-    res = evaluate_pubmedqa(lake, Config(), [("smollm2", "none")], "question-only", limit=12,
-                            out=str(tmp_path / "out"))
+    res = evaluate_pubmedqa(
+        lake, Config(), [("smollm2", "none")], "question-only", limit=12, out=str(tmp_path / "out")
+    )
     preds = lake.query("select prediction, gold, setting from eval_predictions")
     assert len(preds) == 12 and all(p in ("yes", "no", "maybe") for p, _, _ in preds)
     assert res["labels"] == ["smollm2"]
@@ -111,17 +143,32 @@ def _corpus_lake(mesh_lake, tmp_path, n: int = 6):
 
     lake = Lake.init(tmp_path / "lake")
     copy_tables(mesh_lake, lake)
-    docs = lake.query("select pmid, question from pubmedqa where split = 'train' order by pmid "
-                      "limit ?", [n + 4])
+    docs = lake.query(
+        "select pmid, question from pubmedqa where split = 'train' order by pmid limit ?", [n + 4]
+    )
     qs, ctx, ans = [], [], []
     for i, (pmid, q) in enumerate(docs[:n]):
         qid = f"final-{pmid}"
         text = q if i != 1 else docs[0][1].upper()  # an exact duplicate of the first question
-        qs.append({"question_id": qid, "pmid": pmid, "agent": "final", "model": "smollm2",
-                   "question": text})
+        qs.append(
+            {
+                "question_id": qid,
+                "pmid": pmid,
+                "agent": "final",
+                "model": "smollm2",
+                "question": text,
+            }
+        )
         for r in range(1, 5):
-            ctx.append({"question_id": qid, "rank": r, "pmid": docs[n - 1 + r][0], "score": 1.0 / r,
-                        "retriever": "dense:minilm"})
+            ctx.append(
+                {
+                    "question_id": qid,
+                    "rank": r,
+                    "pmid": docs[n - 1 + r][0],
+                    "score": 1.0 / r,
+                    "retriever": "dense:minilm",
+                }
+            )
         ans.append({"question_id": qid, "answer": f"Answer {i}.", "model": "smollm2"})
     lake.write_part("questions", pa.Table.from_pylist(qs))
     lake.write_part("contexts", pa.Table.from_pylist(ctx))
@@ -145,19 +192,25 @@ def test_exports_load_with_datasets(mesh_lake, tmp_path, monkeypatch):
         for name in ("data.parquet", "data.jsonl", "README.md", "manifest.json"):
             assert (folder / name).exists()
             assert "sk-test-secret" not in (folder / name).read_bytes().decode("utf-8", "replace")
-        pq = datasets.load_dataset("parquet", data_files=str(folder / "data.parquet"), split="train")
+        pq = datasets.load_dataset(
+            "parquet", data_files=str(folder / "data.parquet"), split="train"
+        )
         js = datasets.load_dataset("json", data_files=str(folder / "data.jsonl"), split="train")
         assert len(pq) == len(js) == 5
     card = (tmp_path / "lake" / "exports" / "corpus_sft" / "README.md").read_text()
     assert card.startswith("---\nconfigs:") and "exact duplicate questions removed: 1" in card
-    rec = json.loads((tmp_path / "lake" / "exports" / "corpus_cpt" / "data.jsonl").read_text()
-                     .splitlines()[0])
+    rec = json.loads(
+        (tmp_path / "lake" / "exports" / "corpus_cpt" / "data.jsonl").read_text().splitlines()[0]
+    )
     assert rec["text"].startswith("Title: ") and "\nRelated literature:\n[1] " in rec["text"]
     assert "\nQuestion: " in rec["text"] and len(rec["context_pmids"]) == 4
-    s = json.loads((tmp_path / "lake" / "exports" / "corpus_sft" / "data.jsonl").read_text()
-                   .splitlines()[0])
+    s = json.loads(
+        (tmp_path / "lake" / "exports" / "corpus_sft" / "data.jsonl").read_text().splitlines()[0]
+    )
     assert [m["role"] for m in s["messages"]] == ["system", "user", "assistant"]
-    manifest = json.loads((tmp_path / "lake" / "exports" / "corpus_sft" / "manifest.json").read_text())
+    manifest = json.loads(
+        (tmp_path / "lake" / "exports" / "corpus_sft" / "manifest.json").read_text()
+    )
     assert manifest["records"] == 5 and manifest["dedup"]["exact_duplicates"] == 1
     assert lake.query("select status from runs where stage = 'export:sft'") == [("finished",)]
 
@@ -174,15 +227,23 @@ def test_push_to_hub_dry_run_and_upload_calls(mesh_lake, tmp_path, monkeypatch):
             calls.append(("create_repo", repo_id, kw["repo_type"]))
 
         def upload_folder(self, **kw):
-            calls.append(("upload_folder", kw["repo_id"], kw["repo_type"], sorted(kw["allow_patterns"])))
+            calls.append(
+                ("upload_folder", kw["repo_id"], kw["repo_type"], sorted(kw["allow_patterns"]))
+            )
 
     import huggingface_hub
 
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
     push_to_hub(r["path"], "me/corpus")
-    assert calls == [("create_repo", "me/corpus", "dataset"),
-                     ("upload_folder", "me/corpus", "dataset",
-                      ["README.md", "data.jsonl", "data.parquet", "manifest.json"])]
+    assert calls == [
+        ("create_repo", "me/corpus", "dataset"),
+        (
+            "upload_folder",
+            "me/corpus",
+            "dataset",
+            ["README.md", "data.jsonl", "data.parquet", "manifest.json"],
+        ),
+    ]
 
 
 def test_export_with_nothing_to_export_is_an_error(lake):
@@ -194,8 +255,14 @@ def test_export_with_nothing_to_export_is_an_error(lake):
 
 # ---------------------------------------------------------------------------- answers
 def _served(cfg: Config, url: str, **kw) -> Config:
-    cfg.models["served"] = ModelSpec(backend="openai", model="smollm2", base_url=f"{url}/v1",
-                                     price_input=2.5, price_output=10.0, **kw)
+    cfg.models["served"] = ModelSpec(
+        backend="openai",
+        model="smollm2",
+        base_url=f"{url}/v1",
+        price_input=2.5,
+        price_output=10.0,
+        **kw,
+    )
     cfg.agents["answer"].model = "served"
     cfg.agents["answer"].max_new_tokens = 24
     return cfg
@@ -210,11 +277,15 @@ def test_answer_stage_counts_usage_and_cost(mesh_lake, tmp_path, llama_server_ur
     cfg = _served(Config(), llama_server_url)
     r = answer(lake, cfg, progress=False)
     assert r.rows_out == 3 and r.tokens_in > 0 and r.tokens_out > 0
-    rows = lake.query("select sum(prompt_tokens), sum(completion_tokens), sum(cost_usd) from answers")
+    rows = lake.query(
+        "select sum(prompt_tokens), sum(completion_tokens), sum(cost_usd) from answers"
+    )
     pt, ct, cost = rows[0]
     assert (pt, ct) == (r.tokens_in, r.tokens_out)
     assert cost == pytest.approx((pt * 2.5 + ct * 10.0) / 1e6)
-    assert lake.query("select tokens_in, cost_usd > 0 from runs where stage = 'answer'") == [(pt, True)]
+    assert lake.query("select tokens_in, cost_usd > 0 from runs where stage = 'answer'") == [
+        (pt, True)
+    ]
 
 
 @pytest.mark.server
@@ -229,7 +300,9 @@ def test_batch_api_submit_poll_collect_and_resume(mesh_lake, tmp_path, llama_ser
     with BatchAPIServer(llama_server_url, fail_custom_ids={bad_qid}) as api:
         cfg = _served(Config(), api.url)
         first = batch_answer(lake, cfg, wait=False)  # submit, then stop (as if interrupted)
-        assert first["submitted"] == 4 and first["pending"] + first["collected"] + first["failed"] == 4
+        assert (
+            first["submitted"] == 4 and first["pending"] + first["collected"] + first["failed"] == 4
+        )
         second = batch_answer(lake, cfg, poll_seconds=0.2)  # resumes: polls, collects
         assert second["submitted"] == 0  # nothing is submitted twice
         assert api.created == 1
@@ -271,8 +344,9 @@ def test_plan_for_all_of_pubmed():
     from mkailin.plan import plan
 
     cfg = Config()
-    cfg.models["gpt4o"] = ModelSpec(backend="openai", model="gpt-4o", price_input=2.5,
-                                    price_output=10.0)
+    cfg.models["gpt4o"] = ModelSpec(
+        backend="openai", model="gpt-4o", price_input=2.5, price_output=10.0
+    )
     cfg.agents["answer"].model = "gpt4o"
     t = plan(cfg, 37_000_000).to_pylist()
     by = {r["stage"]: r for r in t}

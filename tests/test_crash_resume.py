@@ -53,8 +53,9 @@ def _server(stage: str, request) -> str | None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", STAGES)
-def test_sigkill_then_resume_equals_an_uninterrupted_run(stage, tmp_path, mesh_lake, references,
-                                                         request):
+def test_sigkill_then_resume_equals_an_uninterrupted_run(
+    stage, tmp_path, mesh_lake, references, request
+):
     """Five kills in a row, one per seed (each seed draws the moment, start-up included), then a
     run to the end: it must equal the uninterrupted run."""
     server = _server(stage, request)
@@ -67,8 +68,9 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(stage, tmp_path, mesh_l
         args.append(server)
     kills = []
     for seed in SEEDS:
-        p = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+        p = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         wait = random.Random(seed).uniform(1.0, 6.0)
         time.sleep(wait)
         mid_run = p.poll() is None
@@ -86,9 +88,17 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(stage, tmp_path, mesh_l
     assert all(s != "running" for _, s, _ in statuses), where
     if stage in ("embed", "generate", "retrieve", "answer"):
         # a batch stage killed mid-run is recorded as killed, and the next run names it
-        mine = [r for r in statuses if r[0].split(":")[0] in
-                {"embed": "embed", "generate": "generate-questions", "retrieve": "retrieve",
-                 "answer": "answer"}[stage]]
+        mine = [
+            r
+            for r in statuses
+            if r[0].split(":")[0]
+            in {
+                "embed": "embed",
+                "generate": "generate-questions",
+                "retrieve": "retrieve",
+                "answer": "answer",
+            }[stage]
+        ]
         if any(s == "killed" for _, s, _ in mine):
             assert mine[-1][1] == "finished" and mine[-1][2] is not None, where
 

@@ -31,7 +31,8 @@ def test_cohen_kappa_by_hand():
 def _scenario(lake, n_docs: int = 8):
     """Two questions per document; the domain question's contexts are the document's nearest
     MeSH neighbours (by shared terms), the general question's are unrelated documents."""
-    rows = lake.query("""
+    rows = lake.query(
+        """
         with docs as (
             select pmid from pubmedqa where split = 'train' order by pmid limit ?
         ),
@@ -46,17 +47,28 @@ def _scenario(lake, n_docs: int = 8):
                (select list(other order by n desc, other) from shared where doc = d.pmid)[1:4],
                (select question from pubmedqa where pmid = d.pmid)
         from docs d
-    """, [n_docs])
+    """,
+        [n_docs],
+    )
     far = [p for (p,) in lake.query("select pmid from pubmedqa order by pmid desc limit 40")]
     qs, ctx = [], []
     for i, (pmid, near, question) in enumerate(rows):
-        for agent, text, cands in (("domain", question, near),
-                                   ("general", f"What does study {i} report?", far[i * 4: i * 4 + 4])):
+        for agent, text, cands in (
+            ("domain", question, near),
+            ("general", f"What does study {i} report?", far[i * 4 : i * 4 + 4]),
+        ):
             qid = f"{agent}-{pmid}"
             qs.append({"question_id": qid, "pmid": pmid, "agent": agent, "question": text})
             for r, c in enumerate(cands, start=1):
-                ctx.append({"question_id": qid, "rank": r, "pmid": c, "score": 1.0 / r,
-                            "retriever": "dense:minilm"})
+                ctx.append(
+                    {
+                        "question_id": qid,
+                        "rank": r,
+                        "pmid": c,
+                        "score": 1.0 / r,
+                        "retriever": "dense:minilm",
+                    }
+                )
     lake.write_part("questions", pa.Table.from_pylist(qs))
     lake.write_part("contexts", pa.Table.from_pylist(ctx))
     return rows
@@ -76,8 +88,10 @@ def test_rule_preferences_from_questions_and_contexts(pref_lake):
     cfg = Config()
     r = prefer(pref_lake, cfg, "rule")
     assert r["pairs"] == 8 and r["scorer"] == "lin/corpus/mean/top4"
-    rows = pref_lake.query("select chosen_id, rejected_id, margin, judge, chosen_score > rejected_score "
-                           "from preferences order by pmid")
+    rows = pref_lake.query(
+        "select chosen_id, rejected_id, margin, judge, chosen_score > rejected_score "
+        "from preferences order by pmid"
+    )
     assert all(c.startswith("domain-") and rj.startswith("general-") for c, rj, *_ in rows)
     assert all(m > 0 and judge == "rule" and ok for _, _, m, judge, ok in rows)
     # re-running replaces the rows of that scorer, never doubles them
@@ -104,12 +118,28 @@ def test_other_scorers_and_retriever_filter(pref_lake):
 def test_cli_prefer_and_report(pref_lake, runner, tmp_path):
     from mkailin.cli import cli
 
-    r = runner.invoke(cli, ["--lake", str(pref_lake.root), "prefer", "--judge", "rule",
-                            "--scorer", "resnik", "--max-score", "100"])
+    r = runner.invoke(
+        cli,
+        [
+            "--lake",
+            str(pref_lake.root),
+            "prefer",
+            "--judge",
+            "rule",
+            "--scorer",
+            "resnik",
+            "--max-score",
+            "100",
+        ],
+    )
     assert r.exit_code == 0, r.output
-    assert r.output.startswith("prefer:rule: 8 pairs from 8 documents (scorer resnik/corpus/mean/top4")
-    r = runner.invoke(cli, ["--lake", str(pref_lake.root), "report", "preferences", "--out",
-                            str(tmp_path / "rep")])
+    assert r.output.startswith(
+        "prefer:rule: 8 pairs from 8 documents (scorer resnik/corpus/mean/top4"
+    )
+    r = runner.invoke(
+        cli,
+        ["--lake", str(pref_lake.root), "report", "preferences", "--out", str(tmp_path / "rep")],
+    )
     assert r.exit_code == 0, r.output
     for name in ("margins", "win_rates", "scores_by_category", "judge_agreement"):
         assert (tmp_path / "rep" / f"{name}.png").stat().st_size > 1000
@@ -120,8 +150,13 @@ def test_notebook_runs_headless(pref_lake, tmp_path):
     prefer(pref_lake, Config(), "rule")
     out = tmp_path / "nb"
     env = {**os.environ, "MKAILIN_LAKE": str(pref_lake.root), "MKAILIN_NOTEBOOK_OUT": str(out)}
-    p = subprocess.run([sys.executable, str(ROOT / "notebooks" / "preferences.py")], env=env,
-                       capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "notebooks" / "preferences.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     import json
 
@@ -162,16 +197,20 @@ def test_judge_trains_reports_agreement_and_labels_through_the_runner(pref_lake,
     assert d["steps"] == 6
     for split in ("holdout", "untrained_holdout"):
         assert set(d[split]) == {"n", "accuracy", "kappa"}
-    run = pref_lake.query("select status, detail like '%\"holdout\"%' from runs "
-                          "where stage = 'train-judge'")
+    run = pref_lake.query(
+        "select status, detail like '%\"holdout\"%' from runs where stage = 'train-judge'"
+    )
     assert run == [("finished", True)]
     for judge in ("llm", "zero-shot"):
         r = prefer(pref_lake, cfg, judge)
         assert r.rows_in == 8 and r.rows_out == 8
     assert prefer(pref_lake, cfg, "llm").status == "skipped"  # resumable, no duplicates
     t = compare_judges(pref_lake).to_pylist()
-    assert {(x["judge_a"], x["judge_b"]) for x in t} == {("llm", "rule"), ("llm", "zero-shot"),
-                                                         ("rule", "zero-shot")}
+    assert {(x["judge_a"], x["judge_b"]) for x in t} == {
+        ("llm", "rule"),
+        ("llm", "zero-shot"),
+        ("rule", "zero-shot"),
+    }
     assert all(x["documents"] == 8 for x in t)
 
 
@@ -209,5 +248,6 @@ def test_dpo_says_when_no_pair_fits_max_length(pref_lake, smollm2_available):
     prefer(pref_lake, cfg, "rule")
     with pytest.raises(InputError, match=r"none of the 8 preference pairs .* max_length=16"):
         train_dpo(pref_lake, cfg, "rule")
-    assert pref_lake.query("select status from runs where stage = 'train-dpo:general'") == \
-        [("failed",)]
+    assert pref_lake.query("select status from runs where stage = 'train-dpo:general'") == [
+        ("failed",)
+    ]

@@ -22,9 +22,16 @@ SLOW = TIMEOUT + 2.0  # an injected slow response outlasts the client's timeout
 
 def _cfg(base: str, timeout: float = TIMEOUT) -> Config:
     cfg = Config()
-    cfg.models["served"] = ModelSpec(backend="openai", model="smollm2", base_url=f"{base}/v1",
-                                     timeout=timeout, max_retries=20, max_concurrency=1,
-                                     price_input=1.0, price_output=4.0)
+    cfg.models["served"] = ModelSpec(
+        backend="openai",
+        model="smollm2",
+        base_url=f"{base}/v1",
+        timeout=timeout,
+        max_retries=20,
+        max_concurrency=1,
+        price_input=1.0,
+        price_output=4.0,
+    )
     for a in ("domain", "answer"):
         cfg.agents[a].model = "served"
         cfg.agents[a].max_new_tokens = 12
@@ -49,27 +56,41 @@ def _run(lake: Lake, cfg: Config) -> dict:
     OpenAIGenerator.backoff_base = 0.05
     (q,) = generate_questions(lake, cfg, ("domain",), progress=False)
     qs = lake.query("select question_id, pmid from questions")
-    lake.write_part("contexts", pa.Table.from_pylist([
-        {"question_id": qid, "rank": 1, "pmid": pmid, "score": 1.0, "retriever": "dense:minilm"}
-        for qid, pmid in qs]))
+    lake.write_part(
+        "contexts",
+        pa.Table.from_pylist(
+            [
+                {
+                    "question_id": qid,
+                    "rank": 1,
+                    "pmid": pmid,
+                    "score": 1.0,
+                    "retriever": "dense:minilm",
+                }
+                for qid, pmid in qs
+            ]
+        ),
+    )
     a = answer(lake, cfg, progress=False)
-    return {"q": q, "a": a,
-            "questions": lake.query("select question_id, question from questions order by 1"),
-            "quarantine": lake.query("select record_key, error from quarantine order by 1"),
-            "answers": lake.query("select question_id, answer, prompt_tokens, completion_tokens "
-                                  "from answers order by 1")}
+    return {
+        "q": q,
+        "a": a,
+        "questions": lake.query("select question_id, question from questions order by 1"),
+        "quarantine": lake.query("select record_key, error from quarantine order by 1"),
+        "answers": lake.query(
+            "select question_id, answer, prompt_tokens, completion_tokens from answers order by 1"
+        ),
+    }
 
 
 @pytest.fixture(scope="module")
 def clean(mesh_lake, tmp_path_factory, llama_server_url) -> dict:
     """The fault-free run every faulty run must reproduce."""
-    return _run(_lake(mesh_lake, tmp_path_factory.mktemp("clean") / "lake"),
-                _cfg(llama_server_url))
+    return _run(_lake(mesh_lake, tmp_path_factory.mktemp("clean") / "lake"), _cfg(llama_server_url))
 
 
 @pytest.mark.parametrize("seed", [1, pytest.param(2, marks=pytest.mark.slow)])
-def test_stages_survive_a_seeded_fault_sequence(seed, clean, mesh_lake, tmp_path,
-                                                llama_server_url):
+def test_stages_survive_a_seeded_fault_sequence(seed, clean, mesh_lake, tmp_path, llama_server_url):
     from servers import FaultProxy
 
     with FaultProxy(llama_server_url, seed=seed, fault_rate=0.5, slow_seconds=SLOW) as proxy:
@@ -83,13 +104,16 @@ def test_stages_survive_a_seeded_fault_sequence(seed, clean, mesh_lake, tmp_path
     assert faulty["quarantine"] == clean["quarantine"]
     # usage once per successful call: identical totals
     for stage in ("q", "a"):
-        assert (faulty[stage].tokens_in, faulty[stage].tokens_out) == \
-               (clean[stage].tokens_in, clean[stage].tokens_out)
+        assert (faulty[stage].tokens_in, faulty[stage].tokens_out) == (
+            clean[stage].tokens_in,
+            clean[stage].tokens_out,
+        )
         assert faulty[stage].cost_usd == pytest.approx(clean[stage].cost_usd)
 
 
-def test_a_server_that_stays_down_fails_the_run_and_the_rerun_resumes(mesh_lake, tmp_path,
-                                                                      llama_server_url):
+def test_a_server_that_stays_down_fails_the_run_and_the_rerun_resumes(
+    mesh_lake, tmp_path, llama_server_url
+):
     from mkailin.agents.question import generate_questions
     from mkailin.backends.generation import OpenAIGenerator
     from mkailin.errors import BackendError
@@ -106,6 +130,7 @@ def test_a_server_that_stays_down_fails_the_run_and_the_rerun_resumes(mesh_lake,
     done = lake.count("questions") + lake.count("quarantine")
     assert done == 4, proxy.counts  # the first batch landed before the outage
     assert lake.query("select status, error like '%BackendError%' from runs") == [("failed", True)]
-    (r,) = generate_questions(lake, _cfg(llama_server_url, timeout=120.0), ("domain",),
-                              progress=False)
+    (r,) = generate_questions(
+        lake, _cfg(llama_server_url, timeout=120.0), ("domain",), progress=False
+    )
     assert r.rows_in == 2 and lake.count("questions") + lake.count("quarantine") == 6

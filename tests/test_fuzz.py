@@ -39,7 +39,7 @@ def mutated_pubmed(draw):
         op = draw(st.sampled_from(["cut", "insert", "flip", "truncate", "dup"]))
         i = draw(st.integers(0, len(data) - 1)) if data else 0
         if op == "cut" and data:
-            del data[i: i + draw(st.integers(1, 200))]
+            del data[i : i + draw(st.integers(1, 200))]
         elif op == "insert":
             data[i:i] = draw(st.binary(min_size=1, max_size=40))
         elif op == "flip" and data:
@@ -83,15 +83,27 @@ def test_pubmed_reader_survives_random_bytes(data):
 JSONISH = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
     lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=10), c, max_size=4),
-    max_leaves=12)
+    max_leaves=12,
+)
 
 
 @settings(max_examples=EXAMPLES)
-@given(st.fixed_dictionaries({}, optional={
-    "id": JSONISH, "body": JSONISH | st.text(max_size=80), "type": JSONISH,
-    "documents": JSONISH | st.lists(st.text(max_size=60), max_size=4),
-    "snippets": JSONISH | st.lists(st.fixed_dictionaries({"text": JSONISH | st.text()}), max_size=3),
-    "ideal_answer": JSONISH, "exact_answer": JSONISH}) | JSONISH)
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "id": JSONISH,
+            "body": JSONISH | st.text(max_size=80),
+            "type": JSONISH,
+            "documents": JSONISH | st.lists(st.text(max_size=60), max_size=4),
+            "snippets": JSONISH
+            | st.lists(st.fixed_dictionaries({"text": JSONISH | st.text()}), max_size=3),
+            "ideal_answer": JSONISH,
+            "exact_answer": JSONISH,
+        },
+    )
+    | JSONISH
+)
 def test_bioasq_parser_raises_only_value_errors(q):
     try:
         row = parse_question(q, "fuzz")
@@ -102,12 +114,23 @@ def test_bioasq_parser_raises_only_value_errors(q):
 
 
 @settings(max_examples=EXAMPLES)
-@given(st.lists(st.lists(st.text(alphabet=st.characters(blacklist_characters="\t\n\r"),
-                                 max_size=12), min_size=0, max_size=4), max_size=20),
-       st.booleans())
+@given(
+    st.lists(
+        st.lists(
+            st.text(alphabet=st.characters(blacklist_characters="\t\n\r"), max_size=12),
+            min_size=0,
+            max_size=4,
+        ),
+        max_size=20,
+    ),
+    st.booleans(),
+)
 def test_mesh_tsv_loader_raises_only_input_errors(rows, header):
-    text = ("Tree Number\tDesc Ui\tTerm\n" if header else "") + \
-        "\n".join("\t".join(r) for r in rows) + "\n"
+    text = (
+        ("Tree Number\tDesc Ui\tTerm\n" if header else "")
+        + "\n".join("\t".join(r) for r in rows)
+        + "\n"
+    )
     path = _write(text.encode("utf-8", "surrogatepass"), "t.tsv")
     try:
         if detect_format(path) == "tsv":
@@ -135,8 +158,22 @@ def test_fuzz_at_volume():
     import sys
 
     env = {**os.environ, "MKAILIN_FUZZ_EXAMPLES": "2000"}
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                        str(Path(__file__)), "-k", "not at_volume"], env=env,
-                       capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(Path(__file__)),
+            "-k",
+            "not at_volume",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+    )
     assert r.returncode == 0, r.stdout[-3000:]
     assert "5 passed" in r.stdout

@@ -66,8 +66,7 @@ def test_clustered_vectors_small_chunks_and_groups(rng, screen):
     m = unit(centres[rng.integers(0, 8, 2500)] + 0.05 * rng.standard_normal((2500, 32)))
     q = unit(centres[rng.integers(0, 8, 70)] + 0.05 * rng.standard_normal((70, 32)))
     ids = rng.choice(10**9, 2500, replace=False).astype(np.int64)  # pmids, not row numbers
-    hits = gemm_topk(m, ids, q, 15, chunk=700, block=16, buffer_bytes=2500 * 4 * 9,
-                     screen=screen)
+    hits = gemm_topk(m, ids, q, 15, chunk=700, block=16, buffer_bytes=2500 * 4 * 9, screen=screen)
     check(hits, m, ids, q, 15)
 
 

@@ -17,9 +17,13 @@ UPDATE = FIXTURES / "pubmed_update.xml"
 
 
 def articles(lake):
-    return {r[0]: r[1:] for r in lake.query(
-        "select pmid, title, abstract, journal, pub_year, language, version, source_file "
-        "from articles order by pmid")}
+    return {
+        r[0]: r[1:]
+        for r in lake.query(
+            "select pmid, title, abstract, journal, pub_year, language, version, source_file "
+            "from articles order by pmid"
+        )
+    }
 
 
 def test_parses_fields_sections_dates_and_mesh(lake):
@@ -28,15 +32,24 @@ def test_parses_fields_sections_dates_and_mesh(lake):
     a = articles(lake)
     title, abstract, journal, year, lang, version, src = a[100001]
     assert title == "Inhaled corticosteroids in mild asthma."  # inline markup flattened
-    assert abstract == ("BACKGROUND: Asthma is common; β2-agonists relieve symptoms.\n"
-                        "RESULTS: Exacerbations fell by 30% (P < 0.01).")
-    assert (journal, year, lang, version, src) == ("Journal of fixture medicine", 2011, "eng", 1,
-                                                   "pubmed_small.xml")
+    assert abstract == (
+        "BACKGROUND: Asthma is common; β2-agonists relieve symptoms.\n"
+        "RESULTS: Exacerbations fell by 30% (P < 0.01)."
+    )
+    assert (journal, year, lang, version, src) == (
+        "Journal of fixture medicine",
+        2011,
+        "eng",
+        1,
+        "pubmed_small.xml",
+    )
     # MedlineDate gives the first year; a record with no abstract is kept with NULL
     assert a[100002][1] is None and a[100002][3] == 1998 and a[100002][4] == "fre"
     assert a[100003][1] == "Mitochondria move along transvacuolar strands."
-    mesh = lake.query("select pmid, descriptor_ui, descriptor_name, major_topic, qualifiers "
-                      "from article_mesh order by pmid, descriptor_ui")
+    mesh = lake.query(
+        "select pmid, descriptor_ui, descriptor_name, major_topic, qualifiers "
+        "from article_mesh order by pmid, descriptor_ui"
+    )
     assert mesh == [
         (100001, "D001249", "Asthma", True, ["drug therapy"]),  # starred qualifier -> major
         (100001, "D006801", "Humans", False, []),
@@ -53,8 +66,9 @@ def test_update_file_replaces_and_deletes(lake):
     assert sorted(a) == [100001, 100002]  # 100003 deleted by DeleteCitation
     assert a[100001][0] == "Inhaled corticosteroids in mild asthma (revised)."
     # the MeSH of the replaced version are gone with it
-    assert lake.query("select descriptor_ui, major_topic from article_mesh where pmid = 100001") == [
-        ("D001249", True)]
+    assert lake.query(
+        "select descriptor_ui, major_topic from article_mesh where pmid = 100001"
+    ) == [("D001249", True)]
 
 
 def test_ingesting_the_same_file_twice_changes_nothing(lake):
@@ -117,8 +131,10 @@ def _many_records(n: int) -> bytes:
     text = SMALL.read_text()
     head, rest = text.split("<PubmedArticle>", 1)
     record = "<PubmedArticle>" + rest.split("</PubmedArticle>", 1)[0] + "</PubmedArticle>\n"
-    body = "".join(record.replace("100001", str(i)).replace("mild asthma", f"asthma {i * 7919}")
-                   for i in range(1, n + 1))
+    body = "".join(
+        record.replace("100001", str(i)).replace("mild asthma", f"asthma {i * 7919}")
+        for i in range(1, n + 1)
+    )
     return (head + body + "</PubmedArticleSet>\n").encode()
 
 
@@ -133,10 +149,12 @@ def test_truncated_gzip_keeps_complete_records_and_quarantines_the_rest(lake, tm
     # every complete record before the cut is kept, in order, with no gaps
     assert 100 < len(kept) < 400 and kept == list(range(1, len(kept) + 1))
     q = lake.query("select record_key, error, action from quarantine order by action")
-    assert q[0] == (f"trunc.xml.gz#{len(kept) + 1}",
-                    f"record {len(kept) + 1}: truncated at end of file (truncated or corrupt gzip "
-                    "(Compressed file ended before the end-of-stream marker was reached))",
-                    "dropped")
+    assert q[0] == (
+        f"trunc.xml.gz#{len(kept) + 1}",
+        f"record {len(kept) + 1}: truncated at end of file (truncated or corrupt gzip "
+        "(Compressed file ended before the end-of-stream marker was reached))",
+        "dropped",
+    )
     assert q[1][0] == "trunc.xml.gz" and q[1][2] == "resynced"
     assert lake.query("select status from ingested_files") == [("partial",)]
 
@@ -144,15 +162,18 @@ def test_truncated_gzip_keeps_complete_records_and_quarantines_the_rest(lake, tm
 def test_malformed_xml_mid_file_keeps_good_records_before_and_after(lake, tmp_path):
     text = SMALL.read_text()
     # break the second record: an unclosed element inside it
-    broken = text.replace("<ArticleTitle>A letter without an abstract.</ArticleTitle>",
-                          "<ArticleTitle>A letter <b>without an abstract.</ArticleTitle>")
+    broken = text.replace(
+        "<ArticleTitle>A letter without an abstract.</ArticleTitle>",
+        "<ArticleTitle>A letter <b>without an abstract.</ArticleTitle>",
+    )
     bad = tmp_path / "malformed.xml"
     bad.write_text(broken)
     s = ingest_pubmed(lake, [bad], progress=False)
     assert _records_kept(lake) == [100001, 100003]
     assert "malformed XML at line" in s.errors[0]
-    q = lake.query("select record_key, error, action, raw_excerpt from quarantine "
-                   "where action = 'dropped'")
+    q = lake.query(
+        "select record_key, error, action, raw_excerpt from quarantine where action = 'dropped'"
+    )
     assert len(q) == 1
     key, error, action, excerpt = q[0]
     assert key == "malformed.xml#2" and error.startswith("record 2: malformed XML")
@@ -166,19 +187,24 @@ def test_record_without_pmid_is_quarantined(lake, tmp_path):
     assert s.errors == [] and s.quarantined == 1
     assert _records_kept(lake) == [100001, 100003]
     assert lake.query("select record_key, error from quarantine") == [
-        ("nopmid.xml#2", "record has no PMID")]
+        ("nopmid.xml#2", "record has no PMID")
+    ]
 
 
 def test_non_utf8_bytes_are_repaired_and_kept(lake, tmp_path):
     bad = tmp_path / "latin1.xml"
-    bad.write_bytes(SMALL.read_bytes().replace(b"Unlabelled abstract.", b"Unlabelled \xe9t\xe9 abstract."))
+    bad.write_bytes(
+        SMALL.read_bytes().replace(b"Unlabelled abstract.", b"Unlabelled \xe9t\xe9 abstract.")
+    )
     s = ingest_pubmed(lake, [bad], progress=False)
     assert _records_kept(lake) == [100001, 100002, 100003]
     assert lake.query("select title from articles where pmid = 100003") == [
-        ("Unlabelled \ufffdt\ufffd abstract.",)]
+        ("Unlabelled \ufffdt\ufffd abstract.",)
+    ]
     assert s.extra["repaired records"] == 1
     assert lake.query("select record_key, action from quarantine where action = 'repaired'") == [
-        ("latin1.xml#3", "repaired")]
+        ("latin1.xml#3", "repaired")
+    ]
 
 
 def test_empty_file_and_missing_path_are_errors(lake, tmp_path):
@@ -194,7 +220,9 @@ def test_empty_file_and_missing_path_are_errors(lake, tmp_path):
 
 
 def test_wrong_root_element_is_an_error(lake):
-    with pytest.raises(InputError, match=r"not a PubMed XML file \(root element <DescriptorRecordSet>"):
+    with pytest.raises(
+        InputError, match=r"not a PubMed XML file \(root element <DescriptorRecordSet>"
+    ):
         ingest_pubmed(lake, [FIXTURES / "desc_small.xml"], progress=False)
 
 
@@ -208,7 +236,9 @@ def test_cli_reports_summary_and_faults(cli_lake, tmp_path):
     bad.write_bytes(data[: len(data) // 2])
     r = cli_lake("ingest", "pubmed", str(bad))
     assert r.exit_code == 1
-    assert "Error: 1 file(s) had faults; good records were kept and the rest quarantined" in r.output
+    assert (
+        "Error: 1 file(s) had faults; good records were kept and the rest quarantined" in r.output
+    )
     r = cli_lake("ingest", "pubmed", str(tmp_path / "missing.xml"))
     assert r.exit_code == 1
     assert f"Error: {tmp_path / 'missing.xml'}: no such file" in r.output

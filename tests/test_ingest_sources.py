@@ -30,25 +30,34 @@ def test_mesh_tree_2017_counts(lake):
     assert lake.count("mesh_tree") == 57_840
     assert lake.query(
         "select tree_number, descriptor_ui, parent_tree_number, depth, category from mesh_tree "
-        "where tree_number = 'A01.236.249'") == [("A01.236.249", "D042361", "A01.236", 3, "A")]
+        "where tree_number = 'A01.236.249'"
+    ) == [("A01.236.249", "D042361", "A01.236", 3, "A")]
     # a descriptor with several tree numbers keeps them all
-    assert lake.query("select len(tree_numbers) from mesh_descriptors where name = 'Asthma'") == [(4,)]
+    assert lake.query("select len(tree_numbers) from mesh_descriptors where name = 'Asthma'") == [
+        (4,)
+    ]
 
 
 def test_mesh_descriptor_xml_fixture(lake):
     s = ingest_mesh(lake, [FIXTURES / "desc_small.xml"])
     assert s.extra == {"descriptors": 3, "tree numbers": 5, "descriptors without a tree number": 1}
-    rows = lake.query("select descriptor_ui, name, tree_numbers, entry_terms from mesh_descriptors "
-                      "order by 1")
+    rows = lake.query(
+        "select descriptor_ui, name, tree_numbers, entry_terms from mesh_descriptors order by 1"
+    )
     assert rows == [
-        ("D001249", "Asthma", ["C08.127.108", "C08.381.495.108", "C08.674.095",
-                               "C20.543.480.680.095"], ["Asthma, Bronchial"]),
+        (
+            "D001249",
+            "Asthma",
+            ["C08.127.108", "C08.381.495.108", "C08.674.095", "C20.543.480.680.095"],
+            ["Asthma, Bronchial"],
+        ),
         ("D005260", "Female", [], []),
         ("D012140", "Respiratory Tract Diseases", ["C08"], []),
     ]
     # entry terms resolve names too
-    assert lake.query("select descriptor_ui from mesh_names where name_lc = 'asthma, bronchial'") == [
-        ("D001249",)]
+    assert lake.query(
+        "select descriptor_ui from mesh_names where name_lc = 'asthma, bronchial'"
+    ) == [("D001249",)]
 
 
 def test_mesh_gzip_and_reingest_replaces(lake, tmp_path):
@@ -67,7 +76,9 @@ def test_mesh_wrong_format_and_encoding(lake, tmp_path):
     with pytest.raises(InputError, match=r"tree\.csv: not a MeSH file: expected the header"):
         ingest_mesh(lake, [csv])
     latin = tmp_path / "latin1.tsv"
-    latin.write_bytes("Tree Number\tDesc Ui\tTerm\nA01\tD001829\tBody R\xe9gions\n".encode("latin-1"))
+    latin.write_bytes(
+        "Tree Number\tDesc Ui\tTerm\nA01\tD001829\tBody R\xe9gions\n".encode("latin-1")
+    )
     with pytest.raises(InputError, match=r"latin1\.tsv: line 2: not UTF-8"):
         ingest_mesh(lake, [latin])
     empty = tmp_path / "empty.tsv"
@@ -87,23 +98,40 @@ def test_mesh_bad_rows_are_quarantined(lake, tmp_path):
 # ---------------------------------------------------------------------------- PubMedQA
 def test_pubmedqa_real(lake):
     ingest_mesh(lake, [shared("mesh", "MeshTree2017.tsv")])
-    s = ingest_pubmedqa(lake, shared("pubmedqa", "ori_pqal.json"),
-                        shared("pubmedqa", "test_ground_truth.json"))
+    s = ingest_pubmedqa(
+        lake, shared("pubmedqa", "ori_pqal.json"), shared("pubmedqa", "test_ground_truth.json")
+    )
     assert s.read == 1000 and s.written == 1000 and s.quarantined == 0
     assert s.extra["test split"] == 500
     assert lake.count("articles") == 1000
-    row = lake.query("select question, year, final_decision, split, len(contexts) from pubmedqa "
-                     "where pmid = 21645374")
-    assert row == [("Do mitochondria play a role in remodelling lace plant leaves during "
-                    "programmed cell death?", 2011, "yes", "test", 2)]
-    assert lake.query("select abstract like 'BACKGROUND: Programmed cell death%' from articles "
-                      "where pmid = 21645374") == [(True,)]
+    row = lake.query(
+        "select question, year, final_decision, split, len(contexts) from pubmedqa "
+        "where pmid = 21645374"
+    )
+    assert row == [
+        (
+            "Do mitochondria play a role in remodelling lace plant leaves during "
+            "programmed cell death?",
+            2011,
+            "yes",
+            "test",
+            2,
+        )
+    ]
+    assert lake.query(
+        "select abstract like 'BACKGROUND: Programmed cell death%' from articles "
+        "where pmid = 21645374"
+    ) == [(True,)]
     # names map to UIs; Female/Male have no tree number in 2017 and stay unmapped, counted
-    mapped = dict(lake.query("select descriptor_name, descriptor_ui from article_mesh "
-                             "where pmid = 21645374"))
+    mapped = dict(
+        lake.query("select descriptor_name, descriptor_ui from article_mesh where pmid = 21645374")
+    )
     assert mapped["Mitochondria"] == "D008928"
     unmapped = s.extra["mesh names unmapped"]
-    assert unmapped == lake.query("select count(*) from article_mesh where descriptor_ui is null")[0][0]
+    assert (
+        unmapped
+        == lake.query("select count(*) from article_mesh where descriptor_ui is null")[0][0]
+    )
     assert unmapped > 0 and s.extra["distinct unmapped names"] < 30
 
 
@@ -116,12 +144,21 @@ def test_pubmedqa_before_mesh_resolves_names_later(lake):
 
 def test_pubmedqa_bad_inputs(lake, tmp_path):
     bad = tmp_path / "pq.json"
-    bad.write_text(json.dumps({"1": {"QUESTION": "q?", "CONTEXTS": ["c"], "YEAR": "2001"},
-                               "2": {"CONTEXTS": ["no question"]}, "x": {}}))
+    bad.write_text(
+        json.dumps(
+            {
+                "1": {"QUESTION": "q?", "CONTEXTS": ["c"], "YEAR": "2001"},
+                "2": {"CONTEXTS": ["no question"]},
+                "x": {},
+            }
+        )
+    )
     s = ingest_pubmedqa(lake, bad)
     assert (s.written, s.quarantined) == (1, 2)
     assert sorted(lake.query("select record_key, error from quarantine")) == [
-        ("2", "missing QUESTION"), ("x", "missing QUESTION, CONTEXTS")]
+        ("2", "missing QUESTION"),
+        ("x", "missing QUESTION, CONTEXTS"),
+    ]
     notjson = tmp_path / "nj.json"
     notjson.write_text("{not json")
     with pytest.raises(InputError, match=r"nj\.json: not valid JSON \(line 1, column 2"):
@@ -132,16 +169,25 @@ def test_pubmedqa_bad_inputs(lake, tmp_path):
 def test_bioasq_fixture(lake):
     s = ingest_bioasq(lake, FIXTURES / "bioasq_small.json")
     assert (s.read, s.written, s.quarantined) == (3, 2, 1)
-    rows = lake.query("select qa_id, type, pmids, snippets, ideal_answer, exact_answer from seed_qa "
-                      "order by qa_id")
-    assert rows[0] == ("55031181e9bde69634000014", "summary", [15829955, 6650562],
-                       ["Coding sequence mutations in RET, GDNF, EDNRB, EDN3, and SOX10 are involved "
-                        "in the development of Hirschsprung disease."],
-                       "Hirschsprung disease is a multifactorial disorder with a complex pattern of "
-                       "inheritance.", None)
+    rows = lake.query(
+        "select qa_id, type, pmids, snippets, ideal_answer, exact_answer from seed_qa "
+        "order by qa_id"
+    )
+    assert rows[0] == (
+        "55031181e9bde69634000014",
+        "summary",
+        [15829955, 6650562],
+        [
+            "Coding sequence mutations in RET, GDNF, EDNRB, EDN3, and SOX10 are involved "
+            "in the development of Hirschsprung disease."
+        ],
+        "Hirschsprung disease is a multifactorial disorder with a complex pattern of inheritance.",
+        None,
+    )
     assert rows[1][5] == '"yes"'
     assert lake.query("select record_key, error from quarantine") == [
-        ("54e25eaaae9738404b000017", "missing 'body'")]
+        ("54e25eaaae9738404b000017", "missing 'body'")
+    ]
     again = ingest_bioasq(lake, FIXTURES / "bioasq_small.json")
     assert again.skipped_files == 1 and lake.count("seed_qa") == 2
 
@@ -149,16 +195,32 @@ def test_bioasq_fixture(lake):
 def test_bioasq_cumulative_release_replaces_by_id(lake, tmp_path):
     ingest_bioasq(lake, FIXTURES / "bioasq_small.json")
     newer = tmp_path / "training13b.json"
-    newer.write_text(json.dumps({"questions": [
-        {"id": "55046d5ff8aee20f27000007", "body": "Is Papilin secreted? (v2)", "type": "yesno",
-         "documents": ["http://www.ncbi.nlm.nih.gov/pubmed/21784067"]},
-        {"id": "new1", "body": "What is BRCA1?", "type": "factoid",
-         "documents": ["https://pubmed.ncbi.nlm.nih.gov/12345/"]}]}))
+    newer.write_text(
+        json.dumps(
+            {
+                "questions": [
+                    {
+                        "id": "55046d5ff8aee20f27000007",
+                        "body": "Is Papilin secreted? (v2)",
+                        "type": "yesno",
+                        "documents": ["http://www.ncbi.nlm.nih.gov/pubmed/21784067"],
+                    },
+                    {
+                        "id": "new1",
+                        "body": "What is BRCA1?",
+                        "type": "factoid",
+                        "documents": ["https://pubmed.ncbi.nlm.nih.gov/12345/"],
+                    },
+                ]
+            }
+        )
+    )
     s = ingest_bioasq(lake, newer)
     assert s.extra["new questions"] == 1 and lake.count("seed_qa") == 3
-    assert lake.query("select question, pmids from seed_qa where qa_id in "
-                      "('55046d5ff8aee20f27000007', 'new1') order by qa_id") == [
-        ("Is Papilin secreted? (v2)", [21784067]), ("What is BRCA1?", [12345])]
+    assert lake.query(
+        "select question, pmids from seed_qa where qa_id in "
+        "('55046d5ff8aee20f27000007', 'new1') order by qa_id"
+    ) == [("Is Papilin secreted? (v2)", [21784067]), ("What is BRCA1?", [12345])]
 
 
 def test_bioasq_not_bioasq(lake, tmp_path):
@@ -192,15 +254,20 @@ def mirror(tmp_path):
     root = tmp_path / "mirror"
     (root / "pubmed" / "baseline").mkdir(parents=True)
     for i in (1, 2, 3):
-        data = gzip.compress((FIXTURES / "pubmed_small.xml").read_bytes().replace(
-            b"100001", str(200000 + i).encode()))
+        data = gzip.compress(
+            (FIXTURES / "pubmed_small.xml")
+            .read_bytes()
+            .replace(b"100001", str(200000 + i).encode())
+        )
         name = f"pubmed25n{i:04d}.xml.gz"
         (root / "pubmed" / "baseline" / name).write_bytes(data)
         (root / "pubmed" / "baseline" / f"{name}.md5").write_text(
-            f"MD5({name})= {hashlib.md5(data).hexdigest()}\n")
+            f"MD5({name})= {hashlib.md5(data).hexdigest()}\n"
+        )
     (root / "mesh").mkdir()
     (root / "mesh" / "desc2025.gz").write_bytes(
-        gzip.compress((FIXTURES / "desc_small.xml").read_bytes()))
+        gzip.compress((FIXTURES / "desc_small.xml").read_bytes())
+    )
     (root / "pqa").mkdir()
     (root / "pqa" / "ori_pqal.json").write_text('{"1": {"QUESTION": "q?", "CONTEXTS": ["c"]}}')
     (root / "pqa" / "test_ground_truth.json").write_text('{"1": "yes"}')
@@ -246,7 +313,9 @@ def test_fetch_mesh_and_pubmedqa(mirror, tmp_path):
 
 def test_fetch_offline_says_what_to_do(tmp_path):
     # port 9 (discard) on loopback: nothing listens, so the connection is refused at once
-    with pytest.raises(DownloadError, match=r"cannot reach http://127\.0\.0\.1:9/.*use local files"):
+    with pytest.raises(
+        DownloadError, match=r"cannot reach http://127\.0\.0\.1:9/.*use local files"
+    ):
         fetch("pubmedqa", tmp_path, base_url="http://127.0.0.1:9/")
 
 

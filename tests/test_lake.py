@@ -30,8 +30,9 @@ def test_open_requires_a_lake(tmp_path):
 
 def test_write_part_appends_and_conforms_to_the_contract(lake):
     lake.write_part("questions", pa.Table.from_pylist([{"question_id": "q1", "pmid": 7}]))
-    lake.write_part("questions", pa.Table.from_pylist([{"pmid": 8, "question_id": "q2",
-                                                        "question": "why?"}]))
+    lake.write_part(
+        "questions", pa.Table.from_pylist([{"pmid": 8, "question_id": "q2", "question": "why?"}])
+    )
     rows = lake.query("select question_id, pmid, question from questions order by 1")
     assert rows == [("q1", 7, None), ("q2", 8, "why?")]
     # parts are whole files; no temp names remain
@@ -66,7 +67,10 @@ def test_table_names_are_checked(lake):
 def test_lock_names_the_holder(lake):
     other = Lake(lake.root)
     with lake.lock("ingest pubmed"):
-        with pytest.raises(LakeLockedError, match=r"being written by another process \(pid \d+: mkailin ingest pubmed\)"):
+        with pytest.raises(
+            LakeLockedError,
+            match=r"being written by another process \(pid \d+: mkailin ingest pubmed\)",
+        ):
             with other.lock("ingest mesh"):
                 pass
     with other.lock("ingest mesh"):  # free again
@@ -87,19 +91,35 @@ def test_stock_duckdb_cli_reads_the_catalog(lake):
     exe = duckdb_cli()
     lake.write_part("questions", pa.Table.from_pylist([{"question_id": "q1", "pmid": 42}]))
     lake.sync_catalog()
-    out = subprocess.run([exe, "-json", str(lake.catalog_path), "-c",
-                          "select question_id, pmid from questions"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [exe, "-json", str(lake.catalog_path), "-c", "select question_id, pmid from questions"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert json.loads(out.stdout) == [{"question_id": "q1", "pmid": 42}]
     # every view in the catalog binds in the stock CLI, not only in the Python duckdb
-    out = subprocess.run([exe, "-json", str(lake.catalog_path), "-c",
-                          "select table_name from information_schema.tables"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [
+            exe,
+            "-json",
+            str(lake.catalog_path),
+            "-c",
+            "select table_name from information_schema.tables",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     names = {r["table_name"] for r in json.loads(out.stdout)}
     for view in ("articles", "article_mesh", "mesh_names", "runs"):
         assert view in names
-        subprocess.run([exe, str(lake.catalog_path), "-c", f"select count(*) from {view}"],
-                       capture_output=True, text=True, check=True)
+        subprocess.run(
+            [exe, str(lake.catalog_path), "-c", f"select count(*) from {view}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
 
 
 # ---------------------------------------------------------------------------- CLI

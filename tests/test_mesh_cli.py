@@ -36,7 +36,13 @@ def test_sim_one_measure(mesh_cli):
     rows = parse_csv(r.output)
     assert len(rows) == 1
     assert {k: rows[0][k] for k in ("a", "a_name", "b", "b_name", "measure", "ic")} == {
-        "a": "D03", "a_name": "Ear", "b": "D04", "b_name": "Eye", "measure": "lin", "ic": "corpus"}
+        "a": "D03",
+        "a_name": "Ear",
+        "b": "D04",
+        "b_name": "Eye",
+        "measure": "lin",
+        "ic": "corpus",
+    }
     assert float(rows[0]["similarity"]) == pytest.approx(LIN_03_04)
 
 
@@ -68,8 +74,9 @@ def test_sim_without_mesh(cli_lake):
     Lake.init(cli_lake.path)
     r = cli_lake("mesh", "sim", "D03", "D04")
     assert r.exit_code == 1
-    assert r.output == ("Error: the lake has no MeSH tree; load one with: "
-                        "mkailin ingest mesh MeshTreeYYYY.tsv\n")
+    assert r.output == (
+        "Error: the lake has no MeSH tree; load one with: mkailin ingest mesh MeshTreeYYYY.tsv\n"
+    )
 
 
 def test_sim_corpus_ic_without_corpus(cli_lake):
@@ -111,22 +118,41 @@ def test_sim_pairs_parquet_one_measure(mesh_cli, tmp_path):
     src = tmp_path / "pairs.parquet"
     pq.write_table(pa.table({"a": ["D03", "D07"], "b": ["D04", "D08"]}), src)
     out = tmp_path / "scored.parquet"
-    r = mesh_cli("mesh", "sim", "--pairs", str(src), "--out", str(out), "--measure", "jc",
-                 "--ic", "intrinsic")
+    r = mesh_cli(
+        "mesh",
+        "sim",
+        "--pairs",
+        str(src),
+        "--out",
+        str(out),
+        "--measure",
+        "jc",
+        "--ic",
+        "intrinsic",
+    )
     assert r.exit_code == 0, r.output
     t = pq.read_table(out)
     assert t.column_names == ["a", "b", "jc"]
     assert t.column("jc")[0].as_py() == pytest.approx(1 / (1 + 2 * (ln(3) / ln(10))))
 
 
-@pytest.mark.parametrize("name,content,message", [
-    ("missing.csv", None, "{path}: no such file"),
-    ("pairs.csv", "x,y\nD03,D04\n", "{path}: missing column(s) a, b; expected columns a and b "
-     "holding MeSH descriptor UIs"),
-    ("pairs.csv", "a,b,lin\nD03,D04,1\n", "{path}: column name(s) lin are reserved for the "
-     "scores; rename them"),
-    ("pairs.json", "[]", "{path}: expected a .csv, .tsv or .parquet file of pairs"),
-])
+@pytest.mark.parametrize(
+    "name,content,message",
+    [
+        ("missing.csv", None, "{path}: no such file"),
+        (
+            "pairs.csv",
+            "x,y\nD03,D04\n",
+            "{path}: missing column(s) a, b; expected columns a and b holding MeSH descriptor UIs",
+        ),
+        (
+            "pairs.csv",
+            "a,b,lin\nD03,D04,1\n",
+            "{path}: column name(s) lin are reserved for the scores; rename them",
+        ),
+        ("pairs.json", "[]", "{path}: expected a .csv, .tsv or .parquet file of pairs"),
+    ],
+)
 def test_sim_pairs_bad_input(mesh_cli, tmp_path, name, content, message):
     src = tmp_path / name
     if content is not None:
@@ -136,13 +162,18 @@ def test_sim_pairs_bad_input(mesh_cli, tmp_path, name, content, message):
     assert r.output == f"Error: {message.format(path=src)}\n"
 
 
-@pytest.mark.parametrize("args,message", [
-    (["D03", "D04", "--pairs", "p.csv", "--out", "o.parquet"],
-     "give either A B or --pairs FILE, not both"),
-    (["--pairs", "p.csv"], "--pairs needs --out FILE.parquet"),
-    (["D03"], "give two descriptor UIs A B, or --pairs FILE --out FILE"),
-    (["D03", "D04", "--out", "o.parquet"], "--out goes with --pairs"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (
+            ["D03", "D04", "--pairs", "p.csv", "--out", "o.parquet"],
+            "give either A B or --pairs FILE, not both",
+        ),
+        (["--pairs", "p.csv"], "--pairs needs --out FILE.parquet"),
+        (["D03"], "give two descriptor UIs A B, or --pairs FILE --out FILE"),
+        (["D03", "D04", "--out", "o.parquet"], "--out goes with --pairs"),
+    ],
+)
 def test_sim_usage_errors(mesh_cli, args, message):
     r = mesh_cli("mesh", "sim", *args)
     assert r.exit_code == 2
@@ -159,7 +190,8 @@ def test_doc_sim(mesh_cli):
     assert (row["terms_a"], row["terms_b"], row["term_pairs"]) == (3, 1, 2)
     r = mesh_cli("mesh", "doc-sim", str(P1), str(P2), "--aggregate", "bma", "--format", "json")
     assert json.loads(r.output)["similarity"] == pytest.approx(
-        ((LIN_03_04 + LIN_07_04) / 2 + LIN_07_04) / 2)
+        ((LIN_03_04 + LIN_07_04) / 2 + LIN_07_04) / 2
+    )
     r = mesh_cli("mesh", "doc-sim", str(P1), str(P2), "--measure", "kailin", "--format", "json")
     assert json.loads(r.output)["ic"] == "kailin"
 

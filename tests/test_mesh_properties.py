@@ -39,8 +39,9 @@ def forests(draw):
                 used.add(tn)
                 tree.append((tn, ui))
     uis = sorted({ui for _, ui in tree})
-    annotations = draw(st.lists(
-        st.tuples(st.integers(1, 6), st.sampled_from(uis)), min_size=0, max_size=14))
+    annotations = draw(
+        st.lists(st.tuples(st.integers(1, 6), st.sampled_from(uis)), min_size=0, max_size=14)
+    )
     return tree, annotations
 
 
@@ -53,16 +54,20 @@ def plake(tmp_path_factory):
 
 def load(lake, tree, annotations):
     desc, tree_t = tree_tables(tree, names={})
-    recs, mesh = corpus_tables(articles=sorted({p for p, _ in annotations} | {1}),
-                               annotations=annotations)
+    recs, mesh = corpus_tables(
+        articles=sorted({p for p, _ in annotations} | {1}), annotations=annotations
+    )
     lake.replace_table("mesh_descriptors", desc)
     lake.replace_table("mesh_tree", tree_t)
     lake.replace_table("article_records", recs)
     lake.replace_table("article_mesh_records", mesh)
 
 
-@settings(max_examples=30, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(forests())
 def test_similarity_properties(plake, forest):
     tree, annotations = forest
@@ -70,15 +75,25 @@ def test_similarity_properties(plake, forest):
     ref = MeshReference(tree, annotations)
     con = plake.connect()
     try:
-        con.execute("create temp table p as select x.descriptor_ui as a, y.descriptor_ui as b "
-                    "from mesh_ancestors x, mesh_ancestors y group by all")
-        ics = {ic: dict(con.execute(f"select descriptor_ui, ic_{ic} from mesh_ic").fetchall())
-               for ic in ("corpus", "intrinsic")}
-        kailin = {(a, b): k for a, b, k in
-                  con.execute("select a, b, kailin from mesh_term_kailin('p')").fetchall()}
+        con.execute(
+            "create temp table p as select x.descriptor_ui as a, y.descriptor_ui as b "
+            "from mesh_ancestors x, mesh_ancestors y group by all"
+        )
+        ics = {
+            ic: dict(con.execute(f"select descriptor_ui, ic_{ic} from mesh_ic").fetchall())
+            for ic in ("corpus", "intrinsic")
+        }
+        kailin = {
+            (a, b): k
+            for a, b, k in con.execute("select a, b, kailin from mesh_term_kailin('p')").fetchall()
+        }
         for ic in ("corpus", "intrinsic"):
-            sims = {(a, b): (r, lin, jc) for a, b, r, lin, jc in con.execute(
-                f"select a, b, resnik, lin, jc from mesh_term_sim('p', '{ic}')").fetchall()}
+            sims = {
+                (a, b): (r, lin, jc)
+                for a, b, r, lin, jc in con.execute(
+                    f"select a, b, resnik, lin, jc from mesh_term_sim('p', '{ic}')"
+                ).fetchall()
+            }
             for (a, b), (resnik, lin, jc) in sims.items():
                 assert sims[(b, a)] == (resnik, lin, jc), "symmetric"
                 if ics[ic][a] is None or ics[ic][b] is None:
@@ -87,8 +102,12 @@ def test_similarity_properties(plake, forest):
                 assert 0 <= lin <= 1 and 0 < jc <= 1 or jc == 0
                 assert resnik <= min(ics[ic][a], ics[ic][b]) + 1e-12
                 for measure, got in (("resnik", resnik), ("lin", lin), ("jc", jc)):
-                    assert got == pytest.approx(ref.sim(a, b, measure, ic), abs=1e-12), \
-                        (a, b, measure, ic)
+                    assert got == pytest.approx(ref.sim(a, b, measure, ic), abs=1e-12), (
+                        a,
+                        b,
+                        measure,
+                        ic,
+                    )
         for (a, b), k in kailin.items():
             assert kailin[(b, a)] == pytest.approx(k, abs=1e-12), "symmetric"
             assert 0 <= k <= 1

@@ -30,12 +30,14 @@ def test_real_corpus_shape(real):
     n_articles = con.execute("select count(distinct pmid) from mesh_doc_terms").fetchone()[0]
     assert n_articles == len(ref.docs) > 900  # PubMedQA's 1,000 labelled articles
     n_desc, n_anc = con.execute(
-        "select count(distinct descriptor_ui), count(*) from mesh_ancestors").fetchone()
+        "select count(distinct descriptor_ui), count(*) from mesh_ancestors"
+    ).fetchone()
     assert n_desc == 28470  # MeSH 2017
     assert n_anc == sum(len(a) for a in ref.ancestors.values())
     # Humans is on nearly every article: IC close to 0
     ic_humans = con.execute(
-        "select ic_corpus from mesh_ic where descriptor_ui = 'D006801'").fetchone()[0]
+        "select ic_corpus from mesh_ic where descriptor_ui = 'D006801'"
+    ).fetchone()[0]
     assert 0 < ic_humans < 0.3
 
 
@@ -63,8 +65,9 @@ def test_real_pairs_match_the_reference(real):
     con.execute("create or replace temp table rp (a varchar, b varchar)")
     con.executemany("insert into rp values (?, ?)", pairs)
     for ic in ("corpus", "intrinsic"):
-        got = con.execute(f"select a, b, resnik, lin, jc from mesh_term_sim('rp', '{ic}', 'idx')"
-                          ).fetchall()
+        got = con.execute(
+            f"select a, b, resnik, lin, jc from mesh_term_sim('rp', '{ic}', 'idx')"
+        ).fetchall()
         assert len(got) == len(pairs)
         for a, b, resnik, lin, jc in got:
             for measure, value in (("resnik", resnik), ("lin", lin), ("jc", jc)):
@@ -90,7 +93,8 @@ def test_real_documents_match_the_reference(real):
     for measure, aggregate in (("lin", "mean"), ("kailin", "mean"), ("jc", "bma")):
         got = con.execute(
             f"select a, b, similarity from mesh_doc_sim('dp', '{measure}', 'corpus', "
-            f"'{aggregate}', 'idx', 'kidx')").fetchall()
+            f"'{aggregate}', 'idx', 'kidx')"
+        ).fetchall()
         assert len(got) == len(set(docs))
         for a, b, sim in got:
             expected = ref.doc_sim(ref.docs[a], ref.docs[b], measure, "corpus", aggregate)
@@ -101,8 +105,9 @@ def test_real_known_pair(real):
     """Neoplasms (C04) and its descendant Breast Neoplasms (C04.588.180, C17.800.090.500)."""
     con, ref = real
     con.execute("create or replace temp table kp as select 'D009369' as a, 'D001943' as b")
-    r = con.execute("select mica_ui, resnik, lin from mesh_term_sim('kp', 'corpus', 'idx')"
-                    ).fetchone()
+    r = con.execute(
+        "select mica_ui, resnik, lin from mesh_term_sim('kp', 'corpus', 'idx')"
+    ).fetchone()
     ic = ref.ic["corpus"]
     assert r[0] == "D009369"  # the ancestor is the MICA
     assert r[1] == pytest.approx(ic["D009369"])

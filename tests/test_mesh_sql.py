@@ -47,7 +47,8 @@ def pairs(con, name, items):
 def test_mesh_tree_prefixes(con):
     got = con.execute(
         "select descriptor_ui, tree_number, prefix, prefix_ui, distance from mesh_tree_prefixes "
-        "where descriptor_ui in ('D04', 'D10') order by all").fetchall()
+        "where descriptor_ui in ('D04', 'D10') order by all"
+    ).fetchall()
     assert got == [
         ("D04", "A01.100.300", "A01", "D01", 2),
         ("D04", "A01.100.300", "A01.100", "D02", 1),
@@ -66,19 +67,31 @@ def test_mesh_ancestors(con):
     got = con.execute("select * from mesh_ancestors order by all").fetchall()
     assert got == [
         ("D01", "D01", 0),
-        ("D02", "D01", 1), ("D02", "D02", 0),
-        ("D03", "D01", 2), ("D03", "D02", 1), ("D03", "D03", 0),
+        ("D02", "D01", 1),
+        ("D02", "D02", 0),
+        ("D03", "D01", 2),
+        ("D03", "D02", 1),
+        ("D03", "D03", 0),
         # two tree numbers in two categories: the ancestors along both
-        ("D04", "D01", 2), ("D04", "D02", 1), ("D04", "D04", 0), ("D04", "D06", 1),
-        ("D05", "D01", 1), ("D05", "D05", 0),
+        ("D04", "D01", 2),
+        ("D04", "D02", 1),
+        ("D04", "D04", 0),
+        ("D04", "D06", 1),
+        ("D05", "D01", 1),
+        ("D05", "D05", 0),
         ("D06", "D06", 0),
-        ("D07", "D06", 1), ("D07", "D07", 0), ("D07", "D08", 1),
+        ("D07", "D06", 1),
+        ("D07", "D07", 0),
+        ("D07", "D08", 1),
         ("D08", "D08", 0),
         ("D09", "D09", 0),
         # D08 is 2 steps above C02.100.050 and 1 above C02.200: the fewest wins.
         # D06 owns no prefix of D10's tree numbers, but it is a parent of D10's parent D07
         # (C01.100): the closure is transitive over descriptors
-        ("D10", "D06", 2), ("D10", "D07", 1), ("D10", "D08", 1), ("D10", "D10", 0),
+        ("D10", "D06", 2),
+        ("D10", "D07", 1),
+        ("D10", "D08", 1),
+        ("D10", "D10", 0),
     ]
 
 
@@ -86,10 +99,14 @@ def test_mesh_doc_terms(con):
     # P1's second D03 and its unmapped heading (descriptor_ui NULL) are dropped; P6 has none
     got = con.execute("select * from mesh_doc_terms order by all").fetchall()
     assert got == [
-        (P1, "D03"), (P1, "D07"), (P1, "D99999"),
+        (P1, "D03"),
+        (P1, "D07"),
+        (P1, "D99999"),
         (P2, "D04"),
-        (P3, "D04"), (P3, "D05"),
-        (P4, "D07"), (P4, "D08"),
+        (P3, "D04"),
+        (P3, "D05"),
+        (P4, "D07"),
+        (P4, "D08"),
         (P5, "D02"),
     ]
 
@@ -113,8 +130,10 @@ def test_mesh_ic(con):
         "D09": (0, None, seco[0], 0),  # never seen: IC NULL
         "D10": (0, None, seco[0], 0),
     }
-    got = {r["descriptor_ui"]: (r["count"], r["ic_corpus"], r["ic_intrinsic"], r["descendants"])
-           for r in rows(con, "select * from mesh_ic")}
+    got = {
+        r["descriptor_ui"]: (r["count"], r["ic_corpus"], r["ic_intrinsic"], r["descendants"])
+        for r in rows(con, "select * from mesh_ic")
+    }
     assert got.keys() == expected.keys()
     for ui, (count, icc, ici, desc) in expected.items():
         assert got[ui][0] == count, ui
@@ -134,19 +153,25 @@ def test_mesh_sim_index(con):
     # intrinsic: D04 1, D02 1 - ln 3/ln 10, D06 1 - ln 4/ln 10, D01 1 - ln 5/ln 10
     assert intrinsic["ancestor_uis"] == ["D04", "D02", "D06", "D01"]
     # roots: D01 (A), D06 and D08 (C), D09 (B); D04 reaches D01 and D06, D03 only D01
-    bits = dict(con.execute("select descriptor_ui, root_bits from mesh_sim_index "
-                            "where ic_kind = 'corpus'").fetchall())
+    bits = dict(
+        con.execute(
+            "select descriptor_ui, root_bits from mesh_sim_index where ic_kind = 'corpus'"
+        ).fetchall()
+    )
     assert bits["D04"] & bits["D03"] != 0 and bits["D04"] & bits["D07"] != 0
     assert bits["D03"] & bits["D08"] == 0 and bits["D09"] & bits["D03"] == 0
-    n_unseen = con.execute("select count(*) from mesh_sim_index "
-                           "where ic_kind = 'corpus' and ic is null").fetchone()[0]
+    n_unseen = con.execute(
+        "select count(*) from mesh_sim_index where ic_kind = 'corpus' and ic is null"
+    ).fetchone()[0]
     assert n_unseen == 2  # D09, D10
 
 
 # ------------------------------------------------------------------------------ KAILIN IC
 def test_mesh_category(con):
-    got = con.execute("select mesh_category('C04.557.470'), mesh_category('C04.557.470', 'top'),"
-                      " mesh_category('A01')").fetchone()
+    got = con.execute(
+        "select mesh_category('C04.557.470'), mesh_category('C04.557.470', 'top'),"
+        " mesh_category('A01')"
+    ).fetchone()
     assert got == ("C", "C04", "A")
     with pytest.raises(Exception, match="granularity must be letter or top"):
         con.execute("select mesh_category('A01', 'word')").fetchall()
@@ -156,12 +181,12 @@ def test_mesh_category(con):
 # Category totals, letter: A = D02+D03+D04+D05 = 5; C = D04+D07+D08 = 5 (D04 counts in both);
 # B = 0. freq_A: D02 .2, D03 .2, D04 .4, D05 .2; freq_C: D04 .4, D07 .4, D08 .2.
 KAILIN_IC = {  # (ui, category): (freq_total, ic), include_self, letter
-    ("D01", "A"): (1.0, 0.0),       # D01..D05: 5/5 = 1 -> -lg 1 = 0
+    ("D01", "A"): (1.0, 0.0),  # D01..D05: 5/5 = 1 -> -lg 1 = 0
     ("D02", "A"): (0.8, -lg(0.8)),  # D02, D03, D04
     ("D03", "A"): (0.2, -lg(0.2)),
     ("D04", "A"): (0.4, -lg(0.4)),
     ("D05", "A"): (0.2, -lg(0.2)),
-    ("D09", "B"): (0.0, 0.0),       # nothing annotated in B: IC 0
+    ("D09", "B"): (0.0, 0.0),  # nothing annotated in B: IC 0
     ("D04", "C"): (0.4, -lg(0.4)),
     ("D06", "C"): (0.8, -lg(0.8)),  # D06 (0) + D04 via C01.500 + D07 via C01.100
     ("D07", "C"): (0.4, -lg(0.4)),  # itself + D10 (0)
@@ -172,7 +197,9 @@ MAX_IC = {"A": -lg(0.2), "B": 0.0, "C": -lg(0.4)}
 
 
 def test_mesh_kailin_ic(con):
-    got = {(r["descriptor_ui"], r["category"]): r for r in rows(con, "select * from mesh_kailin_ic")}
+    got = {
+        (r["descriptor_ui"], r["category"]): r for r in rows(con, "select * from mesh_kailin_ic")
+    }
     assert got.keys() == KAILIN_IC.keys()
     for key, (freq, ic) in KAILIN_IC.items():
         assert got[key]["freq_total"] == approx(freq), key
@@ -182,8 +209,10 @@ def test_mesh_kailin_ic(con):
 
 def test_mesh_kailin_ic_without_self(con):
     # KAILIN's walk leaves t out: leaves get 0; D02 = D03 + D04 = .6; D08 = D07 + D10 = .4
-    got = {(r["descriptor_ui"], r["category"]): r["ic"]
-           for r in rows(con, "select * from mesh_kailin_ic_with(false, 'letter')")}
+    got = {
+        (r["descriptor_ui"], r["category"]): r["ic"]
+        for r in rows(con, "select * from mesh_kailin_ic_with(false, 'letter')")
+    }
     assert got[("D02", "A")] == approx(-lg(0.6))
     assert got[("D06", "C")] == approx(-lg(0.8))
     assert got[("D08", "C")] == approx(-lg(0.4))
@@ -194,8 +223,10 @@ def test_mesh_kailin_ic_without_self(con):
 def test_mesh_kailin_ic_top_granularity(con):
     # Categories A01, B01, C01, C02 (KAILIN's code). Totals: C01 = D04 2 + D07 2 = 4;
     # C02 = D07 2 + D08 1 = 3. D07 is in C01 and C02, so it has two IC values.
-    got = {(r["descriptor_ui"], r["category"]): r
-           for r in rows(con, "select * from mesh_kailin_ic_with(true, 'top')")}
+    got = {
+        (r["descriptor_ui"], r["category"]): r
+        for r in rows(con, "select * from mesh_kailin_ic_with(true, 'top')")
+    }
     assert got[("D07", "C01")]["ic"] == approx(-lg(2 / 4))
     assert got[("D07", "C02")]["ic"] == approx(-lg(2 / 3))  # itself + D10 (0), of 3
     assert got[("D06", "C01")]["ic"] == 0.0  # all of C01: 4/4
@@ -280,17 +311,36 @@ KAILIN_CASES = [
     #   ictmp = lg .8 / lg .2 = 0.138647; summed = -lg .2 - lg .4 = lg 12.5 = 1.096910
     #   lin = 2 ictmp / summed = 0.252797; jiang = 1 - (summed - 2 ictmp) = 0.180384
     #   rel = lin (1 - 10^(-ictmp MaxIC_A)) = lin (1 - 0.8) = 0.050559; mean = 0.161247
-    ("D03", "D04", True, "letter",
-     (lambda t, s: (2 * t / s + 1 - (s - 2 * t) + 2 * t / s * 0.2) / 3)(lg(0.8) / lg(0.2), lg(12.5))),
+    (
+        "D03",
+        "D04",
+        True,
+        "letter",
+        (lambda t, s: (2 * t / s + 1 - (s - 2 * t) + 2 * t / s * 0.2) / 3)(
+            lg(0.8) / lg(0.2), lg(12.5)
+        ),
+    ),
     # D04, D07: LCA C01 = D06 (IC_C .8); MaxIC_C = -lg .4; ictmp = lg .8 / lg .4 = 0.243529
     #   summed = 2 (-lg .4) = 0.795880; lin = 0.611977; jiang = 0.691178; rel = lin * 0.2
-    ("D04", "D07", True, "letter",
-     (lambda t, s: (2 * t / s + 1 - (s - 2 * t) + 2 * t / s * 0.2) / 3)(lg(0.8) / lg(0.4), -2 * lg(0.4))),
+    (
+        "D04",
+        "D07",
+        True,
+        "letter",
+        (lambda t, s: (2 * t / s + 1 - (s - 2 * t) + 2 * t / s * 0.2) / 3)(
+            lg(0.8) / lg(0.4), -2 * lg(0.4)
+        ),
+    ),
     # D07, D08: LCA C02 = D08; ictmp = lg .6 / lg .4 = 0.557490; summed = -lg .4 - lg .6
     #   lin = 1.798979 -> clipped 1; jiang = 1 - (0.619789 - 1.114981) = 1.495 -> 1
     #   rel = 1.798979 * (1 - 10^lg .6) = 1.798979 * 0.4 = 0.719592; mean = 0.906531
-    ("D07", "D08", True, "letter",
-     (1 + 1 + 2 * (lg(0.6) / lg(0.4)) / (-lg(0.4) - lg(0.6)) * 0.4) / 3),
+    (
+        "D07",
+        "D08",
+        True,
+        "letter",
+        (1 + 1 + 2 * (lg(0.6) / lg(0.4)) / (-lg(0.4) - lg(0.6)) * 0.4) / 3,
+    ),
     # A and C: no common prefix
     ("D03", "D08", True, "letter", 0.0),
     ("D05", "D05", True, "letter", 1.0),
@@ -311,8 +361,10 @@ KAILIN_CASES = [
 @pytest.mark.parametrize("a,b,include_self,granularity,expected", KAILIN_CASES)
 def test_mesh_term_kailin(con, a, b, include_self, granularity, expected):
     pairs(con, "kp", [(a, b), (b, a)])
-    con.execute("create or replace temp table kidx as "
-                f"select * from mesh_kailin_index_with({include_self}, '{granularity}')")
+    con.execute(
+        "create or replace temp table kidx as "
+        f"select * from mesh_kailin_index_with({include_self}, '{granularity}')"
+    )
     got = rows(con, "select * from mesh_term_kailin('kp', 'kidx')")
     assert len(got) == 2
     for r in got:
@@ -327,10 +379,15 @@ def test_mesh_term_kailin_lca(con):
 
 def test_mesh_term_sim_with(con):
     pairs(con, "tp", [("D03", "D04")])
-    for measure, expected in [("resnik", ln(1.25)), ("lin", 2 * ln(1.25) / ln(12.5)),
-                              ("jc", 1 / (1 + ln(8))), ("kailin", KAILIN_CASES[0][4])]:
-        got = con.execute("select a, b, similarity from mesh_term_sim_with('tp', ?)",
-                          [measure]).fetchall()
+    for measure, expected in [
+        ("resnik", ln(1.25)),
+        ("lin", 2 * ln(1.25) / ln(12.5)),
+        ("jc", 1 / (1 + ln(8))),
+        ("kailin", KAILIN_CASES[0][4]),
+    ]:
+        got = con.execute(
+            "select a, b, similarity from mesh_term_sim_with('tp', ?)", [measure]
+        ).fetchall()
         assert got == [("D03", "D04", approx(expected))]
     with pytest.raises(Exception, match="measure must be resnik, lin, jc or kailin, not cosine"):
         con.execute("select * from mesh_term_sim_with('tp', 'cosine')").fetchall()
@@ -340,22 +397,27 @@ def test_mesh_term_sim_with(con):
 
 # ------------------------------------------------------------------------------ documents
 LIN_03_04 = 2 * ln(1.25) / (ln(5) + ln(2.5))  # 0.176697
-LIN_07_04 = ln(1.25) / ln(2.5)                # 0.243529
-LIN_03_05 = ln(1.25) / ln(5)                  # 0.138647
-DOC_P1_P2 = (LIN_03_04 + LIN_07_04) / 2       # the D99999 pair is NULL and skipped
-DOC_P1_P4 = (0 + 0 + 1 + 1) / 4               # (D03,D07) (D03,D08) 0; (D07,D07) (D07,D08) 1
+LIN_07_04 = ln(1.25) / ln(2.5)  # 0.243529
+LIN_03_05 = ln(1.25) / ln(5)  # 0.138647
+DOC_P1_P2 = (LIN_03_04 + LIN_07_04) / 2  # the D99999 pair is NULL and skipped
+DOC_P1_P4 = (0 + 0 + 1 + 1) / 4  # (D03,D07) (D03,D08) 0; (D07,D07) (D07,D08) 1
 DOC_P1_P3 = (LIN_03_04 + LIN_03_05 + LIN_07_04 + 0) / 4  # (D07, D05): no common ancestor
-DOC_P3_P2 = (1 + LIN_03_04) / 2               # (D04,D04) 1; (D05,D04) same as (D03,D04)
+DOC_P3_P2 = (1 + LIN_03_04) / 2  # (D04,D04) 1; (D05,D04) same as (D03,D04)
 
 
 def test_mesh_doc_sim_mean(con):
-    con.execute("create or replace temp table dp as select * from (values "
-                f"({P1}, {P2}), ({P1}, {P4}), ({P1}, {P3}), ({P3}, {P2}), ({P1}, {P6}), "
-                f"({P6}, {P6})) t(a, b)")
+    con.execute(
+        "create or replace temp table dp as select * from (values "
+        f"({P1}, {P2}), ({P1}, {P4}), ({P1}, {P3}), ({P3}, {P2}), ({P1}, {P6}), "
+        f"({P6}, {P6})) t(a, b)"
+    )
     got = {(r["a"], r["b"]): r for r in rows(con, "select * from mesh_doc_sim('dp')")}
     assert got[(P1, P2)]["similarity"] == approx(DOC_P1_P2)
-    assert (got[(P1, P2)]["terms_a"], got[(P1, P2)]["terms_b"], got[(P1, P2)]["term_pairs"]) \
-        == (3, 1, 2)
+    assert (got[(P1, P2)]["terms_a"], got[(P1, P2)]["terms_b"], got[(P1, P2)]["term_pairs"]) == (
+        3,
+        1,
+        2,
+    )
     assert got[(P1, P4)]["similarity"] == approx(DOC_P1_P4)
     assert got[(P1, P3)]["similarity"] == approx(DOC_P1_P3)
     assert got[(P3, P2)]["similarity"] == approx(DOC_P3_P2)
@@ -385,7 +447,7 @@ def test_mesh_doc_sim_kailin(con):
 
 # ------------------------------------------------------------------------------ pair_scores
 Q1 = (DOC_P1_P2 + DOC_P1_P4) / 2  # 0.355056
-Q2 = DOC_P1_P3                    # P6 has no MeSH: that context is skipped
+Q2 = DOC_P1_P3  # P6 has no MeSH: that context is skipped
 Q3 = Q4 = DOC_P3_P2
 Q5 = (2 * ln(1.25) / (ln(1.25) + ln(5)) + 0) / 2  # P5 {D02} vs P1: (D02,D03), (D02,D07)
 Q8 = DOC_P1_P4
@@ -425,16 +487,26 @@ def test_rule_preferences(con):
     got = rows(con, "select * from rule_preferences")
     # P1: q1 beats q2 (q8 is agent 'final', left out); P3: q3 and q4 tie -> no pair;
     # P5: one question; P6: no score -> no pair
-    assert got == [{
-        "pmid": P1, "chosen_id": "q1", "rejected_id": "q2", "chosen": "q1?", "rejected": "q2?",
-        "chosen_score": approx(Q1), "rejected_score": approx(Q2), "margin": approx(Q1 - Q2),
-        "scorer": "lin/corpus/mean",
-    }]
+    assert got == [
+        {
+            "pmid": P1,
+            "chosen_id": "q1",
+            "rejected_id": "q2",
+            "chosen": "q1?",
+            "rejected": "q2?",
+            "chosen_score": approx(Q1),
+            "rejected_score": approx(Q2),
+            "margin": approx(Q1 - Q2),
+            "scorer": "lin/corpus/mean",
+        }
+    ]
 
 
 def test_rule_preferences_with_options(con):
     # every agent: q8 (0.5) is chosen over q2
-    got = rows(con, "select chosen_id, rejected_id, margin from rule_preferences_with(agents := null)")
+    got = rows(
+        con, "select chosen_id, rejected_id, margin from rule_preferences_with(agents := null)"
+    )
     assert got == [{"chosen_id": "q8", "rejected_id": "q2", "margin": approx(Q8 - Q2)}]
     # KAILIN's filter: both scores must be <= threshold; q1 = 0.355 > 0.3 drops the pair
     assert rows(con, "select * from rule_preferences_with(threshold := 0.3)") == []
@@ -445,12 +517,16 @@ def test_rule_preferences_with_options(con):
 
 # ------------------------------------------------------------------------------ audits
 def test_audits_return_no_rows(con):
-    con.execute("create or replace temp table allp as "
-                "select x.descriptor_ui as a, y.descriptor_ui as b "
-                "from mesh_ancestors x, mesh_ancestors y group by all")
+    con.execute(
+        "create or replace temp table allp as "
+        "select x.descriptor_ui as a, y.descriptor_ui as b "
+        "from mesh_ancestors x, mesh_ancestors y group by all"
+    )
     for ic in ("corpus", "intrinsic"):
-        con.execute("create or replace temp table s as "
-                    f"select * from mesh_term_sim('allp', '{ic}') natural join mesh_term_kailin('allp')")
+        con.execute(
+            "create or replace temp table s as "
+            f"select * from mesh_term_sim('allp', '{ic}') natural join mesh_term_kailin('allp')"
+        )
         audits = {
             "lin, jc, kailin in [0, 1]": "select * from s where lin not between 0 and 1 "
             "or jc not between 0 and 1 or kailin not between 0 and 1",
@@ -487,8 +563,12 @@ def test_views_run_in_the_stock_duckdb_cli(flake):
         "select count(*) from pair_scores where similarity is not null; "
         "select count(*) from mesh_kailin_index_with(false, 'top');"
     )
-    out = subprocess.run([exe, "-csv", "-noheader", str(flake.catalog_path), "-c", sql],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [exe, "-csv", "-noheader", str(flake.catalog_path), "-c", sql],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.split()
     assert lines[0] == f"{round(LIN_03_04, 6)},{round(KAILIN_CASES[0][4], 6)}"

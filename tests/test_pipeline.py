@@ -22,17 +22,32 @@ def demo_lake(tmp_path_factory, smollm2_available):
 
     data = shared()
     path = tmp_path_factory.mktemp("demo") / "lake"
-    r = CliRunner().invoke(cli, ["--lake", str(path), "demo", "--data", str(data)],
-                           catch_exceptions=False)
+    r = CliRunner().invoke(
+        cli, ["--lake", str(path), "demo", "--data", str(data)], catch_exceptions=False
+    )
     assert r.exit_code == 0, r.output
     return path, r.output
 
 
 def test_demo_runs_end_to_end_and_summarises(demo_lake):
     path, out = demo_lake
-    for step in ("ingest", "train-qg-domain", "train-qg-general", "questions", "retrieve",
-                 "prefer-rule", "train-judge", "prefer-judge", "train-dpo", "final-questions",
-                 "retrieve-final", "answer", "export", "downstream", "evaluate"):
+    for step in (
+        "ingest",
+        "train-qg-domain",
+        "train-qg-general",
+        "questions",
+        "retrieve",
+        "prefer-rule",
+        "train-judge",
+        "prefer-judge",
+        "train-dpo",
+        "final-questions",
+        "retrieve-final",
+        "answer",
+        "export",
+        "downstream",
+        "evaluate",
+    ):
         assert f"[{step}]" in out
     assert "corpus_cpt: " in out and "corpus_sft: " in out
     assert "PubMedQA (base vs tuned target):" in out and "overall     all" in out
@@ -47,8 +62,11 @@ def test_demo_runs_end_to_end_and_summarises(demo_lake):
     import datasets
 
     for kind in ("cpt", "sft"):
-        ds = datasets.load_dataset("parquet", data_files=str(path / "exports" / f"corpus_{kind}"
-                                                              / "data.parquet"), split="train")
+        ds = datasets.load_dataset(
+            "parquet",
+            data_files=str(path / "exports" / f"corpus_{kind}" / "data.parquet"),
+            split="train",
+        )
         assert len(ds) > 0
     fails = lake.query("select stage from runs where status in ('failed', 'killed')")
     assert fails == []
@@ -60,13 +78,26 @@ def test_second_run_does_nothing(demo_lake, runner):
     path, _ = demo_lake
     lake = Lake.open(path)
     before = lake.count("run_events")
-    r = runner.invoke(cli, ["--lake", str(path), "run", str(configs_dir() / "demo.toml"),
-                            "--data", str(shared())], catch_exceptions=False)
+    r = runner.invoke(
+        cli,
+        ["--lake", str(path), "run", str(configs_dir() / "demo.toml"), "--data", str(shared())],
+        catch_exceptions=False,
+    )
     assert r.exit_code == 0, r.output
     assert r.output.count("skipped") == 15
     assert lake.count("run_events") == before  # not a single stage ran
-    r = runner.invoke(cli, ["--lake", str(path), "run", str(configs_dir() / "demo.toml"),
-                            "--data", str(shared()), "--dry-run"])
+    r = runner.invoke(
+        cli,
+        [
+            "--lake",
+            str(path),
+            "run",
+            str(configs_dir() / "demo.toml"),
+            "--data",
+            str(shared()),
+            "--dry-run",
+        ],
+    )
     assert r.exit_code == 0 and r.output.count(" done") == 15
 
 
@@ -77,7 +108,10 @@ def test_status_summarises_the_runs(demo_lake, runner):
     r = runner.invoke(cli, ["--lake", str(path), "status", "--format", "csv"])
     assert r.exit_code == 0
     lines = r.output.splitlines()
-    assert lines[0] == "stage,status,rows_in,rows_out,seconds,tokens_in,tokens_out,cost_usd,started,run_id"
+    assert (
+        lines[0]
+        == "stage,status,rows_in,rows_out,seconds,tokens_in,tokens_out,cost_usd,started,run_id"
+    )
     stages = {ln.split(",")[0] for ln in lines[1:]}
     assert {"generate-questions:domain", "answer", "train-dpo:general", "embed:minilm"} <= stages
     assert "failed:" not in r.output
@@ -87,16 +121,39 @@ def test_dry_run_on_an_empty_lake_and_until(tmp_path, runner):
     from mkailin.cli import cli
 
     data = shared()
-    r = runner.invoke(cli, ["--lake", str(tmp_path / "l"), "run", str(configs_dir() / "demo.toml"),
-                            "--data", str(data), "--dry-run"])
+    r = runner.invoke(
+        cli,
+        [
+            "--lake",
+            str(tmp_path / "l"),
+            "run",
+            str(configs_dir() / "demo.toml"),
+            "--data",
+            str(data),
+            "--dry-run",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert r.output.splitlines()[0].startswith("ingest")
     assert "would process" in r.output and "questions" in r.output
-    r = runner.invoke(cli, ["--lake", str(tmp_path / "l"), "run", str(configs_dir() / "demo.toml"),
-                            "--data", str(data), "--until", "ingest"])
+    r = runner.invoke(
+        cli,
+        [
+            "--lake",
+            str(tmp_path / "l"),
+            "run",
+            str(configs_dir() / "demo.toml"),
+            "--data",
+            str(data),
+            "--until",
+            "ingest",
+        ],
+    )
     assert r.exit_code == 0 and "[ingest]" in r.output and "[questions]" not in r.output
-    r = runner.invoke(cli, ["--lake", str(tmp_path / "l"), "run", str(configs_dir() / "demo.toml"),
-                            "--from", "nope"])
+    r = runner.invoke(
+        cli,
+        ["--lake", str(tmp_path / "l"), "run", str(configs_dir() / "demo.toml"), "--from", "nope"],
+    )
     assert r.exit_code == 1 and r.output.startswith("Error: unknown step 'nope'; steps: ingest,")
 
 
@@ -148,16 +205,28 @@ def test_paper_config_names_the_papers_models():
 
 def test_demo_config_is_offline():
     cfg = load(configs_dir() / "demo.toml")
-    assert all(m.backend == "transformers" and m.model.startswith("pkg:") for m in cfg.models.values())
+    assert all(
+        m.backend == "transformers" and m.model.startswith("pkg:") for m in cfg.models.values()
+    )
     assert all(e.model.startswith("pkg:") for e in cfg.encoders.values())
 
 
 def test_plan_prints_an_estimate_for_all_of_pubmed(runner, tmp_path):
     from mkailin.cli import cli
 
-    r = runner.invoke(cli, ["--lake", str(tmp_path / "none"), "plan",
-                            str(configs_dir() / "paper.toml"), "--articles", "37000000",
-                            "--format", "csv"])
+    r = runner.invoke(
+        cli,
+        [
+            "--lake",
+            str(tmp_path / "none"),
+            "plan",
+            str(configs_dir() / "paper.toml"),
+            "--articles",
+            "37000000",
+            "--format",
+            "csv",
+        ],
+    )
     assert r.exit_code == 0, r.output
     rows = {ln.split(",")[0]: ln.split(",") for ln in r.output.splitlines()[1:]}
     assert rows["generate-questions:domain"][1] == "37000000"
@@ -199,7 +268,8 @@ def test_every_command_has_help_with_an_example_and_is_documented():
     from mkailin.cli import cli
 
     docs = (ROOT / "README.md").read_text() + "".join(
-        p.read_text() for p in (ROOT / "docs").glob("*.md"))
+        p.read_text() for p in (ROOT / "docs").glob("*.md")
+    )
     missing = []
     for path, cmd in _commands(cli):
         assert cmd.help and "Example:" in cmd.help, f"mkailin {' '.join(path)} lacks help"

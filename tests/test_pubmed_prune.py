@@ -18,25 +18,41 @@ HEAD = '<?xml version="1.0" encoding="UTF-8"?>\n<PubmedArticleSet>\n'
 TAIL = "</PubmedArticleSet>\n"
 
 
-def record(pmid: int, title: str = "A title", authors: str | None = None,
-           chemicals: bool = True, pubmed_data: bool = True) -> str:
+def record(
+    pmid: int,
+    title: str = "A title",
+    authors: str | None = None,
+    chemicals: bool = True,
+    pubmed_data: bool = True,
+) -> str:
     if authors is None:
-        authors = ('<AuthorList CompleteYN="Y">\n<Author ValidYN="Y">\n<LastName>Doe</LastName>\n'
-                   '<AffiliationInfo><Affiliation>Dept &amp; Lab, <i>X</i></Affiliation>'
-                   '</AffiliationInfo>\n</Author>\n</AuthorList>\n')
-    chem = ('<ChemicalList>\n<Chemical><RegistryNumber>0</RegistryNumber>'
-            '<NameOfSubstance UI="D1">Water</NameOfSubstance></Chemical>\n</ChemicalList>\n'
-            if chemicals else "")
-    data = ('<PubmedData>\n<History>\n<PubMedPubDate PubStatus="received"><Year>2001</Year>'
-            '</PubMedPubDate>\n</History>\n<ReferenceList><Reference><Citation>Ref 1.</Citation>'
-            '</Reference></ReferenceList>\n</PubmedData>\n' if pubmed_data else "")
-    return (f'<PubmedArticle>\n<MedlineCitation Status="MEDLINE">\n<PMID Version="1">{pmid}</PMID>\n'
-            f'<Article>\n<Journal><Title>J</Title><JournalIssue><PubDate><Year>2001</Year>'
-            f'</PubDate></JournalIssue></Journal>\n<ArticleTitle>{title}</ArticleTitle>\n'
-            f'<Abstract><AbstractText Label="AIM">Text {pmid}.</AbstractText></Abstract>\n'
-            f'{authors}<Language>eng</Language>\n</Article>\n{chem}'
-            f'<MeshHeadingList>\n<MeshHeading><DescriptorName UI="D006801">Humans</DescriptorName>'
-            f'</MeshHeading>\n</MeshHeadingList>\n</MedlineCitation>\n{data}</PubmedArticle>\n')
+        authors = (
+            '<AuthorList CompleteYN="Y">\n<Author ValidYN="Y">\n<LastName>Doe</LastName>\n'
+            "<AffiliationInfo><Affiliation>Dept &amp; Lab, <i>X</i></Affiliation>"
+            "</AffiliationInfo>\n</Author>\n</AuthorList>\n"
+        )
+    chem = (
+        "<ChemicalList>\n<Chemical><RegistryNumber>0</RegistryNumber>"
+        '<NameOfSubstance UI="D1">Water</NameOfSubstance></Chemical>\n</ChemicalList>\n'
+        if chemicals
+        else ""
+    )
+    data = (
+        '<PubmedData>\n<History>\n<PubMedPubDate PubStatus="received"><Year>2001</Year>'
+        "</PubMedPubDate>\n</History>\n<ReferenceList><Reference><Citation>Ref 1.</Citation>"
+        "</Reference></ReferenceList>\n</PubmedData>\n"
+        if pubmed_data
+        else ""
+    )
+    return (
+        f'<PubmedArticle>\n<MedlineCitation Status="MEDLINE">\n<PMID Version="1">{pmid}</PMID>\n'
+        f"<Article>\n<Journal><Title>J</Title><JournalIssue><PubDate><Year>2001</Year>"
+        f"</PubDate></JournalIssue></Journal>\n<ArticleTitle>{title}</ArticleTitle>\n"
+        f'<Abstract><AbstractText Label="AIM">Text {pmid}.</AbstractText></Abstract>\n'
+        f"{authors}<Language>eng</Language>\n</Article>\n{chem}"
+        f'<MeshHeadingList>\n<MeshHeading><DescriptorName UI="D006801">Humans</DescriptorName>'
+        f"</MeshHeading>\n</MeshHeadingList>\n</MedlineCitation>\n{data}</PubmedArticle>\n"
+    )
 
 
 def whole_parse(xml: bytes) -> list:
@@ -49,9 +65,15 @@ def streamed(path) -> list:
 
 
 def mixed_file() -> str:
-    recs = [record(1), record(2, chemicals=False), record(3, authors=""),
-            record(4, pubmed_data=False), record(5, authors="<AuthorList/>\n"),
-            record(6, title="&lt;AuthorList&gt; in a title"), record(7)]
+    recs = [
+        record(1),
+        record(2, chemicals=False),
+        record(3, authors=""),
+        record(4, pubmed_data=False),
+        record(5, authors="<AuthorList/>\n"),
+        record(6, title="&lt;AuthorList&gt; in a title"),
+        record(7),
+    ]
     return HEAD + "".join(recs) + TAIL
 
 
@@ -96,7 +118,7 @@ def test_a_truncated_stream_hands_out_every_byte_before_its_error():
         while True:
             got += reader.read(50)
     cut = xml.rindex(b"<PubmedArticle>")
-    assert got[:len(_prune(xml[:cut]))] == _prune(xml[:cut])
+    assert got[: len(_prune(xml[:cut]))] == _prune(xml[:cut])
     assert got.endswith(xml[cut:])  # the unfinished record comes as it is
 
 
@@ -106,7 +128,7 @@ def test_a_missing_end_tag_is_not_cut_across_records(tmp_path, lake):
     path = tmp_path / "broken.xml"
     path.write_text(xml)
     # the cut would have swallowed record 2's end and record 3's start: it is not made
-    assert b"<PMID Version=\"1\">3</PMID>" in _prune(xml.encode())
+    assert b'<PMID Version="1">3</PMID>' in _prune(xml.encode())
     s = ingest_pubmed(lake, [path], progress=False)
     assert lake.query("select pmid from articles order by pmid") == [(1,), (3,)]
     assert s.quarantined == 1
@@ -116,8 +138,9 @@ def test_a_missing_end_tag_is_not_cut_across_records(tmp_path, lake):
 
 def test_line_numbers_of_errors_are_the_files(tmp_path, lake):
     good = record(1)
-    bad = record(2).replace("<ArticleTitle>A title</ArticleTitle>",
-                            "<ArticleTitle>A <b>title</ArticleTitle>")
+    bad = record(2).replace(
+        "<ArticleTitle>A title</ArticleTitle>", "<ArticleTitle>A <b>title</ArticleTitle>"
+    )
     xml = HEAD + good + bad + TAIL
     line = next(n for n, text in enumerate(xml.splitlines(), 1) if "<b>title" in text)
     try:

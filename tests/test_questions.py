@@ -16,28 +16,49 @@ ABSTRACT = "Inhaled corticosteroids reduced asthma exacerbations in children wit
 INSTRUCTION = "Read this text and write one question about it. Reply with the question only."
 
 
-@pytest.mark.parametrize("raw, expected", [
-    ("Do inhaled corticosteroids reduce asthma exacerbations?",
-     "Do inhaled corticosteroids reduce asthma exacerbations?"),
-    ("Question: Do corticosteroids help children with asthma? Yes.",
-     "Do corticosteroids help children with asthma?"),
-    ('The question is: "What reduces asthma exacerbations in children?"',
-     "What reduces asthma exacerbations in children?"),
-    ("Sure!\n1. How do corticosteroids affect asthma?", "How do corticosteroids affect asthma?"),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        (
+            "Do inhaled corticosteroids reduce asthma exacerbations?",
+            "Do inhaled corticosteroids reduce asthma exacerbations?",
+        ),
+        (
+            "Question: Do corticosteroids help children with asthma? Yes.",
+            "Do corticosteroids help children with asthma?",
+        ),
+        (
+            'The question is: "What reduces asthma exacerbations in children?"',
+            "What reduces asthma exacerbations in children?",
+        ),
+        (
+            "Sure!\n1. How do corticosteroids affect asthma?",
+            "How do corticosteroids affect asthma?",
+        ),
+    ],
+)
 def test_clean_question_keeps_questions(raw, expected):
     assert clean_question(raw, INSTRUCTION, ABSTRACT) == (expected, None)
 
 
-@pytest.mark.parametrize("raw, reason", [
-    ("", "empty output"),
-    ("   \n ", "empty output"),
-    ("Corticosteroids reduce exacerbations.", "not a question (no question mark)"),
-    ("Why?", "too short to be a question"),
-    ("What " + "asthma " * 80 + "?", "over-long (566 chars > 300)"),
-    ("Can you read this text and write one question about it?", "prompt echo (repeats the instruction)"),
-    ("What would you like to know about this text?", "off-topic (shares no content word with the abstract)"),
-])
+@pytest.mark.parametrize(
+    "raw, reason",
+    [
+        ("", "empty output"),
+        ("   \n ", "empty output"),
+        ("Corticosteroids reduce exacerbations.", "not a question (no question mark)"),
+        ("Why?", "too short to be a question"),
+        ("What " + "asthma " * 80 + "?", "over-long (566 chars > 300)"),
+        (
+            "Can you read this text and write one question about it?",
+            "prompt echo (repeats the instruction)",
+        ),
+        (
+            "What would you like to know about this text?",
+            "off-topic (shares no content word with the abstract)",
+        ),
+    ],
+)
 def test_clean_question_rejects_with_a_reason(raw, reason):
     assert clean_question(raw, INSTRUCTION, ABSTRACT) == (None, reason)
 
@@ -47,19 +68,37 @@ def test_clean_question_spots_a_copied_abstract():
     assert clean_question(text, INSTRUCTION, ABSTRACT)[1] == "prompt echo (copies the abstract)"
 
 
-@pytest.mark.parametrize("title, question", [
-    ("Is aspirin effective in stroke prevention?", "Is aspirin effective in stroke prevention?"),
-    ("Aspirin is effective in stroke prevention.", "Is aspirin effective in stroke prevention?"),
-    ("Smoking cessation improves lung function in COPD.",
-     "Does smoking cessation improve lung function in COPD?"),
-    ("Vitamin D reduced fractures in older women.", "Did vitamin D reduce fractures in older women?"),
-    ("BRCA1 mutations are associated with ovarian cancer.",
-     "Are BRCA1 mutations associated with ovarian cancer?"),
-    ("Long-term outcomes: statins lower cardiovascular risk",
-     "Do statins lower cardiovascular risk?"),
-    ("A review of asthma therapy.", None),
-    (None, None),
-])
+@pytest.mark.parametrize(
+    "title, question",
+    [
+        (
+            "Is aspirin effective in stroke prevention?",
+            "Is aspirin effective in stroke prevention?",
+        ),
+        (
+            "Aspirin is effective in stroke prevention.",
+            "Is aspirin effective in stroke prevention?",
+        ),
+        (
+            "Smoking cessation improves lung function in COPD.",
+            "Does smoking cessation improve lung function in COPD?",
+        ),
+        (
+            "Vitamin D reduced fractures in older women.",
+            "Did vitamin D reduce fractures in older women?",
+        ),
+        (
+            "BRCA1 mutations are associated with ovarian cancer.",
+            "Are BRCA1 mutations associated with ovarian cancer?",
+        ),
+        (
+            "Long-term outcomes: statins lower cardiovascular risk",
+            "Do statins lower cardiovascular risk?",
+        ),
+        ("A review of asthma therapy.", None),
+        (None, None),
+    ],
+)
 def test_title_to_question(title, question):
     assert title_to_question(title) == question
 
@@ -95,22 +134,28 @@ def test_both_agents_write_questions_with_a_real_model(mesh_lake, tmp_path, smol
     results = generate_questions(lake, cfg, ("domain", "general"), progress=False)
     for r in results:
         assert r.rows_in == 3 and r.rows_out + r.quarantined == 3 and r.tokens_out > 0
-    rows = lake.query("select agent, count(*), count(distinct pmid) from questions group by 1 order by 1")
+    rows = lake.query(
+        "select agent, count(*), count(distinct pmid) from questions group by 1 order by 1"
+    )
     assert sum(n for _, n, _ in rows) >= 2
     # test-split abstracts are never used
-    assert lake.query("select count(*) from questions q join pubmedqa p using (pmid) "
-                      "where p.split = 'test'") == [(0,)]
+    assert lake.query(
+        "select count(*) from questions q join pubmedqa p using (pmid) where p.split = 'test'"
+    ) == [(0,)]
     runs = lake.query("select stage, status, tokens_in > 0 from runs order by stage")
-    assert runs == [("generate-questions:domain", "finished", True),
-                    ("generate-questions:general", "finished", True)]
+    assert runs == [
+        ("generate-questions:domain", "finished", True),
+        ("generate-questions:general", "finished", True),
+    ]
     # resume: a second call has nothing to do
     again = generate_questions(lake, cfg, ("domain", "general"), progress=False)
     assert [r.status for r in again] == ["skipped", "skipped"]
 
 
 @pytest.mark.server
-def test_agents_on_an_openai_compatible_server_same_backend_ablation(mesh_lake, tmp_path,
-                                                                     llama_server_url):
+def test_agents_on_an_openai_compatible_server_same_backend_ablation(
+    mesh_lake, tmp_path, llama_server_url
+):
     """The paper's "Same Agent Backend" ablation: both agents on one model (here a real
     llama.cpp server); the agents still differ by prompt."""
     import shutil
@@ -123,8 +168,9 @@ def test_agents_on_an_openai_compatible_server_same_backend_ablation(mesh_lake, 
         shutil.rmtree(lake.tables_dir / t)
         shutil.copytree(mesh_lake.tables_dir / t, lake.tables_dir / t, symlinks=True)
     cfg = _tiny(Config())
-    cfg.models["served"] = ModelSpec(backend="openai", model="smollm2",
-                                     base_url=f"{llama_server_url}/v1")
+    cfg.models["served"] = ModelSpec(
+        backend="openai", model="smollm2", base_url=f"{llama_server_url}/v1"
+    )
     for a in ("domain", "general"):
         cfg.agents[a].model = "served"
     results = generate_questions(lake, cfg, ("domain", "general"), progress=False)
@@ -149,8 +195,9 @@ def test_sft_loss_falls_and_the_adapter_generates(mesh_lake, tmp_path, smollm2_a
         shutil.copytree(mesh_lake.tables_dir / t, lake.tables_dir / t, symlinks=True)
     cfg = _tiny(Config())
     cfg.generate.max_input_chars = 300
-    cfg.train = dataclasses.replace(cfg.train, max_steps=16, batch_size=2, max_length=128,
-                                    learning_rate=1e-3)
+    cfg.train = dataclasses.replace(
+        cfg.train, max_steps=16, batch_size=2, max_length=128, learning_rate=1e-3
+    )
     d = train_qg(lake, cfg, "domain", source="pubmedqa", limit=4)
     assert d["source"] == "pubmedqa" and d["examples"] == 4 and d["steps"] == 16
     losses = d["losses"]

@@ -50,8 +50,15 @@ def test_index_params():
 
 
 def _questions(lake, rows):
-    lake.write_part("questions", pa.Table.from_pylist([
-        {"question_id": qid, "pmid": pmid, "agent": "domain", "question": q} for qid, pmid, q in rows]))
+    lake.write_part(
+        "questions",
+        pa.Table.from_pylist(
+            [
+                {"question_id": qid, "pmid": pmid, "agent": "domain", "question": q}
+                for qid, pmid, q in rows
+            ]
+        ),
+    )
 
 
 def test_embed_resumes_without_reembedding(lake):
@@ -95,11 +102,14 @@ def test_dense_bm25_hybrid_contexts_exclude_the_source(embedded_lake, tmp_path):
     for method in ("dense", "bm25", "hybrid"):
         results = retrieve(lake, cfg, method, k=4, progress=False)
         assert results[-1].rows_out == 80
-    rows = lake.query("select retriever, count(*), count(distinct question_id), max(rank) "
-                      "from contexts group by 1 order by 1")
+    rows = lake.query(
+        "select retriever, count(*), count(distinct question_id), max(rank) "
+        "from contexts group by 1 order by 1"
+    )
     assert rows == [("bm25", 80, 20, 4), ("dense:minilm", 80, 20, 4), ("hybrid:minilm", 80, 20, 4)]
-    assert lake.query("select count(*) from contexts c join questions q using (question_id) "
-                      "where c.pmid = q.pmid") == [(0,)]
+    assert lake.query(
+        "select count(*) from contexts c join questions q using (question_id) where c.pmid = q.pmid"
+    ) == [(0,)]
     # ranks are ordered by score within a question
     assert lake.query("""select count(*) from contexts a join contexts b
                          on a.question_id = b.question_id and a.retriever = b.retriever
@@ -157,7 +167,9 @@ def test_retrieval_as_a_duckdb_udf(embedded_lake):
 
     con = embedded_lake.connect()
     register_retrieve_udf(con, embedded_lake, Config(), k=3)
-    rows = con.execute("select pmid, mk_retrieve(question) from pubmedqa order by pmid limit 5").fetchall()
+    rows = con.execute(
+        "select pmid, mk_retrieve(question) from pubmedqa order by pmid limit 5"
+    ).fetchall()
     assert all(len(p) == 3 for _, p in rows)
     assert sum(pm in p for pm, p in rows) >= 4  # its own article comes back near the top
 
@@ -165,8 +177,24 @@ def test_retrieval_as_a_duckdb_udf(embedded_lake):
 def test_cli_eval_retrieval(embedded_lake, runner):
     from mkailin.cli import cli
 
-    r = runner.invoke(cli, ["--lake", str(embedded_lake.root), "eval", "retrieval", "--limit", "50",
-                            "--retriever", "bm25", "--format", "csv"])
+    r = runner.invoke(
+        cli,
+        [
+            "--lake",
+            str(embedded_lake.root),
+            "eval",
+            "retrieval",
+            "--limit",
+            "50",
+            "--retriever",
+            "bm25",
+            "--format",
+            "csv",
+        ],
+    )
     assert r.exit_code == 0, r.output
-    assert r.output.splitlines()[0] == "retriever,questions,corpus,recall_at_1,recall_at_4,recall_at_10,mrr"
+    assert (
+        r.output.splitlines()[0]
+        == "retriever,questions,corpus,recall_at_1,recall_at_4,recall_at_10,mrr"
+    )
     assert r.output.splitlines()[1].startswith("bm25,50,1000,")

@@ -31,10 +31,14 @@ def test_runs_batches_quarantines_and_logs(lake):
     assert r.tokens_out == 20 and r.tokens_in == sum(len(f"item {i}") for i in range(20)) + 3 * 4
     assert shouts(lake)[0] == (1, "ITEM 1")
     q = lake.query("select source, record_key, error from quarantine order by record_key::int")
-    assert q == [("shout", "0", "contains 'bad'"), ("shout", "7", "contains 'bad'"),
-                 ("shout", "14", "contains 'bad'")]
-    runs = lake.query("select stage, status, rows_in, rows_out, tokens_out, config_hash, models "
-                      "from runs")
+    assert q == [
+        ("shout", "0", "contains 'bad'"),
+        ("shout", "7", "contains 'bad'"),
+        ("shout", "14", "contains 'bad'"),
+    ]
+    runs = lake.query(
+        "select stage, status, rows_in, rows_out, tokens_out, config_hash, models from runs"
+    )
     assert runs == [("shout", "finished", 20, 17, 20, "abc", '{"shouter": "fake"}')]
 
 
@@ -73,25 +77,43 @@ def test_a_failing_batch_is_logged_as_failed(lake):
         def __call__(self, batch):
             raise RuntimeError("model fell over")
 
-    bad = Stage(name="boom", input_sql="select item_id, text from items", output="booms",
-                key=("item_id",), fn=Boom, output_schema=pa.schema([("item_id", pa.int64())]))
+    bad = Stage(
+        name="boom",
+        input_sql="select item_id, text from items",
+        output="booms",
+        key=("item_id",),
+        fn=Boom,
+        output_schema=pa.schema([("item_id", pa.int64())]),
+    )
     with pytest.raises(RuntimeError, match="model fell over"):
         run_stage(lake, bad, progress=False)
     assert lake.query("select status, error from runs where stage = 'boom'") == [
-        ("failed", "RuntimeError: model fell over")]
+        ("failed", "RuntimeError: model fell over")
+    ]
 
 
 def test_bad_input_query_is_a_stage_error(lake):
-    bad = Stage(name="x", input_sql="select * from no_such_table", output="xs", key=("id",),
-                fn=Shout, output_schema=pa.schema([("id", pa.int64())]))
+    bad = Stage(
+        name="x",
+        input_sql="select * from no_such_table",
+        output="xs",
+        key=("id",),
+        fn=Shout,
+        output_schema=pa.schema([("id", pa.int64())]),
+    )
     with pytest.raises(StageError, match="x: the input query failed: Catalog Error"):
         run_stage(lake, bad, progress=False)
 
 
 def _run_and_kill(lake_root, delay: float) -> int:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    p = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fake_stage.py"), str(lake_root), "0.03"],
-                         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "fake_stage.py"), str(lake_root), "0.03"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(delay)
     p.send_signal(signal.SIGKILL)
     return p.wait()
@@ -126,11 +148,14 @@ def test_sigkill_at_random_points_then_resume_matches_an_uninterrupted_run(tmp_p
         assert statuses[-1] == "finished", statuses
     if 0 < r.rows_in < 60 and kills:
         assert "killed" in statuses
-        assert lake.query("select resumed_from is not null from runs order by started desc "
-                          "limit 1") == [(True,)]
+        assert lake.query(
+            "select resumed_from is not null from runs order by started desc limit 1"
+        ) == [(True,)]
 
 
-@pytest.mark.skipif(not has_module("ray"), reason="ray is not installed (pip install 'mkailin[ray]')")
+@pytest.mark.skipif(
+    not has_module("ray"), reason="ray is not installed (pip install 'mkailin[ray]')"
+)
 def test_ray_executor_gives_the_same_rows(tmp_path):
     from mkailin.config import RuntimeConfig
 
@@ -139,8 +164,13 @@ def test_ray_executor_gives_the_same_rows(tmp_path):
     for lake in (a, b):
         make_items(lake, 30)
     run_stage(a, stage(), progress=False)
-    r = run_stage(b, stage(), executor="ray", progress=False,
-                  runtime=RuntimeConfig(ray_num_cpus=2, ray_concurrency=2))
+    r = run_stage(
+        b,
+        stage(),
+        executor="ray",
+        progress=False,
+        runtime=RuntimeConfig(ray_num_cpus=2, ray_concurrency=2),
+    )
     assert r.rows_out == 25 and shouts(a) == shouts(b)
     assert b.query("select count(*) from quarantine") == [(5,)]
 

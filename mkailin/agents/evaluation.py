@@ -75,25 +75,49 @@ def prefer_rule(lake: Lake, cfg: Config) -> dict:
     run_id = new_run_id("prefer:rule")
     scorer = scorer_label(cfg)
     with lake.lock("prefer rule"):
-        log_event(lake, run_id, "prefer:rule", "started", scorer=scorer,
-                  config_hash=cfg.hash("preference", "retrieval"))
+        log_event(
+            lake,
+            run_id,
+            "prefer:rule",
+            "started",
+            scorer=scorer,
+            config_hash=cfg.hash("preference", "retrieval"),
+        )
         rows = lake.query_arrow(sql, params)
         n_pmids = lake.query("select count(distinct pmid) from questions")[0][0]
-        new = pa.table({
-            "pmid": rows.column("pmid"), "chosen_id": rows.column("chosen_id"),
-            "rejected_id": rows.column("rejected_id"), "chosen": rows.column("chosen"),
-            "rejected": rows.column("rejected"), "chosen_score": rows.column("chosen_score"),
-            "rejected_score": rows.column("rejected_score"), "margin": rows.column("margin"),
-            "judge": pa.array(["rule"] * rows.num_rows, pa.string()),
-            "scorer": pa.array([scorer] * rows.num_rows, pa.string()),
-            "run_id": pa.array([run_id] * rows.num_rows, pa.string()),
-        })
+        new = pa.table(
+            {
+                "pmid": rows.column("pmid"),
+                "chosen_id": rows.column("chosen_id"),
+                "rejected_id": rows.column("rejected_id"),
+                "chosen": rows.column("chosen"),
+                "rejected": rows.column("rejected"),
+                "chosen_score": rows.column("chosen_score"),
+                "rejected_score": rows.column("rejected_score"),
+                "margin": rows.column("margin"),
+                "judge": pa.array(["rule"] * rows.num_rows, pa.string()),
+                "scorer": pa.array([scorer] * rows.num_rows, pa.string()),
+                "run_id": pa.array([run_id] * rows.num_rows, pa.string()),
+            }
+        )
         _replace_rows(lake, "preferences", "not (judge = 'rule' and scorer = ?)", [scorer], new)
-        log_event(lake, run_id, "prefer:rule", "finished", scorer=scorer, rows_in=n_pmids,
-                  rows_out=rows.num_rows)
+        log_event(
+            lake,
+            run_id,
+            "prefer:rule",
+            "finished",
+            scorer=scorer,
+            rows_in=n_pmids,
+            rows_out=rows.num_rows,
+        )
         lake.sync_catalog()
-    return {"run_id": run_id, "pairs": rows.num_rows, "documents": n_pmids, "scorer": scorer,
-            "retriever": label}
+    return {
+        "run_id": run_id,
+        "pairs": rows.num_rows,
+        "documents": n_pmids,
+        "scorer": scorer,
+        "retriever": label,
+    }
 
 
 # ------------------------------------------------------------------------------ judge prompts
@@ -133,22 +157,28 @@ def pair_input_sql(cfg: Config) -> tuple[str, list]:
     return sql, [label, cfg.retrieval.k]
 
 
-def judge_messages(document: str, q1: str, c1: list[str], q2: str, c2: list[str],
-                   template_id: str = "judge-v1") -> list[dict]:
+def judge_messages(
+    document: str, q1: str, c1: list[str], q2: str, c2: list[str], template_id: str = "judge-v1"
+) -> list[dict]:
     def fmt(cs):
         return "\n".join(f"- {c}" for c in (cs or [])) or "- (none)"
 
-    return template(template_id).messages(abstract=document, q1=q1, contexts1=fmt(c1), q2=q2,
-                                          contexts2=fmt(c2))
+    return template(template_id).messages(
+        abstract=document, q1=q1, contexts1=fmt(c1), q2=q2, contexts2=fmt(c2)
+    )
 
 
 def pair_probability(gen, rows: list[dict], template_id: str = "judge-v1") -> list[float]:
     """P(the first pair of each row is better), from the judge's log-likelihoods of "1" and "2",
     averaged over both orders (A,B) and (B,A) so that a preference for a position cancels."""
-    fwd = [judge_messages(r["document"], r["q1"], r["contexts1"], r["q2"], r["contexts2"],
-                          template_id) for r in rows]
-    rev = [judge_messages(r["document"], r["q2"], r["contexts2"], r["q1"], r["contexts1"],
-                          template_id) for r in rows]
+    fwd = [
+        judge_messages(r["document"], r["q1"], r["contexts1"], r["q2"], r["contexts2"], template_id)
+        for r in rows
+    ]
+    rev = [
+        judge_messages(r["document"], r["q2"], r["contexts2"], r["q1"], r["contexts1"], template_id)
+        for r in rows
+    ]
     s = gen.score_choices(fwd + rev, ["1", "2"])
     out = []
     for i in range(len(rows)):
@@ -163,8 +193,15 @@ def pair_probability(gen, rows: list[dict], template_id: str = "judge-v1") -> li
 class PairJudge:
     """Batch function: document pairs -> preferences rows from an LLM judge."""
 
-    def __init__(self, judge: str, model_name: str, spec: ModelSpec, adapter: str,
-                 template_id: str, scorer: str):
+    def __init__(
+        self,
+        judge: str,
+        model_name: str,
+        spec: ModelSpec,
+        adapter: str,
+        template_id: str,
+        scorer: str,
+    ):
         from mkailin.backends.generation import get_generator
 
         self.judge, self.scorer, self.template_id = judge, scorer, template_id
@@ -176,17 +213,20 @@ class PairJudge:
         out = []
         for r, p in zip(rows, probs):
             first = p >= 0.5
-            out.append({
-                "pmid": r["pmid"],
-                "chosen_id": r["q1_id"] if first else r["q2_id"],
-                "rejected_id": r["q2_id"] if first else r["q1_id"],
-                "chosen": r["q1"] if first else r["q2"],
-                "rejected": r["q2"] if first else r["q1"],
-                "chosen_score": p if first else 1 - p,
-                "rejected_score": 1 - p if first else p,
-                "margin": abs(2 * p - 1),
-                "judge": self.judge, "scorer": self.scorer,
-            })
+            out.append(
+                {
+                    "pmid": r["pmid"],
+                    "chosen_id": r["q1_id"] if first else r["q2_id"],
+                    "rejected_id": r["q2_id"] if first else r["q1_id"],
+                    "chosen": r["q1"] if first else r["q2"],
+                    "rejected": r["q2"] if first else r["q1"],
+                    "chosen_score": p if first else 1 - p,
+                    "rejected_score": 1 - p if first else p,
+                    "margin": abs(2 * p - 1),
+                    "judge": self.judge,
+                    "scorer": self.scorer,
+                }
+            )
         return pa.Table.from_pylist(out)
 
 
@@ -204,24 +244,43 @@ def judge_stage(lake: Lake, cfg: Config, judge: str) -> Stage:
         adapter, scorer = "", f"zero-shot:{spec_agent.model}"
     sql, params = pair_input_sql(cfg)
     return Stage(
-        name=f"prefer:{judge}", input_sql=sql, input_params=params, output="preferences",
-        key=("pmid",), output_filter="judge = ? and scorer = ?", output_params=[judge, scorer],
-        fn=PairJudge, fn_args=(judge, spec_agent.model, spec, adapter, spec_agent.prompt, scorer),
-        batch_size=max(1, cfg.runtime.batch_size // 2), models={"judge": spec_agent.model,
-                                                                "adapter": adapter},
-        scorer=scorer, config_hash=cfg.hash("agents", "models", "retrieval"),
+        name=f"prefer:{judge}",
+        input_sql=sql,
+        input_params=params,
+        output="preferences",
+        key=("pmid",),
+        output_filter="judge = ? and scorer = ?",
+        output_params=[judge, scorer],
+        fn=PairJudge,
+        fn_args=(judge, spec_agent.model, spec, adapter, spec_agent.prompt, scorer),
+        batch_size=max(1, cfg.runtime.batch_size // 2),
+        models={"judge": spec_agent.model, "adapter": adapter},
+        scorer=scorer,
+        config_hash=cfg.hash("agents", "models", "retrieval"),
     )
 
 
-def prefer(lake: Lake, cfg: Config, judge: str | None = None, executor: str | None = None,
-           limit: int = 0, progress: bool | None = None) -> dict | RunResult:
+def prefer(
+    lake: Lake,
+    cfg: Config,
+    judge: str | None = None,
+    executor: str | None = None,
+    limit: int = 0,
+    progress: bool | None = None,
+) -> dict | RunResult:
     judge = judge or cfg.preference.judge
     if judge not in JUDGES:
         raise InputError(f"unknown judge {judge!r} ({', '.join(JUDGES)})")
     if judge == "rule":
         return prefer_rule(lake, cfg)
-    return run_stage(lake, judge_stage(lake, cfg, judge), executor or cfg.runtime.executor,
-                     cfg.runtime, progress=progress, limit=limit)
+    return run_stage(
+        lake,
+        judge_stage(lake, cfg, judge),
+        executor or cfg.runtime.executor,
+        cfg.runtime,
+        progress=progress,
+        limit=limit,
+    )
 
 
 # ------------------------------------------------------------------------------ agreement
@@ -256,16 +315,28 @@ def compare_judges(lake: Lake) -> pa.Table:
     out = []
     names = sorted(by_judge)
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             common = sorted(set(by_judge[a]) & set(by_judge[b]))
             la = [by_judge[a][p] for p in common]
             lb = [by_judge[b][p] for p in common]
-            out.append({"judge_a": a, "judge_b": b, "documents": len(common),
-                        "agreement": sum(x == y for x, y in zip(la, lb)) / len(common)
-                        if common else None,
-                        "kappa": cohen_kappa(la, lb) if common else None})
-    schema = pa.schema([("judge_a", pa.string()), ("judge_b", pa.string()),
-                        ("documents", pa.int64()), ("agreement", pa.float64()),
-                        ("kappa", pa.float64())])
+            out.append(
+                {
+                    "judge_a": a,
+                    "judge_b": b,
+                    "documents": len(common),
+                    "agreement": sum(x == y for x, y in zip(la, lb)) / len(common)
+                    if common
+                    else None,
+                    "kappa": cohen_kappa(la, lb) if common else None,
+                }
+            )
+    schema = pa.schema(
+        [
+            ("judge_a", pa.string()),
+            ("judge_b", pa.string()),
+            ("documents", pa.int64()),
+            ("agreement", pa.float64()),
+            ("kappa", pa.float64()),
+        ]
+    )
     return pa.Table.from_pylist(out, schema=schema)
-

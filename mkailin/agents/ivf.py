@@ -35,8 +35,9 @@ def _torch():
     return torch
 
 
-def kmeans(x: np.ndarray, nlist: int, iters: int = 10, sample: int = 0, seed: int = 0
-           ) -> np.ndarray:
+def kmeans(
+    x: np.ndarray, nlist: int, iters: int = 10, sample: int = 0, seed: int = 0
+) -> np.ndarray:
     """Spherical k-means centroids (unit rows) of the rows of ``x``, trained on a sample of
     ``sample`` rows (default 64 per list, as FAISS does)."""
     torch = _torch()
@@ -64,21 +65,29 @@ def _nearest(x, c, chunk: int = 16384):
     torch = _torch()
     out = torch.empty(len(x), dtype=torch.long)
     for s in range(0, len(x), chunk):
-        out[s: s + chunk] = torch.mm(x[s: s + chunk], c.T).argmax(dim=1)
+        out[s : s + chunk] = torch.mm(x[s : s + chunk], c.T).argmax(dim=1)
     return out
 
 
 class IVFIndex:
     """Rows of ``matrix`` grouped by centroid, searched list by list in matrix products."""
 
-    def __init__(self, matrix: np.ndarray, ids: np.ndarray, centroids: np.ndarray,
-                 assign: np.ndarray | None = None):
+    def __init__(
+        self,
+        matrix: np.ndarray,
+        ids: np.ndarray,
+        centroids: np.ndarray,
+        assign: np.ndarray | None = None,
+    ):
         torch = _torch()
         self.centroids = torch.from_numpy(np.ascontiguousarray(centroids, dtype=np.float32))
         m = torch.from_numpy(np.ascontiguousarray(matrix, dtype=np.float32))
         with torch.inference_mode():
-            a = _nearest(m, self.centroids) if assign is None else torch.from_numpy(
-                np.asarray(assign, dtype=np.int64))
+            a = (
+                _nearest(m, self.centroids)
+                if assign is None
+                else torch.from_numpy(np.asarray(assign, dtype=np.int64))
+            )
         self.assign = a.numpy()
         order = torch.argsort(a, stable=True)
         self.rows = m[order].contiguous()  # the matrix in list order
@@ -92,13 +101,15 @@ class IVFIndex:
         return len(self.centroids)
 
     @classmethod
-    def build(cls, matrix: np.ndarray, ids: np.ndarray, nlist: int = 0, iters: int = 10,
-              seed: int = 0) -> IVFIndex:
+    def build(
+        cls, matrix: np.ndarray, ids: np.ndarray, nlist: int = 0, iters: int = 10, seed: int = 0
+    ) -> IVFIndex:
         nlist = nlist or default_nlist(len(matrix))
         return cls(matrix, ids, kmeans(matrix, nlist, iters=iters, seed=seed))
 
-    def search(self, queries: np.ndarray, k: int, nprobe: int = 16
-               ) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: np.ndarray, k: int, nprobe: int = 16
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids) of shape (queries, k), best first; a query that saw fewer than k rows
         gets -inf scores and id -1 in the rest."""
         torch = _torch()
@@ -142,8 +153,9 @@ class IVFIndex:
         ids = np.where(rows >= 0, self.ids[np.maximum(rows, 0)], -1)
         return best_s.numpy(), ids
 
-    def _search_small(self, queries: np.ndarray, k: int, nprobe: int
-                      ) -> tuple[np.ndarray, np.ndarray]:
+    def _search_small(
+        self, queries: np.ndarray, k: int, nprobe: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         """A few queries, one at a time in numpy: per call, torch's dispatch costs more than
         these matrix-vector products. Same lists, same exact scores as the batched path."""
         rows, offs = self.rows.numpy(), self._offs
@@ -152,17 +164,22 @@ class IVFIndex:
         out_i = np.full((len(queries), k), -1, dtype=np.int64)
         for qi, q in enumerate(queries):
             c = cents @ q
-            probe = np.argpartition(-c, nprobe - 1)[:nprobe] if nprobe < len(c) else \
-                np.arange(len(c))
-            spans = [(offs[lst], offs[lst + 1]) for lst in probe.tolist()
-                     if offs[lst + 1] > offs[lst]]
+            probe = (
+                np.argpartition(-c, nprobe - 1)[:nprobe] if nprobe < len(c) else np.arange(len(c))
+            )
+            spans = [
+                (offs[lst], offs[lst + 1]) for lst in probe.tolist() if offs[lst + 1] > offs[lst]
+            ]
             if not spans:
                 continue
             scores = np.concatenate([rows[lo:hi] @ q for lo, hi in spans])
             where = np.concatenate([np.arange(lo, hi) for lo, hi in spans])
             kk = min(k, len(scores))
-            top = np.argpartition(-scores, kk - 1)[:kk] if kk < len(scores) else \
-                np.arange(len(scores))
+            top = (
+                np.argpartition(-scores, kk - 1)[:kk]
+                if kk < len(scores)
+                else np.arange(len(scores))
+            )
             top = top[np.argsort(-scores[top], kind="stable")]
             out_s[qi, :kk] = scores[top]
             out_i[qi, :kk] = self.ids[where[top]]
@@ -181,13 +198,18 @@ class IVFIndex:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, centroids=self.centroids.numpy(), assign=self.assign,
-                 fingerprint=np.array(fingerprint))
+        np.savez(
+            tmp,
+            centroids=self.centroids.numpy(),
+            assign=self.assign,
+            fingerprint=np.array(fingerprint),
+        )
         os.replace(tmp, path)
 
 
-def load_or_build(path: str | Path, matrix: np.ndarray, ids: np.ndarray, nlist: int = 0
-                  ) -> tuple[IVFIndex, bool]:
+def load_or_build(
+    path: str | Path, matrix: np.ndarray, ids: np.ndarray, nlist: int = 0
+) -> tuple[IVFIndex, bool]:
     """The saved index when it was built over these rows, else a new one (saved). Returns
     (index, built)."""
     fp = IVFIndex.fingerprint(ids, matrix)

@@ -26,42 +26,45 @@ class Template:
         return f"{self.system}\n{literal}"
 
 
-TEMPLATES: dict[str, Template] = {t.id: t for t in [
-    Template(
-        "qg-domain-v1",
-        "You are a biomedical expert who writes precise exam questions about research abstracts.",
-        "Write one question that the following PubMed abstract answers. Use its biomedical "
-        "terms. Reply with the question only.\n\nAbstract:\n{abstract}",
-    ),
-    Template(
-        "qg-general-v1",
-        "You are a helpful assistant.",
-        "Read this text and write one question about it. Reply with the question only."
-        "\n\nText:\n{abstract}",
-    ),
-    Template(
-        "answer-v1",
-        "You are a biomedical expert. Answer using the given contexts.",
-        "Contexts:\n{contexts}\n\nQuestion: {question}\n\nAnswer in two or three sentences.",
-    ),
-    Template(
-        "judge-v1",
-        "You compare two questions written for the same biomedical abstract.",
-        "Abstract:\n{abstract}\n\nQuestion 1: {q1}\nContexts retrieved for question 1:\n"
-        "{contexts1}\n\nQuestion 2: {q2}\nContexts retrieved for question 2:\n{contexts2}\n\n"
-        "Which question, with its contexts, is closer to the abstract's topic? Answer 1 or 2.",
-    ),
-    Template(
-        "pubmedqa-reasoning-required-v1",
-        "",
-        "Context: {contexts}\n\nQuestion: {question}\n\nAnswer with yes, no or maybe.\nAnswer:",
-    ),
-    Template(
-        "pubmedqa-question-only-v1",
-        "",
-        "Question: {question}\n\nAnswer with yes, no or maybe.\nAnswer:",
-    ),
-]}
+TEMPLATES: dict[str, Template] = {
+    t.id: t
+    for t in [
+        Template(
+            "qg-domain-v1",
+            "You are a biomedical expert who writes precise exam questions about research abstracts.",
+            "Write one question that the following PubMed abstract answers. Use its biomedical "
+            "terms. Reply with the question only.\n\nAbstract:\n{abstract}",
+        ),
+        Template(
+            "qg-general-v1",
+            "You are a helpful assistant.",
+            "Read this text and write one question about it. Reply with the question only."
+            "\n\nText:\n{abstract}",
+        ),
+        Template(
+            "answer-v1",
+            "You are a biomedical expert. Answer using the given contexts.",
+            "Contexts:\n{contexts}\n\nQuestion: {question}\n\nAnswer in two or three sentences.",
+        ),
+        Template(
+            "judge-v1",
+            "You compare two questions written for the same biomedical abstract.",
+            "Abstract:\n{abstract}\n\nQuestion 1: {q1}\nContexts retrieved for question 1:\n"
+            "{contexts1}\n\nQuestion 2: {q2}\nContexts retrieved for question 2:\n{contexts2}\n\n"
+            "Which question, with its contexts, is closer to the abstract's topic? Answer 1 or 2.",
+        ),
+        Template(
+            "pubmedqa-reasoning-required-v1",
+            "",
+            "Context: {contexts}\n\nQuestion: {question}\n\nAnswer with yes, no or maybe.\nAnswer:",
+        ),
+        Template(
+            "pubmedqa-question-only-v1",
+            "",
+            "Question: {question}\n\nAnswer with yes, no or maybe.\nAnswer:",
+        ),
+    ]
+}
 
 
 def template(template_id: str) -> Template:

@@ -22,8 +22,11 @@ from mkailin.stage import RunResult, Stage, run_stage
 
 AGENTS = ("domain", "general", "heuristic", "final")
 # which training run's adapter an agent uses when its adapter setting is "auto"
-ADAPTER_STAGE = {"domain": "train-qg:domain", "general": "train-qg:general",
-                 "final": "train-dpo:general"}
+ADAPTER_STAGE = {
+    "domain": "train-qg:domain",
+    "general": "train-qg:general",
+    "final": "train-dpo:general",
+}
 
 
 def question_id(agent: str, pmid: int, model: str, prompt_version: str) -> str:
@@ -33,30 +36,36 @@ def question_id(agent: str, pmid: int, model: str, prompt_version: str) -> str:
 # ------------------------------------------------------------------------------ cleaning
 _PREFIX = re.compile(r"^\s*(?:question\s*\d*\s*[:.)-]|q\s*[:.)-]|\d+\s*[.)]|[-*•])\s*", re.I)
 # lead-ins small models put before the question itself
-_LEAD_IN = re.compile(r"^\s*(?:the question is|here is (?:a|the|one) question|what is the answer to "
-                      r"the question|my question is)\s*:?\s*", re.I)
+_LEAD_IN = re.compile(
+    r"^\s*(?:the question is|here is (?:a|the|one) question|what is the answer to "
+    r"the question|my question is)\s*:?\s*",
+    re.I,
+)
 _WS = re.compile(r"\s+")
-_STOP = set("""about above after again against also among and any are because been before being
+_STOP = set(
+    """about above after again against also among and any are because been before being
 between both but can could did does doing down during each few from further had has have having
 here how into its itself just more most other over same should some such than that the their them
 then there these they this those through under until very was were what when where which while
 who whom why will with would your study text article abstract question answer know like paper
-results result""".split())
+results result""".split()
+)
 
 
 def _norm(text: str) -> str:
     return _WS.sub(" ", re.sub(r"[^a-z0-9 ]", " ", text.lower())).strip()
 
 
-def clean_question(text: str, instruction: str, source_text: str,
-                   max_chars: int = 300) -> tuple[str | None, str | None]:
+def clean_question(
+    text: str, instruction: str, source_text: str, max_chars: int = 300
+) -> tuple[str | None, str | None]:
     """(question, None) for a usable question, else (None, reason)."""
     if not text or not text.strip():
         return None, "empty output"
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     line = next((ln for ln in lines if "?" in ln), lines[0])
-    line = _PREFIX.sub("", line).strip().strip('"“”\'` ').strip()
-    line = _LEAD_IN.sub("", line).strip().strip('"“”\'` ').strip()
+    line = _PREFIX.sub("", line).strip().strip("\"“”'` ").strip()
+    line = _LEAD_IN.sub("", line).strip().strip("\"“”'` ").strip()
     if "?" not in line:
         return None, "not a question (no question mark)"
     q = line[: line.index("?") + 1].strip()
@@ -80,31 +89,117 @@ def clean_question(text: str, instruction: str, source_text: str,
 def _instruction_phrases(norm_instruction: str, n: int = 6) -> list[str]:
     """Every run of ``n`` words in the instruction: an output holding one repeats the prompt."""
     w = norm_instruction.split()
-    return [" ".join(w[i: i + n]) for i in range(0, max(0, len(w) - n + 1))]
+    return [" ".join(w[i : i + n]) for i in range(0, max(0, len(w) - n + 1))]
 
 
 # ------------------------------------------------------------------------------ heuristic
-_AUX = {"is", "are", "was", "were", "can", "could", "may", "might", "will", "would", "should",
-        "does", "do", "did", "has", "have", "had", "must"}
+_AUX = {
+    "is",
+    "are",
+    "was",
+    "were",
+    "can",
+    "could",
+    "may",
+    "might",
+    "will",
+    "would",
+    "should",
+    "does",
+    "do",
+    "did",
+    "has",
+    "have",
+    "had",
+    "must",
+}
 _VERBS = {  # 3rd person singular -> base; past -> base (common verbs of biomedical titles)
-    **{v + "s": v for v in [
-        "improve", "reduce", "increase", "decrease", "predict", "affect", "cause", "induce",
-        "inhibit", "enhance", "promote", "prevent", "regulate", "modulate", "mediate",
-        "influence", "alter", "protect", "suppress", "activate", "determine", "impair",
-        "require", "contribute", "reflect", "depend", "mimic", "attenuate", "exacerbate",
-        "trigger", "drive", "restore", "limit", "lower", "raise", "correlate", "associate",
-        "identify", "reveal", "show", "target", "control", "block", "worsen", "benefit",
-        "prolong", "shorten", "accelerate", "delay", "confer", "underlie", "support"]},
+    **{
+        v + "s": v
+        for v in [
+            "improve",
+            "reduce",
+            "increase",
+            "decrease",
+            "predict",
+            "affect",
+            "cause",
+            "induce",
+            "inhibit",
+            "enhance",
+            "promote",
+            "prevent",
+            "regulate",
+            "modulate",
+            "mediate",
+            "influence",
+            "alter",
+            "protect",
+            "suppress",
+            "activate",
+            "determine",
+            "impair",
+            "require",
+            "contribute",
+            "reflect",
+            "depend",
+            "mimic",
+            "attenuate",
+            "exacerbate",
+            "trigger",
+            "drive",
+            "restore",
+            "limit",
+            "lower",
+            "raise",
+            "correlate",
+            "associate",
+            "identify",
+            "reveal",
+            "show",
+            "target",
+            "control",
+            "block",
+            "worsen",
+            "benefit",
+            "prolong",
+            "shorten",
+            "accelerate",
+            "delay",
+            "confer",
+            "underlie",
+            "support",
+        ]
+    },
     **{v + "es": v for v in ["reach", "fix"]},
-    "varies": "vary", "differs": "differ", "modifies": "modify", "amplifies": "amplify",
+    "varies": "vary",
+    "differs": "differ",
+    "modifies": "modify",
+    "amplifies": "amplify",
     "intensifies": "intensify",
 }
-_PAST = {"improved": "improve", "reduced": "reduce", "increased": "increase",
-         "decreased": "decrease", "predicted": "predict", "affected": "affect",
-         "caused": "cause", "induced": "induce", "inhibited": "inhibit", "enhanced": "enhance",
-         "prevented": "prevent", "altered": "alter", "protected": "protect",
-         "suppressed": "suppress", "activated": "activate", "impaired": "impair",
-         "lowered": "lower", "raised": "raise", "showed": "show", "revealed": "reveal"}
+_PAST = {
+    "improved": "improve",
+    "reduced": "reduce",
+    "increased": "increase",
+    "decreased": "decrease",
+    "predicted": "predict",
+    "affected": "affect",
+    "caused": "cause",
+    "induced": "induce",
+    "inhibited": "inhibit",
+    "enhanced": "enhance",
+    "prevented": "prevent",
+    "altered": "alter",
+    "protected": "protect",
+    "suppressed": "suppress",
+    "activated": "activate",
+    "impaired": "impair",
+    "lowered": "lower",
+    "raised": "raise",
+    "showed": "show",
+    "revealed": "reveal",
+}
 
 _BASE = set(_VERBS.values())
 
@@ -125,7 +220,7 @@ def title_to_question(title: str | None) -> str | None:
     for i, w in enumerate(words[1:], start=1):
         lw = w.lower()
         subject = " ".join(words[:i])
-        rest = " ".join(words[i + 1:])
+        rest = " ".join(words[i + 1 :])
         if lw in _AUX:
             return f"{lw.capitalize()} {_lower_first(subject)} {rest}".strip() + "?"
         if lw in _VERBS:
@@ -138,8 +233,10 @@ def title_to_question(title: str | None) -> str | None:
 
 
 def _has_verb(text: str) -> bool:
-    return any(w.lower() in _AUX or w.lower() in _VERBS or w.lower() in _PAST
-               or w.lower() in _BASE for w in text.split()[1:])
+    return any(
+        w.lower() in _AUX or w.lower() in _VERBS or w.lower() in _PAST or w.lower() in _BASE
+        for w in text.split()[1:]
+    )
 
 
 def _lower_first(s: str) -> str:
@@ -153,38 +250,63 @@ def _lower_first(s: str) -> str:
 class QuestionWriter:
     """Batch function: articles (pmid, title, abstract) -> questions rows."""
 
-    def __init__(self, agent: str, model_name: str, spec: ModelSpec, agent_spec: AgentSpec,
-                 adapter: str, max_input_chars: int, max_question_chars: int):
+    def __init__(
+        self,
+        agent: str,
+        model_name: str,
+        spec: ModelSpec,
+        agent_spec: AgentSpec,
+        adapter: str,
+        max_input_chars: int,
+        max_question_chars: int,
+    ):
         from mkailin.backends.generation import GenParams, get_generator
 
         self.agent = agent
         self.template = template(agent_spec.prompt)
         self.gen = get_generator(spec, model_name, adapter)
         self.model = model_name + (f"+{adapter.split('/')[-1]}" if adapter else "")
-        self.params = GenParams(max_new_tokens=agent_spec.max_new_tokens,
-                                temperature=agent_spec.temperature, top_p=agent_spec.top_p)
+        self.params = GenParams(
+            max_new_tokens=agent_spec.max_new_tokens,
+            temperature=agent_spec.temperature,
+            top_p=agent_spec.top_p,
+        )
         self.max_input_chars = max_input_chars
         self.max_question_chars = max_question_chars
         self.instruction = self.template.instruction_text()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         pmids = batch.column("pmid").to_pylist()
-        abstracts = [(a or "")[: self.max_input_chars] for a in batch.column("abstract").to_pylist()]
+        abstracts = [
+            (a or "")[: self.max_input_chars] for a in batch.column("abstract").to_pylist()
+        ]
         titles = batch.column("title").to_pylist()
-        prompts = [self.template.messages(abstract=a, title=t or "") for a, t in zip(abstracts, titles)]
+        prompts = [
+            self.template.messages(abstract=a, title=t or "") for a, t in zip(abstracts, titles)
+        ]
         gens = self.gen.generate(prompts, self.params)
         rows = []
         for pmid, abstract, g in zip(pmids, abstracts, gens):
-            q, why = (None, g.error) if g.error else clean_question(
-                g.text, self.instruction, abstract, self.max_question_chars)
-            rows.append({
-                "question_id": question_id(self.agent, pmid, self.model, self.template.id),
-                "pmid": pmid, "agent": self.agent, "model": self.model,
-                "prompt_version": self.template.id, "question": q,
-                "_error": why, "_raw": g.text[:2000] if why else None,
-                "_tokens_in": g.prompt_tokens, "_tokens_out": g.completion_tokens,
-                "_cost_usd": g.cost_usd,
-            })
+            q, why = (
+                (None, g.error)
+                if g.error
+                else clean_question(g.text, self.instruction, abstract, self.max_question_chars)
+            )
+            rows.append(
+                {
+                    "question_id": question_id(self.agent, pmid, self.model, self.template.id),
+                    "pmid": pmid,
+                    "agent": self.agent,
+                    "model": self.model,
+                    "prompt_version": self.template.id,
+                    "question": q,
+                    "_error": why,
+                    "_raw": g.text[:2000] if why else None,
+                    "_tokens_in": g.prompt_tokens,
+                    "_tokens_out": g.completion_tokens,
+                    "_cost_usd": g.cost_usd,
+                }
+            )
         return pa.Table.from_pylist(rows)
 
 
@@ -196,12 +318,18 @@ class HeuristicWriter:
         for pmid, title in zip(batch.column("pmid").to_pylist(), batch.column("title").to_pylist()):
             q = title_to_question(title)
             why = None if q else ("no title" if not title else "title has no verb the rule knows")
-            rows.append({
-                "question_id": question_id("heuristic", pmid, "title-rule", "title-rule-v1"),
-                "pmid": pmid, "agent": "heuristic", "model": "title-rule",
-                "prompt_version": "title-rule-v1", "question": q,
-                "_error": why, "_raw": title if why else None,
-            })
+            rows.append(
+                {
+                    "question_id": question_id("heuristic", pmid, "title-rule", "title-rule-v1"),
+                    "pmid": pmid,
+                    "agent": "heuristic",
+                    "model": "title-rule",
+                    "prompt_version": "title-rule-v1",
+                    "question": q,
+                    "_error": why,
+                    "_raw": title if why else None,
+                }
+            )
         return pa.Table.from_pylist(rows)
 
 
@@ -223,12 +351,23 @@ def sample_sql(cfg: Config) -> tuple[str, list]:
 
 def question_stage(lake: Lake, cfg: Config, agent: str) -> Stage:
     sql, params = sample_sql(cfg)
-    common = dict(input_sql=sql, input_params=params, output="questions", key=("pmid",),
-                  output_filter="agent = ?", output_params=[agent],
-                  batch_size=cfg.runtime.batch_size, name=f"generate-questions:{agent}")
+    common = dict(
+        input_sql=sql,
+        input_params=params,
+        output="questions",
+        key=("pmid",),
+        output_filter="agent = ?",
+        output_params=[agent],
+        batch_size=cfg.runtime.batch_size,
+        name=f"generate-questions:{agent}",
+    )
     if agent == "heuristic":
-        return Stage(fn=HeuristicWriter, models={"heuristic": "title-rule"},
-                     config_hash=cfg.hash("generate"), **common)
+        return Stage(
+            fn=HeuristicWriter,
+            models={"heuristic": "title-rule"},
+            config_hash=cfg.hash("generate"),
+            **common,
+        )
     spec_name = cfg.agent("general" if agent == "final" else agent)
     model_name = spec_name.model
     spec = cfg.model(model_name)
@@ -238,24 +377,46 @@ def question_stage(lake: Lake, cfg: Config, agent: str) -> Stage:
     if agent == "final" and not adapter:
         from mkailin.errors import StageError
 
-        raise StageError("no DPO-optimised generator yet: run `mkailin train dpo` first "
-                         "(or set agents.general.adapter)")
+        raise StageError(
+            "no DPO-optimised generator yet: run `mkailin train dpo` first "
+            "(or set agents.general.adapter)"
+        )
     return Stage(
         fn=QuestionWriter,
-        fn_args=(agent, model_name, spec, spec_name, adapter, cfg.generate.max_input_chars,
-                 cfg.generate.max_question_chars),
+        fn_args=(
+            agent,
+            model_name,
+            spec,
+            spec_name,
+            adapter,
+            cfg.generate.max_input_chars,
+            cfg.generate.max_question_chars,
+        ),
         models={agent: model_name, "adapter": adapter},
         config_hash=cfg.hash("generate", "models", "agents"),
         **common,
     )
 
 
-def generate_questions(lake: Lake, cfg: Config, agents: tuple[str, ...] = ("domain", "general"),
-                       executor: str | None = None, limit: int = 0,
-                       progress: bool | None = None) -> list[RunResult]:
+def generate_questions(
+    lake: Lake,
+    cfg: Config,
+    agents: tuple[str, ...] = ("domain", "general"),
+    executor: str | None = None,
+    limit: int = 0,
+    progress: bool | None = None,
+) -> list[RunResult]:
     results = []
     for agent in agents:
         stage = question_stage(lake, cfg, agent)
-        results.append(run_stage(lake, stage, executor or cfg.runtime.executor, cfg.runtime,
-                                 progress=progress, limit=limit))
+        results.append(
+            run_stage(
+                lake,
+                stage,
+                executor or cfg.runtime.executor,
+                cfg.runtime,
+                progress=progress,
+                limit=limit,
+            )
+        )
     return results

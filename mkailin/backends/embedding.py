@@ -34,8 +34,13 @@ class _TransformersModel:
         torch = self.torch
         out = []
         for i in range(0, len(texts), self.spec.batch_size):
-            enc = self.tok(texts[i: i + self.spec.batch_size], padding=True, truncation=True,
-                           max_length=self.spec.max_length, return_tensors="pt").to(self.device)
+            enc = self.tok(
+                texts[i : i + self.spec.batch_size],
+                padding=True,
+                truncation=True,
+                max_length=self.spec.max_length,
+                return_tensors="pt",
+            ).to(self.device)
             with torch.inference_mode():
                 hidden = self.model(**enc).last_hidden_state
             if self.spec.pooling == "cls":
@@ -56,19 +61,28 @@ class _SentenceTransformersModel:
         try:
             from sentence_transformers import SentenceTransformer
         except ImportError:
-            raise MissingDependencyError("sentence-transformers", None, "sentence encoders") from None
+            raise MissingDependencyError(
+                "sentence-transformers", None, "sentence encoders"
+            ) from None
         self.model = SentenceTransformer(path, device=device)
         self.model.max_seq_length = spec.max_length
         self.spec = spec
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        return self.model.encode(texts, batch_size=self.spec.batch_size, convert_to_numpy=True,
-                                 normalize_embeddings=False, show_progress_bar=False)
+        return self.model.encode(
+            texts,
+            batch_size=self.spec.batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=False,
+            show_progress_bar=False,
+        )
 
     @property
     def dim(self) -> int:
-        get = getattr(self.model, "get_embedding_dimension", None) or \
-            self.model.get_sentence_embedding_dimension
+        get = (
+            getattr(self.model, "get_embedding_dimension", None)
+            or self.model.get_sentence_embedding_dimension
+        )
         return int(get())
 
 
@@ -81,25 +95,40 @@ class Encoder:
         self.spec = spec
         self.name = name or spec.model
         self.model_id = spec.model + (f"|{spec.query_model}" if spec.query_model else "")
-        device = spec.device if spec.device != "auto" else (
-            "cuda" if torch.cuda.is_available() else "cpu")
-        kind = {"sentence-transformers": _SentenceTransformersModel,
-                "transformers": _TransformersModel}.get(spec.kind)
+        device = (
+            spec.device
+            if spec.device != "auto"
+            else ("cuda" if torch.cuda.is_available() else "cpu")
+        )
+        kind = {
+            "sentence-transformers": _SentenceTransformersModel,
+            "transformers": _TransformersModel,
+        }.get(spec.kind)
         if kind is None:
-            raise ModelError(f"unknown encoder kind {spec.kind!r} "
-                             "(sentence-transformers or transformers)")
+            raise ModelError(
+                f"unknown encoder kind {spec.kind!r} (sentence-transformers or transformers)"
+            )
         if spec.precision not in ("float32", "bf16", "auto-bf16"):
-            raise ModelError(f"encoder precision must be float32, bf16 or auto-bf16, "
-                             f"not {spec.precision!r}")
+            raise ModelError(
+                f"encoder precision must be float32, bf16 or auto-bf16, not {spec.precision!r}"
+            )
         self.device = device
-        self.bf16 = spec.precision == "bf16" or spec.precision == "auto-bf16" and (
-            torch.cuda.is_bf16_supported() if device.startswith("cuda") else native_bf16())
+        self.bf16 = (
+            spec.precision == "bf16"
+            or spec.precision == "auto-bf16"
+            and (torch.cuda.is_bf16_supported() if device.startswith("cuda") else native_bf16())
+        )
         try:
             self.doc = kind(resolve_model_path(spec.model), spec, device)
-            self.query = kind(resolve_model_path(spec.query_model), spec, device) \
-                if spec.query_model else self.doc
+            self.query = (
+                kind(resolve_model_path(spec.query_model), spec, device)
+                if spec.query_model
+                else self.doc
+            )
         except OSError as e:
-            raise ModelError(f"cannot load encoder {spec.model!r}: {str(e).splitlines()[0]}") from None
+            raise ModelError(
+                f"cannot load encoder {spec.model!r}: {str(e).splitlines()[0]}"
+            ) from None
 
     @property
     def dim(self) -> int:
@@ -118,17 +147,20 @@ class Encoder:
             return model.encode(texts)
         import torch
 
-        with torch.autocast("cuda" if self.device.startswith("cuda") else "cpu",
-                            dtype=torch.bfloat16):
+        with torch.autocast(
+            "cuda" if self.device.startswith("cuda") else "cpu", dtype=torch.bfloat16
+        ):
             return model.encode(texts)
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
-        return self._finish(self._encode(
-            self.doc, [self.spec.document_prefix + (t or "") for t in texts]))
+        return self._finish(
+            self._encode(self.doc, [self.spec.document_prefix + (t or "") for t in texts])
+        )
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self._finish(self._encode(
-            self.query, [self.spec.query_prefix + (t or "") for t in texts]))
+        return self._finish(
+            self._encode(self.query, [self.spec.query_prefix + (t or "") for t in texts])
+        )
 
 
 def get_encoder(spec: EncoderSpec, name: str = "") -> Encoder:

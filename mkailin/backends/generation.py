@@ -142,7 +142,9 @@ def dequantized(path: str, gguf_file: str) -> str:
     if not src.is_file():
         raise ModelError(f"GGUF file {src} does not exist")
     st = src.stat()
-    digest = hashlib.sha256(f"{src.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    digest = hashlib.sha256(f"{src.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[
+        :16
+    ]
     out = cache_root() / "models" / f"{src.stem}-{digest}"
     if (out / "config.json").is_file():
         return str(out)
@@ -174,8 +176,13 @@ def adapter_chain(adapter: str | tuple | list | None) -> tuple[str, ...]:
     return tuple(adapter)
 
 
-def load_causal_lm(spec: ModelSpec, adapter: str | tuple = "", trainable: bool = False,
-                   fresh: bool = False, training: bool = False):
+def load_causal_lm(
+    spec: ModelSpec,
+    adapter: str | tuple = "",
+    trainable: bool = False,
+    fresh: bool = False,
+    training: bool = False,
+):
     """(tokenizer, model) for a spec, loaded once per process and shared, unless ``fresh``,
     ``trainable`` or ``training`` (training must never touch the shared copy; on the CPU it
     also loads float32 weights).
@@ -202,7 +209,8 @@ def load_causal_lm(spec: ModelSpec, adapter: str | tuple = "", trainable: bool =
         tok_path = resolve_model_path(spec.tokenizer) if spec.tokenizer else path
         tokenizer = AutoTokenizer.from_pretrained(tok_path)
         model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=_dtype(spec.dtype, device, training))
+            path, dtype=_dtype(spec.dtype, device, training)
+        )
     except OSError as e:
         raise ModelError(f"cannot load model {spec.model!r}: {str(e).splitlines()[0]}") from None
     if tokenizer.pad_token is None:
@@ -254,9 +262,10 @@ class TransformersGenerator(Generator):
         texts = [self._render(p) for p in prompts]
         bs = max(1, self.spec.batch_size)
         for start in range(0, len(texts), bs):
-            chunk = texts[start: start + bs]
+            chunk = texts[start : start + bs]
             enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(
-                model.device)
+                model.device
+            )
             kw = {"max_new_tokens": params.max_new_tokens, "pad_token_id": tok.pad_token_id}
             if params.temperature > 0:
                 torch.manual_seed(params.seed)
@@ -265,18 +274,20 @@ class TransformersGenerator(Generator):
                 kw.update(do_sample=False)
             with torch.inference_mode():
                 gen = model.generate(**enc, **kw)
-            new = gen[:, enc["input_ids"].shape[1]:]
+            new = gen[:, enc["input_ids"].shape[1] :]
             for i in range(len(chunk)):
                 ids = new[i].tolist()
                 n = len(ids)
                 if tok.eos_token_id in ids:
                     n = ids.index(tok.eos_token_id) + 1
                 text = tok.decode(ids[:n], skip_special_tokens=True)
-                out.append(Generation(
-                    text=_cut_at_stop(text, params.stop).strip(),
-                    prompt_tokens=int(enc["attention_mask"][i].sum()),
-                    completion_tokens=n,
-                ))
+                out.append(
+                    Generation(
+                        text=_cut_at_stop(text, params.stop).strip(),
+                        prompt_tokens=int(enc["attention_mask"][i].sum()),
+                        completion_tokens=n,
+                    )
+                )
         return out
 
     def score_choices(self, prompts: Sequence[Prompt], choices: Sequence[str]) -> list[list[float]]:
@@ -290,7 +301,7 @@ class TransformersGenerator(Generator):
         pad = tok.pad_token_id
         for start in range(0, len(prompts), bs):
             rows, spans = [], []
-            for p in prompts[start: start + bs]:
+            for p in prompts[start : start + bs]:
                 pid = tok(self._render(p), add_special_tokens=False)["input_ids"]
                 if single:  # one forward per prompt: the next-token distribution at its end
                     rows.append(pid)
@@ -302,8 +313,9 @@ class TransformersGenerator(Generator):
             width = max(len(r) for r in rows)
             # left padding keeps every prompt's last token at the same position
             ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=model.device)
-            mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows],
-                                device=model.device)
+            mask = torch.tensor(
+                [[0] * (width - len(r)) + [1] * len(r) for r in rows], device=model.device
+            )
             with torch.inference_mode():
                 logits = model(input_ids=ids, attention_mask=mask).logits.float()
             logp = torch.log_softmax(logits, dim=-1)
@@ -315,10 +327,10 @@ class TransformersGenerator(Generator):
             for j, (pl, cl) in enumerate(spans):
                 off = width - (pl + cl)
                 pos = torch.arange(off + pl - 1, off + pl - 1 + cl, device=model.device)
-                target = ids[j, off + pl: off + pl + cl]
+                target = ids[j, off + pl : off + pl + cl]
                 flat.append(float(logp[j, pos, target].sum()))
             k = len(choices)
-            scores += [flat[i: i + k] for i in range(0, len(flat), k)]
+            scores += [flat[i : i + k] for i in range(0, len(flat), k)]
         return scores
 
 
@@ -338,9 +350,12 @@ class VLLMGenerator(Generator):
             path = os.path.join(path, spec.gguf_file)
             kw["tokenizer"] = resolve_model_path(spec.tokenizer) if spec.tokenizer else None
         self._vllm = vllm
-        self.llm = vllm.LLM(model=path, enable_lora=bool(self.adapter),
-                            dtype="auto" if spec.dtype == "auto" else spec.dtype,
-                            **{k: v for k, v in kw.items() if v})
+        self.llm = vllm.LLM(
+            model=path,
+            enable_lora=bool(self.adapter),
+            dtype="auto" if spec.dtype == "auto" else spec.dtype,
+            **{k: v for k, v in kw.items() if v},
+        )
         self._lora = None
         if self.adapter:
             from vllm.lora.request import LoRARequest
@@ -349,26 +364,44 @@ class VLLMGenerator(Generator):
 
     def _sampling(self, params: GenParams, **extra):
         return self._vllm.SamplingParams(
-            max_tokens=params.max_new_tokens, temperature=params.temperature,
-            top_p=params.top_p, stop=list(params.stop) or None, seed=params.seed, **extra)
+            max_tokens=params.max_new_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            stop=list(params.stop) or None,
+            seed=params.seed,
+            **extra,
+        )
 
     def generate(self, prompts: Sequence[Prompt], params: GenParams) -> list[Generation]:
         sp = self._sampling(params)
         if all(isinstance(p, str) for p in prompts):
             outs = self.llm.generate(list(prompts), sp, lora_request=self._lora, use_tqdm=False)
         else:
-            outs = self.llm.chat([p if not isinstance(p, str) else [{"role": "user", "content": p}]
-                                  for p in prompts], sp, lora_request=self._lora, use_tqdm=False)
-        return [Generation(text=o.outputs[0].text.strip(),
-                           prompt_tokens=len(o.prompt_token_ids or []),
-                           completion_tokens=len(o.outputs[0].token_ids)) for o in outs]
+            outs = self.llm.chat(
+                [
+                    p if not isinstance(p, str) else [{"role": "user", "content": p}]
+                    for p in prompts
+                ],
+                sp,
+                lora_request=self._lora,
+                use_tqdm=False,
+            )
+        return [
+            Generation(
+                text=o.outputs[0].text.strip(),
+                prompt_tokens=len(o.prompt_token_ids or []),
+                completion_tokens=len(o.outputs[0].token_ids),
+            )
+            for o in outs
+        ]
 
     def score_choices(self, prompts: Sequence[Prompt], choices: Sequence[str]) -> list[list[float]]:
         tok = self.llm.get_tokenizer()
         texts = [render_prompt(tok, p) for p in prompts]
         first = [tok(c, add_special_tokens=False)["input_ids"][0] for c in choices]
-        sp = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, logprobs=20,
-                                       allowed_token_ids=first)
+        sp = self._vllm.SamplingParams(
+            max_tokens=1, temperature=0.0, logprobs=20, allowed_token_ids=first
+        )
         outs = self.llm.generate(texts, sp, lora_request=self._lora, use_tqdm=False)
         scores = []
         for o in outs:
@@ -393,8 +426,10 @@ def api_key(spec: ModelSpec) -> str:
         if spec.base_url and ("127.0.0.1" in spec.base_url or "localhost" in spec.base_url):
             return "not-needed"
         if not spec.base_url:
-            raise BackendError(f"no API key: set the environment variable {spec.api_key_env} "
-                               f"(or store it with `keyring set mkailin {spec.api_key_env}`)")
+            raise BackendError(
+                f"no API key: set the environment variable {spec.api_key_env} "
+                f"(or store it with `keyring set mkailin {spec.api_key_env}`)"
+            )
         return "not-needed"
     return key
 
@@ -442,8 +477,12 @@ class OpenAIGenerator(Generator):
     def _client(self):
         import openai
 
-        return openai.AsyncOpenAI(base_url=self.spec.base_url or None, api_key=api_key(self.spec),
-                                  max_retries=0, timeout=self.spec.timeout)
+        return openai.AsyncOpenAI(
+            base_url=self.spec.base_url or None,
+            api_key=api_key(self.spec),
+            max_retries=0,
+            timeout=self.spec.timeout,
+        )
 
     def generate(self, prompts: Sequence[Prompt], params: GenParams) -> list[Generation]:
         return _run_async(self._generate_all(list(prompts), params))
@@ -457,16 +496,21 @@ class OpenAIGenerator(Generator):
         hinted = _retry_after(exc)
         if hinted is not None:
             return min(hinted, self.backoff_max)
-        base = min(self.backoff_base * (2 ** attempt), self.backoff_max)
+        base = min(self.backoff_base * (2**attempt), self.backoff_max)
         return base * (0.5 + self._rng.random() / 2)
 
     async def _one(self, client, sem, prompt: Prompt, params: GenParams) -> Generation:
         import openai
 
         messages = prompt if not isinstance(prompt, str) else [{"role": "user", "content": prompt}]
-        kw = {"model": self.spec.model, "messages": messages,
-              "max_tokens": params.max_new_tokens, "temperature": params.temperature,
-              "top_p": params.top_p, "seed": params.seed}
+        kw = {
+            "model": self.spec.model,
+            "messages": messages,
+            "max_tokens": params.max_new_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "seed": params.seed,
+        }
         if params.stop:
             kw["stop"] = list(params.stop)
         last = None
@@ -479,26 +523,40 @@ class OpenAIGenerator(Generator):
                     u = resp.usage
                     pt = int(getattr(u, "prompt_tokens", 0) or 0) if u else 0
                     ct = int(getattr(u, "completion_tokens", 0) or 0) if u else 0
-                    g = Generation(text=_cut_at_stop(text, params.stop).strip(), prompt_tokens=pt,
-                                   completion_tokens=ct, cost_usd=cost(self.spec, pt, ct),
-                                   attempts=attempt + 1)
+                    g = Generation(
+                        text=_cut_at_stop(text, params.stop).strip(),
+                        prompt_tokens=pt,
+                        completion_tokens=ct,
+                        cost_usd=cost(self.spec, pt, ct),
+                        attempts=attempt + 1,
+                    )
                     self.usage.add(g)
                     return g
                 except openai.APIStatusError as e:
                     last = e
                     if e.status_code not in RETRYABLE_STATUS:
-                        return Generation(text="", error=f"HTTP {e.status_code}: {_short(e)}",
-                                          attempts=attempt + 1)
+                        return Generation(
+                            text="",
+                            error=f"HTTP {e.status_code}: {_short(e)}",
+                            attempts=attempt + 1,
+                        )
                 except (openai.APITimeoutError, openai.APIConnectionError) as e:
                     last = e
-                except (openai.APIResponseValidationError, ValueError, KeyError, IndexError,
-                        TypeError, AttributeError) as e:
+                except (
+                    openai.APIResponseValidationError,
+                    ValueError,
+                    KeyError,
+                    IndexError,
+                    TypeError,
+                    AttributeError,
+                ) as e:
                     last = e  # malformed or truncated body
             if attempt < self.spec.max_retries:
                 await asyncio.sleep(self._wait(attempt, last))
         raise BackendError(
             f"{self.spec.base_url or 'OpenAI'}: gave up after {self.spec.max_retries + 1} attempts:"
-            f" {type(last).__name__}: {_short(last)}")
+            f" {type(last).__name__}: {_short(last)}"
+        )
 
 
 def _short(e) -> str:

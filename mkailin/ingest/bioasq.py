@@ -51,8 +51,11 @@ def parse_question(q: dict, source: str) -> dict:
     if not isinstance(docs, list):
         raise ValueError("'documents' is not a list")
     pmids = [p for p in (_pmid(d) for d in docs) if p is not None]
-    texts = [s.get("text").strip() for s in snippets
-             if isinstance(s, dict) and isinstance(s.get("text"), str) and s.get("text").strip()]
+    texts = [
+        s.get("text").strip()
+        for s in snippets
+        if isinstance(s, dict) and isinstance(s.get("text"), str) and s.get("text").strip()
+    ]
     if not texts and not pmids:
         raise ValueError("no snippets and no documents: nothing to generate from")
     qid = q.get("id") or hashlib.sha256(body.encode()).hexdigest()[:24]
@@ -73,7 +76,9 @@ def ingest_bioasq(lake: Lake, path: str | Path) -> IngestSummary:
     path = check_input(path)
     data = load_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("questions"), list):
-        raise InputError(f"{path}: not BioASQ training JSON (expected a top-level 'questions' list)")
+        raise InputError(
+            f"{path}: not BioASQ training JSON (expected a top-level 'questions' list)"
+        )
     summary = IngestSummary(SOURCE)
     rows, quarantine = [], []
     with Timer() as timer:
@@ -83,9 +88,15 @@ def ingest_bioasq(lake: Lake, path: str | Path) -> IngestSummary:
                 rows.append(parse_question(q, f"{SOURCE}:{path.name}"))
             except ValueError as e:
                 key = q.get("id") if isinstance(q, dict) else None
-                quarantine.append({"source": SOURCE, "file": str(path),
-                                   "record_key": str(key or f"question {i + 1}"),
-                                   "error": str(e), "raw_excerpt": json.dumps(q)[:2000]})
+                quarantine.append(
+                    {
+                        "source": SOURCE,
+                        "file": str(path),
+                        "record_key": str(key or f"question {i + 1}"),
+                        "error": str(e),
+                        "raw_excerpt": json.dumps(q)[:2000],
+                    }
+                )
         with lake.lock("ingest bioasq"):
             ledger = Ledger(lake, SOURCE)
             key = file_key(path)
@@ -95,8 +106,12 @@ def ingest_bioasq(lake: Lake, path: str | Path) -> IngestSummary:
                 return summary
             con = lake.connect()
             try:
-                con.register("incoming", schema.conform("seed_qa", pa.Table.from_pylist(rows))
-                             if rows else schema.empty("seed_qa"))
+                con.register(
+                    "incoming",
+                    schema.conform("seed_qa", pa.Table.from_pylist(rows))
+                    if rows
+                    else schema.empty("seed_qa"),
+                )
                 merged = fetch_arrow(
                     con,
                     "select * from seed_qa where qa_id not in (select qa_id from incoming) "
@@ -113,6 +128,8 @@ def ingest_bioasq(lake: Lake, path: str | Path) -> IngestSummary:
     summary.files = 1
     summary.written = len(rows)
     summary.quarantined = len(quarantine)
-    summary.extra = {"new questions": sum(r["qa_id"] not in known for r in rows),
-                     "questions in seed_qa": merged.num_rows}
+    summary.extra = {
+        "new questions": sum(r["qa_id"] not in known for r in rows),
+        "questions in seed_qa": merged.num_rows,
+    }
     return summary

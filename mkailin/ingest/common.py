@@ -37,8 +37,12 @@ class IngestSummary:
             f"  rows read {self.read:,}, written {self.written:,}, quarantined {self.quarantined:,}"
             f" in {self.seconds:.1f} s",
         ]
-        out += [f"  {k.replace('_', ' ')}: {v:,}" if isinstance(v, int) else f"  {k.replace('_', ' ')}: {v}"
-                for k, v in self.extra.items()]
+        out += [
+            f"  {k.replace('_', ' ')}: {v:,}"
+            if isinstance(v, int)
+            else f"  {k.replace('_', ' ')}: {v}"
+            for k, v in self.extra.items()
+        ]
         return out
 
 
@@ -97,7 +101,7 @@ class GzipReader(ByteSource):
     def _fill(self, n: int) -> None:
         if len(self._buf) - self._pos >= n or self._done:
             return
-        parts = [self._buf[self._pos:]]
+        parts = [self._buf[self._pos :]]
         have = len(parts[0])
         try:
             while have < n:
@@ -106,7 +110,8 @@ class GzipReader(ByteSource):
                     self._done = True
                     if not self._d.eof:
                         self._error = EOFError(
-                            "Compressed file ended before the end-of-stream marker was reached")
+                            "Compressed file ended before the end-of-stream marker was reached"
+                        )
                     break
                 try:
                     out = self._d.decompress(raw)
@@ -130,7 +135,7 @@ class GzipReader(ByteSource):
         if self._pos >= len(self._buf) and self._error is not None:
             err, self._error = self._error, None
             raise err
-        out = self._buf[self._pos: self._pos + n]
+        out = self._buf[self._pos : self._pos + n]
         self._pos += len(out)
         return out
 
@@ -180,13 +185,27 @@ class Ledger:
         seq, self._next_seq = self._next_seq, self._next_seq + 1
         return seq
 
-    def record(self, path: Path, key: str, seq: int, records: int, quarantined: int,
-               status: str) -> None:
-        self.lake.write_part("ingested_files", pa.Table.from_pylist([{
-            "source": self.source, "path": str(path.absolute()), "file_key": key,
-            "size": path.stat().st_size, "file_seq": seq, "records": records,
-            "quarantined": quarantined, "status": status, "ingested_at": now(),
-        }]))
+    def record(
+        self, path: Path, key: str, seq: int, records: int, quarantined: int, status: str
+    ) -> None:
+        self.lake.write_part(
+            "ingested_files",
+            pa.Table.from_pylist(
+                [
+                    {
+                        "source": self.source,
+                        "path": str(path.absolute()),
+                        "file_key": key,
+                        "size": path.stat().st_size,
+                        "file_seq": seq,
+                        "records": records,
+                        "quarantined": quarantined,
+                        "status": status,
+                        "ingested_at": now(),
+                    }
+                ]
+            ),
+        )
 
 
 class Timer:

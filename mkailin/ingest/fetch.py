@@ -60,12 +60,13 @@ def _get(url: str, timeout: float, retries: int = 3) -> bytes:
                     f"cannot reach {url} ({reason}); if this machine is offline, use local files "
                     "(for the demo: mkailin demo --data DIR)"
                 ) from None
-        time.sleep(min(BACKOFF_SECONDS * 2 ** attempt, 10))
+        time.sleep(min(BACKOFF_SECONDS * 2**attempt, 10))
     raise AssertionError("unreachable")
 
 
-def download(url: str, dest: Path, timeout: float = 60, md5: str | None = None,
-             retries: int = 3) -> Fetched:
+def download(
+    url: str, dest: Path, timeout: float = 60, md5: str | None = None, retries: int = 3
+) -> Fetched:
     """Fetch ``url`` to ``dest`` atomically; skip when ``dest`` exists (and matches ``md5``)."""
     if dest.exists() and (md5 is None or _md5(dest) == md5):
         return Fetched(dest, url, dest.stat().st_size, True)
@@ -95,7 +96,7 @@ def download(url: str, dest: Path, timeout: float = 60, md5: str | None = None,
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        time.sleep(min(BACKOFF_SECONDS * 2 ** attempt, 10))
+        time.sleep(min(BACKOFF_SECONDS * 2**attempt, 10))
     raise AssertionError("unreachable")
 
 
@@ -121,9 +122,15 @@ def list_pubmed(kind: str, base_url: str = PUBMED_BASE, timeout: float = 60) -> 
     return sorted(set(_PUBMED_FILE.findall(index)))
 
 
-def fetch(source: str, dest: str | Path, base_url: str | None = None, limit: int = 0,
-          mesh_year: int = 2025, timeout: float = 60,
-          on_file: Callable[[Fetched], None] | None = None) -> list[Fetched]:
+def fetch(
+    source: str,
+    dest: str | Path,
+    base_url: str | None = None,
+    limit: int = 0,
+    mesh_year: int = 2025,
+    timeout: float = 60,
+    on_file: Callable[[Fetched], None] | None = None,
+) -> list[Fetched]:
     """Download one public source into ``dest``. ``limit`` caps PubMed files (0 = all)."""
     if source not in SOURCES:
         raise InputError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
@@ -154,6 +161,8 @@ def fetch(source: str, dest: str | Path, base_url: str | None = None, limit: int
         if limit:
             names = names[:limit]
         for name in names:
-            md5 = _parse_md5(_get(base + folder + name + ".md5", timeout).decode("ascii", "replace"))
+            md5 = _parse_md5(
+                _get(base + folder + name + ".md5", timeout).decode("ascii", "replace")
+            )
             got(download(base + folder + name, dest / "pubmed" / source / name, timeout, md5=md5))
     return out

@@ -69,9 +69,14 @@ def read_tsv(path: Path, descriptors: dict, quarantine: list[dict]) -> int:
             for lineno, row in enumerate(reader, start=2):
                 n += 1
                 if len(row) < 3 or not row[0].strip() or not row[1].strip():
-                    quarantine.append(_qrow(path, f"line {lineno}", "expected 3 tab-separated "
-                                            "columns: tree number, descriptor UI, term",
-                                            "\t".join(row)))
+                    quarantine.append(
+                        _qrow(
+                            path,
+                            f"line {lineno}",
+                            "expected 3 tab-separated columns: tree number, descriptor UI, term",
+                            "\t".join(row),
+                        )
+                    )
                     continue
                 tree, ui, term = row[0].strip(), row[1].strip(), row[2].strip()
                 d = descriptors.setdefault(ui, {"name": term, "trees": [], "entries": []})
@@ -79,7 +84,9 @@ def read_tsv(path: Path, descriptors: dict, quarantine: list[dict]) -> int:
                 if tree not in d["trees"]:
                     d["trees"].append(tree)
         except UnicodeDecodeError as e:
-            raise InputError(f"{path}: line {_first_bad_line(path)}: not UTF-8 ({e.reason})") from None
+            raise InputError(
+                f"{path}: line {_first_bad_line(path)}: not UTF-8 ({e.reason})"
+            ) from None
     return n
 
 
@@ -87,17 +94,33 @@ def read_xml(path: Path, descriptors: dict, quarantine: list[dict]) -> int:
     n = 0
     try:
         with open_bytes(path) as f:
-            for _, el in etree.iterparse(f, events=("end",), tag="DescriptorRecord", huge_tree=True):
+            for _, el in etree.iterparse(
+                f, events=("end",), tag="DescriptorRecord", huge_tree=True
+            ):
                 n += 1
                 ui = (el.findtext("DescriptorUI") or "").strip()
                 name = (el.findtext("DescriptorName/String") or "").strip()
                 if not ui or not name:
-                    quarantine.append(_qrow(path, f"record {n}", "descriptor without UI or name",
-                                            etree.tostring(el, encoding="unicode")[:2000]))
+                    quarantine.append(
+                        _qrow(
+                            path,
+                            f"record {n}",
+                            "descriptor without UI or name",
+                            etree.tostring(el, encoding="unicode")[:2000],
+                        )
+                    )
                 else:
-                    trees = [t.text.strip() for t in el.iterfind("TreeNumberList/TreeNumber") if t.text]
-                    entries = sorted({t.text.strip() for t in el.iterfind(
-                        "ConceptList/Concept/TermList/Term/String") if t.text} - {name})
+                    trees = [
+                        t.text.strip() for t in el.iterfind("TreeNumberList/TreeNumber") if t.text
+                    ]
+                    entries = sorted(
+                        {
+                            t.text.strip()
+                            for t in el.iterfind("ConceptList/Concept/TermList/Term/String")
+                            if t.text
+                        }
+                        - {name}
+                    )
                     d = descriptors.setdefault(ui, {"name": name, "trees": [], "entries": []})
                     d["name"] = name
                     d["trees"] += [t for t in trees if t not in d["trees"]]
@@ -111,8 +134,13 @@ def read_xml(path: Path, descriptors: dict, quarantine: list[dict]) -> int:
 
 
 def _qrow(path: Path, key: str, error: str, excerpt: str) -> dict:
-    return {"source": SOURCE, "file": str(path), "record_key": f"{path.name}:{key}",
-            "error": error, "raw_excerpt": excerpt}
+    return {
+        "source": SOURCE,
+        "file": str(path),
+        "record_key": f"{path.name}:{key}",
+        "error": error,
+        "raw_excerpt": excerpt,
+    }
 
 
 def build_tables(descriptors: dict) -> tuple[pa.Table, pa.Table]:
@@ -121,19 +149,27 @@ def build_tables(descriptors: dict) -> tuple[pa.Table, pa.Table]:
     for ui in sorted(descriptors):
         d = descriptors[ui]
         trees = sorted(d["trees"])
-        drows.append({"descriptor_ui": ui, "name": d["name"], "tree_numbers": trees,
-                      "entry_terms": d["entries"]})
+        drows.append(
+            {
+                "descriptor_ui": ui,
+                "name": d["name"],
+                "tree_numbers": trees,
+                "entry_terms": d["entries"],
+            }
+        )
         for t in trees:
             owner[t] = ui
     for t in sorted(owner):
         parts = t.split(".")
-        trows.append({
-            "tree_number": t,
-            "descriptor_ui": owner[t],
-            "parent_tree_number": ".".join(parts[:-1]) or None,
-            "depth": len(parts),
-            "category": t[0],
-        })
+        trows.append(
+            {
+                "tree_number": t,
+                "descriptor_ui": owner[t],
+                "parent_tree_number": ".".join(parts[:-1]) or None,
+                "depth": len(parts),
+                "category": t[0],
+            }
+        )
     return pa.Table.from_pylist(drows), pa.Table.from_pylist(trows)
 
 
@@ -158,8 +194,9 @@ def ingest_mesh(lake: Lake, inputs: list[str | Path]) -> IngestSummary:
     summary.seconds = timer.seconds
     summary.written = dtab.num_rows + ttab.num_rows
     summary.quarantined = len(quarantine)
-    summary.extra = {"descriptors": dtab.num_rows, "tree numbers": ttab.num_rows,
-                     "descriptors without a tree number":
-                         sum(1 for d in descriptors.values() if not d["trees"])}
+    summary.extra = {
+        "descriptors": dtab.num_rows,
+        "tree numbers": ttab.num_rows,
+        "descriptors without a tree number": sum(1 for d in descriptors.values() if not d["trees"]),
+    }
     return summary
-

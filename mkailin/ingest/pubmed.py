@@ -174,9 +174,15 @@ def parse_record(elem) -> tuple[tuple, tuple[list, list, list, list]]:
                 label = s.get("Label")
                 sections.append(f"{label}: {t}" if label else t)
     version = pmid_el.get("Version")
-    row = (pmid, _text(_child(art, "ArticleTitle")), "\n".join(sections) or None,
-           _findtext(art, "Journal", "Title"), _year(art), _findtext(art, "Language"),
-           int(version) if version and version.isdigit() else 1)
+    row = (
+        pmid,
+        _text(_child(art, "ArticleTitle")),
+        "\n".join(sections) or None,
+        _findtext(art, "Journal", "Title"),
+        _year(art),
+        _findtext(art, "Language"),
+        int(version) if version and version.isdigit() else 1,
+    )
     mesh: tuple[list, list, list, list] = ([], [], [], [])
     _headings(mc, *mesh)
     return row, mesh
@@ -187,8 +193,9 @@ def parse_article(elem) -> tuple[dict, list[dict]]:
     row, (uis, names, majors, quals) = parse_record(elem)
     pmid = row[0]
     return dict(zip(ARTICLE_FIELDS, row)), [
-        {"pmid": pmid, "descriptor_ui": u, "descriptor_name": n, "major_topic": m,
-         "qualifiers": q} for u, n, m, q in zip(uis, names, majors, quals)]
+        {"pmid": pmid, "descriptor_ui": u, "descriptor_name": n, "major_topic": m, "qualifiers": q}
+        for u, n, m, q in zip(uis, names, majors, quals)
+    ]
 
 
 def parse_delete(elem) -> list[int]:
@@ -216,8 +223,9 @@ def _element_events(elem) -> Iterator[tuple]:
 # record before and its own end tag. A cut is one whole element (its end tag found within the
 # record, no record start inside it), and leaves its newlines behind so that libxml2's line
 # numbers stay those of the file.
-_PRUNE = tuple((b"<" + t, b"</" + t + b">") for t in (b"AuthorList", b"ChemicalList",
-                                                         b"PubmedData"))
+_PRUNE = tuple(
+    (b"<" + t, b"</" + t + b">") for t in (b"AuthorList", b"ChemicalList", b"PubmedData")
+)
 _RECORD_END = b"</PubmedArticle>"
 _RECORD_START = b"<PubmedArticle"
 _NAME_END = (b">", b" ", b"\n", b"\t", b"\r")
@@ -236,7 +244,7 @@ def _prune(buf: bytes, end: int | None = None) -> bytes:
             break
         for start, stop in _PRUNE:
             i = find(start, pos, e)
-            if i < 0 or buf[i + len(start): i + len(start) + 1] not in _NAME_END:
+            if i < 0 or buf[i + len(start) : i + len(start) + 1] not in _NAME_END:
                 continue
             j = find(stop, i, e)
             if j < 0 or find(_RECORD_START, i, j) >= 0:  # unclosed here: libxml2 will say so
@@ -295,7 +303,7 @@ class _Pruned(ByteSource):
             self._refill()
         if n is None or n < 0:
             n = len(self._out) - self._pos
-        out = self._out[self._pos: self._pos + n]
+        out = self._out[self._pos : self._pos + n]
         self._pos += len(out)
         return out
 
@@ -317,8 +325,9 @@ def iter_records(path: Path) -> Iterator[tuple]:
     fault = None
     try:
         with open_bytes(path) as f:
-            for _, elem in etree.iterparse(_Pruned(f), events=("end",), tag=RECORD_TAGS,
-                                           huge_tree=True):
+            for _, elem in etree.iterparse(
+                _Pruned(f), events=("end",), tag=RECORD_TAGS, huge_tree=True
+            ):
                 yield from _element_events(elem)
                 done += 1
                 elem.clear(keep_tail=True)
@@ -334,7 +343,11 @@ def iter_records(path: Path) -> Iterator[tuple]:
 
 
 def _fault_message(e: Exception) -> str:
-    if isinstance(e, EOFError | zlib.error) or "gzip" in str(e).lower() or "end-of-stream" in str(e):
+    if (
+        isinstance(e, EOFError | zlib.error)
+        or "gzip" in str(e).lower()
+        or "end-of-stream" in str(e)
+    ):
         return f"truncated or corrupt gzip ({e})"
     if isinstance(e, etree.XMLSyntaxError):
         return f"malformed XML at line {e.lineno}: {e.msg}"
@@ -373,7 +386,7 @@ def _resync(path: Path, skip: int, first_fault: str) -> Iterator[tuple]:
             if end < 0:
                 pos = m.start()
                 break
-            rec = buf[m.start(): end + len(end_tag)]
+            rec = buf[m.start() : end + len(end_tag)]
             pos = end + len(end_tag)
             if index >= skip:
                 yield from _parse_one(rec, index)
@@ -381,9 +394,13 @@ def _resync(path: Path, skip: int, first_fault: str) -> Iterator[tuple]:
         buf = buf[pos:]
     tail = _RECORD.search(buf)
     if tail:
-        excerpt = buf[tail.start(): tail.start() + 2000].decode("utf-8", "replace")
-        yield ("bad", f"record {index + 1}: truncated at end of file ({first_fault})", excerpt,
-               "dropped")
+        excerpt = buf[tail.start() : tail.start() + 2000].decode("utf-8", "replace")
+        yield (
+            "bad",
+            f"record {index + 1}: truncated at end of file ({first_fault})",
+            excerpt,
+            "dropped",
+        )
         index += 1
     if index <= skip:
         yield ("fault", first_fault)
@@ -406,14 +423,21 @@ def _parse_one(rec: bytes, index: int) -> Iterator[tuple]:
         if fixed != rec:
             elem = etree.fromstring(fixed, parser=_PARSER)
             excerpt = rec[:2000].decode("utf-8", "replace")
-            yield ("repaired", f"record {index + 1}: invalid UTF-8 bytes replaced with U+FFFD",
-                   excerpt)
+            yield (
+                "repaired",
+                f"record {index + 1}: invalid UTF-8 bytes replaced with U+FFFD",
+                excerpt,
+            )
             yield from _element_events(elem)
             return
     except etree.XMLSyntaxError:
         pass
-    yield ("bad", f"record {index + 1}: malformed XML: {first.msg}",
-           rec[:2000].decode("utf-8", "replace"), "dropped")
+    yield (
+        "bad",
+        f"record {index + 1}: malformed XML: {first.msg}",
+        rec[:2000].decode("utf-8", "replace"),
+        "dropped",
+    )
 
 
 _PARSER = etree.XMLParser(huge_tree=True, resolve_entities=False)
@@ -438,10 +462,27 @@ def _gc_paused() -> Iterator[None]:
 _ART_SCHEMA = TABLES["article_records"]
 _MESH_SCHEMA = TABLES["article_mesh_records"]
 # article_records columns in schema order, as ingest_file builds each row
-assert _ART_SCHEMA.names == ["pmid", "title", "abstract", "journal", "pub_year", "language",
-                             "source", "source_file", "version", "ingest_seq", "deleted"]
-assert _MESH_SCHEMA.names == ["pmid", "ingest_seq", "descriptor_ui", "descriptor_name",
-                              "major_topic", "qualifiers"]
+assert _ART_SCHEMA.names == [
+    "pmid",
+    "title",
+    "abstract",
+    "journal",
+    "pub_year",
+    "language",
+    "source",
+    "source_file",
+    "version",
+    "ingest_seq",
+    "deleted",
+]
+assert _MESH_SCHEMA.names == [
+    "pmid",
+    "ingest_seq",
+    "descriptor_ui",
+    "descriptor_name",
+    "major_topic",
+    "qualifiers",
+]
 
 
 class _Columns:
@@ -458,8 +499,9 @@ class _Columns:
 
     def add_article(self, f: tuple, seq: int, source_file: str, heads: tuple) -> None:
         pmid = f[0]
-        self.arts.append((pmid, f[1], f[2], f[3], f[4], f[5], SOURCE, source_file, f[6], seq,
-                          False))
+        self.arts.append(
+            (pmid, f[1], f[2], f[3], f[4], f[5], SOURCE, source_file, f[6], seq, False)
+        )
         n = len(heads[0])
         if n:
             m = self.mesh
@@ -471,36 +513,47 @@ class _Columns:
             m[5].extend(heads[3])
 
     def add_deletion(self, pmid: int, seq: int, source_file: str) -> None:
-        self.arts.append((pmid, None, None, None, None, None, SOURCE, source_file, None, seq,
-                          True))
+        self.arts.append((pmid, None, None, None, None, None, SOURCE, source_file, None, seq, True))
 
     def to_arrow(self) -> None:
         if self.arts:
             cols = zip(*self.arts)
-            self.art_batches.append(pa.Table.from_arrays(
-                [pa.array(c, type=f.type) for c, f in zip(cols, _ART_SCHEMA)],
-                schema=_ART_SCHEMA))
+            self.art_batches.append(
+                pa.Table.from_arrays(
+                    [pa.array(c, type=f.type) for c, f in zip(cols, _ART_SCHEMA)],
+                    schema=_ART_SCHEMA,
+                )
+            )
             self.rows += len(self.arts)
             self.arts = []
         if self.mesh[0]:
-            self.mesh_batches.append(pa.Table.from_arrays(
-                [pa.array(c, type=f.type) for c, f in zip(self.mesh, _MESH_SCHEMA)],
-                schema=_MESH_SCHEMA))
+            self.mesh_batches.append(
+                pa.Table.from_arrays(
+                    [pa.array(c, type=f.type) for c, f in zip(self.mesh, _MESH_SCHEMA)],
+                    schema=_MESH_SCHEMA,
+                )
+            )
             self.mesh = ([], [], [], [], [], [])
         gc.collect(0)  # the young objects since the last batch: any cyclic garbage goes here
 
     def take(self) -> list[tuple[str, pa.Table]]:
         """The part's tables, and a fresh start for the next part."""
         self.to_arrow()
-        out = [(t, pa.concat_tables(b).combine_chunks())
-               for t, b in (("article_records", self.art_batches),
-                            ("article_mesh_records", self.mesh_batches)) if b]
+        out = [
+            (t, pa.concat_tables(b).combine_chunks())
+            for t, b in (
+                ("article_records", self.art_batches),
+                ("article_mesh_records", self.mesh_batches),
+            )
+            if b
+        ]
         self.art_batches, self.mesh_batches, self.rows = [], [], 0
         return out
 
 
-def ingest_file(lake_root: str, path: str, key: str, file_seq: int,
-                chunk_rows: int = CHUNK_ROWS) -> dict:
+def ingest_file(
+    lake_root: str, path: str, key: str, file_seq: int, chunk_rows: int = CHUNK_ROWS
+) -> dict:
     """Parse one file and write its parts. Runs in a worker process."""
     lake = Lake(lake_root)
     p = Path(path)
@@ -509,8 +562,17 @@ def ingest_file(lake_root: str, path: str, key: str, file_seq: int,
     base = file_seq * SEQ_BASE
     cols = _Columns()
     quarantine: list[dict] = []
-    stats = {"records": 0, "articles": 0, "deleted": 0, "books": 0, "mesh": 0,
-             "no_abstract": 0, "quarantined": 0, "repaired": 0, "fault": None}
+    stats = {
+        "records": 0,
+        "articles": 0,
+        "deleted": 0,
+        "books": 0,
+        "mesh": 0,
+        "no_abstract": 0,
+        "quarantined": 0,
+        "repaired": 0,
+        "fault": None,
+    }
     chunk = 0
 
     def flush():
@@ -529,11 +591,17 @@ def ingest_file(lake_root: str, path: str, key: str, file_seq: int,
                 pmid = f[0]
                 first = seen.setdefault(pmid, index)
                 if first != index:  # PubMed's rule: the later record of a PMID wins
-                    quarantine.append({"source": SOURCE, "file": str(p),
-                                       "record_key": f"{name}#{index + 1}", "action": "superseded",
-                                       "error": f"PMID {pmid} appears earlier in this file "
-                                                f"(record {first + 1}); this later record wins",
-                                       "raw_excerpt": None})
+                    quarantine.append(
+                        {
+                            "source": SOURCE,
+                            "file": str(p),
+                            "record_key": f"{name}#{index + 1}",
+                            "action": "superseded",
+                            "error": f"PMID {pmid} appears earlier in this file "
+                            f"(record {first + 1}); this later record wins",
+                            "raw_excerpt": None,
+                        }
+                    )
                 cols.add_article(f, base + index, name, heads)
                 stats["articles"] += 1
                 stats["mesh"] += len(heads[0])
@@ -545,19 +613,32 @@ def ingest_file(lake_root: str, path: str, key: str, file_seq: int,
             elif kind == "book":
                 stats["books"] += 1
             elif kind in ("bad", "repaired"):
-                quarantine.append({"source": SOURCE, "file": str(p), "record_key": f"{name}#{index + 1}",
-                                   "error": ev[1], "raw_excerpt": ev[2],
-                                   "action": ev[3] if kind == "bad" else "repaired"})
+                quarantine.append(
+                    {
+                        "source": SOURCE,
+                        "file": str(p),
+                        "record_key": f"{name}#{index + 1}",
+                        "error": ev[1],
+                        "raw_excerpt": ev[2],
+                        "action": ev[3] if kind == "bad" else "repaired",
+                    }
+                )
                 stats["repaired" if kind == "repaired" else "quarantined"] += 1
                 if kind == "repaired":
                     continue  # the record itself follows as its own event
             elif kind in ("fault", "fault_recovered"):
                 # one file-level row; records that could not be recovered have rows of their own
                 stats["fault"] = f"{p}: {ev[1]}"
-                quarantine.append({"source": SOURCE, "file": str(p), "record_key": name,
-                                   "error": f"file fault after record {index}: {ev[1]}",
-                                   "raw_excerpt": None,
-                                   "action": "dropped" if kind == "fault" else "resynced"})
+                quarantine.append(
+                    {
+                        "source": SOURCE,
+                        "file": str(p),
+                        "record_key": name,
+                        "error": f"file fault after record {index}: {ev[1]}",
+                        "raw_excerpt": None,
+                        "action": "dropped" if kind == "fault" else "resynced",
+                    }
+                )
                 continue
             index += 1
             if len(cols.arts) >= BATCH_ROWS:
@@ -595,8 +676,13 @@ def expand_inputs(inputs: list[str | Path]) -> list[Path]:
     return files
 
 
-def ingest_pubmed(lake: Lake, inputs: list[str | Path], jobs: int | None = None,
-                  progress: bool | None = None, chunk_rows: int = CHUNK_ROWS) -> IngestSummary:
+def ingest_pubmed(
+    lake: Lake,
+    inputs: list[str | Path],
+    jobs: int | None = None,
+    progress: bool | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> IngestSummary:
     from tqdm import tqdm
 
     files = expand_inputs(inputs)
@@ -620,11 +706,27 @@ def ingest_pubmed(lake: Lake, inputs: list[str | Path], jobs: int | None = None,
                 lake.delete_parts(table, f"part-{key[:16]}-*")
             todo.append((f, key, ledger.next_seq()))
         jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
-        totals = dict.fromkeys(("records", "articles", "deleted", "books", "mesh",
-                                "no_abstract", "quarantined", "repaired"), 0)
-        bar = tqdm(total=sum(f.stat().st_size for f, _, _ in todo), unit="B", unit_scale=True,
-                   desc="ingest pubmed", disable=None if progress is None else not progress,
-                   leave=False)
+        totals = dict.fromkeys(
+            (
+                "records",
+                "articles",
+                "deleted",
+                "books",
+                "mesh",
+                "no_abstract",
+                "quarantined",
+                "repaired",
+            ),
+            0,
+        )
+        bar = tqdm(
+            total=sum(f.stat().st_size for f, _, _ in todo),
+            unit="B",
+            unit_scale=True,
+            desc="ingest pubmed",
+            disable=None if progress is None else not progress,
+            leave=False,
+        )
         args = [(str(lake.root), str(f), key, seq, chunk_rows) for f, key, seq in todo]
         results = []
         if jobs == 1:
@@ -654,10 +756,16 @@ def ingest_pubmed(lake: Lake, inputs: list[str | Path], jobs: int | None = None,
     summary.read = totals["records"]
     summary.written = totals["articles"] + totals["deleted"]
     summary.quarantined = totals["quarantined"]
-    summary.extra = {"articles": totals["articles"], "deletions": totals["deleted"],
-                     "mesh headings": totals["mesh"], "no abstract": totals["no_abstract"],
-                     "repaired records": totals["repaired"], "book records skipped": totals["books"],
-                     "unknown MeSH UIs": unknown, "processes": jobs}
+    summary.extra = {
+        "articles": totals["articles"],
+        "deletions": totals["deleted"],
+        "mesh headings": totals["mesh"],
+        "no abstract": totals["no_abstract"],
+        "repaired records": totals["repaired"],
+        "book records skipped": totals["books"],
+        "unknown MeSH UIs": unknown,
+        "processes": jobs,
+    }
     return summary
 
 
@@ -667,17 +775,29 @@ def _flag_unknown_descriptors(lake: Lake, file_seqs: list[int]) -> int:
     if not file_seqs or lake.count("mesh_descriptors") == 0:
         return 0
     marks = ", ".join("?" * len(file_seqs))
-    rows = lake.query(f"""
+    rows = lake.query(
+        f"""
         select a.source_file, m.descriptor_ui, any_value(m.descriptor_name), count(*)
         from article_mesh_records as m
         join article_records as a using (pmid, ingest_seq)
         where m.ingest_seq // {SEQ_BASE} in ({marks})
           and m.descriptor_ui is not null
           and m.descriptor_ui not in (select descriptor_ui from mesh_descriptors)
-        group by 1, 2 order by 1, 2""", file_seqs)
-    lake.quarantine([{
-        "source": SOURCE, "file": f, "record_key": f"{f}:{ui}", "action": "kept",
-        "error": f"unknown MeSH descriptor UI {ui} ({name}): not in the loaded MeSH; "
-                 f"{n} heading(s) kept",
-        "raw_excerpt": None} for f, ui, name, n in rows])
+        group by 1, 2 order by 1, 2""",
+        file_seqs,
+    )
+    lake.quarantine(
+        [
+            {
+                "source": SOURCE,
+                "file": f,
+                "record_key": f"{f}:{ui}",
+                "action": "kept",
+                "error": f"unknown MeSH descriptor UI {ui} ({name}): not in the loaded MeSH; "
+                f"{n} heading(s) kept",
+                "raw_excerpt": None,
+            }
+            for f, ui, name, n in rows
+        ]
+    )
     return len(rows)

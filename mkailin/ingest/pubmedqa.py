@@ -31,7 +31,9 @@ def load_json(path: Path) -> object:
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        raise InputError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+        raise InputError(
+            f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})"
+        ) from None
 
 
 def _year(v) -> int | None:
@@ -58,8 +60,9 @@ def abstract_from_contexts(contexts: list[str], labels: list[str]) -> str:
     return "\n".join(out)
 
 
-def ingest_pubmedqa(lake: Lake, path: str | Path, ground_truth: str | Path | None = None,
-                    split: str = "train") -> IngestSummary:
+def ingest_pubmedqa(
+    lake: Lake, path: str | Path, ground_truth: str | Path | None = None, split: str = "train"
+) -> IngestSummary:
     path = check_input(path)
     data = load_json(path)
     if not isinstance(data, dict):
@@ -75,8 +78,12 @@ def ingest_pubmedqa(lake: Lake, path: str | Path, ground_truth: str | Path | Non
     qa_rows, art_rows, mesh_rows, quarantine = [], [], [], []
     with Timer() as timer, lake.lock("ingest pubmedqa"):
         names = dict(lake.query("select name_lc, descriptor_ui from mesh_names"))
-        treeless = {u for (u,) in lake.query(
-            "select descriptor_ui from mesh_descriptors where len(tree_numbers) = 0")}
+        treeless = {
+            u
+            for (u,) in lake.query(
+                "select descriptor_ui from mesh_descriptors where len(tree_numbers) = 0"
+            )
+        }
         ledger = Ledger(lake, SOURCE)
         key = file_key(path)
         fresh = key not in ledger.complete
@@ -88,25 +95,34 @@ def ingest_pubmedqa(lake: Lake, path: str | Path, ground_truth: str | Path | Non
             missing = [k for k in REQUIRED if not isinstance(rec, dict) or k not in rec]
             if not str(pmid_s).isdigit() or missing:
                 why = f"missing {', '.join(missing)}" if missing else f"bad PMID {pmid_s!r}"
-                quarantine.append({"source": SOURCE, "file": str(path), "record_key": str(pmid_s),
-                                   "error": why, "raw_excerpt": json.dumps(rec)[:2000]})
+                quarantine.append(
+                    {
+                        "source": SOURCE,
+                        "file": str(path),
+                        "record_key": str(pmid_s),
+                        "error": why,
+                        "raw_excerpt": json.dumps(rec)[:2000],
+                    }
+                )
                 continue
             pmid = int(pmid_s)
             contexts, labels = _str_list(rec.get("CONTEXTS")), _str_list(rec.get("LABELS"))
             meshes = _str_list(rec.get("MESHES"))
-            qa_rows.append({
-                "pmid": pmid,
-                "question": rec.get("QUESTION"),
-                "contexts": contexts,
-                "labels": labels,
-                "meshes": meshes,
-                "year": _year(rec.get("YEAR")),
-                "reasoning_required_pred": rec.get("reasoning_required_pred"),
-                "reasoning_free_pred": rec.get("reasoning_free_pred"),
-                "final_decision": rec.get("final_decision"),
-                "long_answer": rec.get("LONG_ANSWER"),
-                "split": "test" if pmid_s in test_ids else split,
-            })
+            qa_rows.append(
+                {
+                    "pmid": pmid,
+                    "question": rec.get("QUESTION"),
+                    "contexts": contexts,
+                    "labels": labels,
+                    "meshes": meshes,
+                    "year": _year(rec.get("YEAR")),
+                    "reasoning_required_pred": rec.get("reasoning_required_pred"),
+                    "reasoning_free_pred": rec.get("reasoning_free_pred"),
+                    "final_decision": rec.get("final_decision"),
+                    "long_answer": rec.get("LONG_ANSWER"),
+                    "split": "test" if pmid_s in test_ids else split,
+                }
+            )
             for m in meshes:
                 ui = names.get(m.lower())
                 if ui is None:
@@ -114,16 +130,32 @@ def ingest_pubmedqa(lake: Lake, path: str | Path, ground_truth: str | Path | Non
                     unmapped.add(m)
             if fresh:
                 ingest_seq = seq * SEQ_BASE + i
-                art_rows.append({
-                    "pmid": pmid, "title": None,
-                    "abstract": abstract_from_contexts(contexts, labels),
-                    "journal": None, "pub_year": _year(rec.get("YEAR")), "language": "eng",
-                    "source": SOURCE, "source_file": path.name, "version": 1,
-                    "ingest_seq": ingest_seq, "deleted": False,
-                })
-                mesh_rows += [{"pmid": pmid, "ingest_seq": ingest_seq,
-                               "descriptor_ui": names.get(m.lower()), "descriptor_name": m,
-                               "major_topic": False, "qualifiers": []} for m in meshes]
+                art_rows.append(
+                    {
+                        "pmid": pmid,
+                        "title": None,
+                        "abstract": abstract_from_contexts(contexts, labels),
+                        "journal": None,
+                        "pub_year": _year(rec.get("YEAR")),
+                        "language": "eng",
+                        "source": SOURCE,
+                        "source_file": path.name,
+                        "version": 1,
+                        "ingest_seq": ingest_seq,
+                        "deleted": False,
+                    }
+                )
+                mesh_rows += [
+                    {
+                        "pmid": pmid,
+                        "ingest_seq": ingest_seq,
+                        "descriptor_ui": names.get(m.lower()),
+                        "descriptor_name": m,
+                        "major_topic": False,
+                        "qualifiers": [],
+                    }
+                    for m in meshes
+                ]
         if not qa_rows:
             raise InputError(f"{path}: no PubMedQA records found")
         lake.replace_table("pubmedqa", pa.Table.from_pylist(qa_rows))
@@ -133,22 +165,32 @@ def ingest_pubmedqa(lake: Lake, path: str | Path, ground_truth: str | Path | Non
                 for m in r["meshes"]:
                     if m.lower() not in names or names[m.lower()] in treeless:
                         counts[m] = counts.get(m, 0) + 1
-            quarantine += [{
-                "source": SOURCE, "file": str(path), "record_key": f"mesh:{m}", "action": "kept",
-                "error": (f"MeSH name {m!r} maps to no descriptor in the loaded MeSH; {n} "
-                          "heading(s) kept with a NULL UI" if m.lower() not in names else
-                          f"MeSH name {m!r} ({names[m.lower()]}) has no tree number: no "
-                          f"hierarchy, its similarities are NULL; {n} heading(s) kept"),
-                "raw_excerpt": None}
-                for m, n in sorted(counts.items())]
+            quarantine += [
+                {
+                    "source": SOURCE,
+                    "file": str(path),
+                    "record_key": f"mesh:{m}",
+                    "action": "kept",
+                    "error": (
+                        f"MeSH name {m!r} maps to no descriptor in the loaded MeSH; {n} "
+                        "heading(s) kept with a NULL UI"
+                        if m.lower() not in names
+                        else f"MeSH name {m!r} ({names[m.lower()]}) has no tree number: no "
+                        f"hierarchy, its similarities are NULL; {n} heading(s) kept"
+                    ),
+                    "raw_excerpt": None,
+                }
+                for m, n in sorted(counts.items())
+            ]
         if fresh:
             prefix = f"part-{key[:16]}"
             for table in ("article_records", "article_mesh_records"):
                 lake.delete_parts(table, f"{prefix}-*")
             lake.write_part("article_records", pa.Table.from_pylist(art_rows), f"{prefix}-00000")
             if mesh_rows:
-                lake.write_part("article_mesh_records", pa.Table.from_pylist(mesh_rows),
-                                f"{prefix}-00000")
+                lake.write_part(
+                    "article_mesh_records", pa.Table.from_pylist(mesh_rows), f"{prefix}-00000"
+                )
             lake.quarantine(quarantine)
             ledger.record(path, key, seq, len(art_rows), len(quarantine), "complete")
             summary.files = 1
@@ -166,5 +208,7 @@ def ingest_pubmedqa(lake: Lake, path: str | Path, ground_truth: str | Path | Non
         "distinct unmapped names": len(unmapped),
     }
     if not names:
-        summary.extra["note"] = "no MeSH loaded yet: names resolve when you run `mkailin ingest mesh`"
+        summary.extra["note"] = (
+            "no MeSH loaded yet: names resolve when you run `mkailin ingest mesh`"
+        )
     return summary

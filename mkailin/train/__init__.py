@@ -34,16 +34,30 @@ def training_run(lake: Lake, stage: str, models: dict, config_hash: str, rows_in
     run_id = new_run_id(stage)
     detail: dict = {"run_id": run_id}
     with lake.lock(f"train {stage}"):
-        log_event(lake, run_id, stage, "started", models=models, config_hash=config_hash,
-                  rows_in=rows_in)
+        log_event(
+            lake, run_id, stage, "started", models=models, config_hash=config_hash, rows_in=rows_in
+        )
         try:
             yield detail
         except BaseException as e:
-            log_event(lake, run_id, stage, "failed", rows_in=rows_in,
-                      error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:2000])
+            log_event(
+                lake,
+                run_id,
+                stage,
+                "failed",
+                rows_in=rows_in,
+                error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:2000],
+            )
             raise
-        log_event(lake, run_id, stage, "finished", rows_in=rows_in,
-                  rows_out=detail.get("steps", 0), detail=json.dumps(detail, default=str))
+        log_event(
+            lake,
+            run_id,
+            stage,
+            "finished",
+            rows_in=rows_in,
+            rows_out=detail.get("steps", 0),
+            detail=json.dumps(detail, default=str),
+        )
 
 
 def loss_fell(losses: list[float], window: int = 5) -> bool:
@@ -76,8 +90,13 @@ def precision_args(model, tcfg) -> dict:
 def lora_config(tcfg):
     from peft import LoraConfig
 
-    return LoraConfig(r=tcfg.lora_r, lora_alpha=tcfg.lora_alpha, lora_dropout=tcfg.lora_dropout,
-                      target_modules="all-linear", task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=tcfg.lora_r,
+        lora_alpha=tcfg.lora_alpha,
+        lora_dropout=tcfg.lora_dropout,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
 
 
 def quiet_transformers() -> None:

@@ -40,15 +40,22 @@ def preference_records(lake: Lake, cfg: Config, judge: str | None = None) -> lis
     rows = lake.query(
         f"select a.abstract, p.chosen, p.rejected from preferences as p "
         f"join articles as a using (pmid) where {where} and p.chosen <> p.rejected "
-        f"order by p.pmid", params)
+        f"order by p.pmid",
+        params,
+    )
     if not rows:
-        raise InputError(f"no preferences from the {judge!r} judge: run "
-                         f"`mkailin prefer --judge {judge}` first")
+        raise InputError(
+            f"no preferences from the {judge!r} judge: run `mkailin prefer --judge {judge}` first"
+        )
     n = cfg.generate.max_input_chars
-    return [{"prompt": tpl.messages(abstract=(abstract or "")[:n], title=""),
-             "chosen": [{"role": "assistant", "content": chosen}],
-             "rejected": [{"role": "assistant", "content": rejected}]}
-            for abstract, chosen, rejected in rows]
+    return [
+        {
+            "prompt": tpl.messages(abstract=(abstract or "")[:n], title=""),
+            "chosen": [{"role": "assistant", "content": chosen}],
+            "rejected": [{"role": "assistant", "content": rejected}],
+        }
+        for abstract, chosen, rejected in rows
+    ]
 
 
 def export_trl(records: list[dict], path: str | Path) -> Path:
@@ -84,8 +91,13 @@ def train_dpo(lake: Lake, cfg: Config, judge: str | None = None) -> dict:
     spec = cfg.model(agent.model)
     base = resolve_adapter(lake, agent.adapter, "train-qg:general", spec.model)
     t = cfg.train
-    with training_run(lake, "train-dpo:general", {"general": agent.model},
-                      cfg.hash("train", "preference"), len(records)) as detail:
+    with training_run(
+        lake,
+        "train-dpo:general",
+        {"general": agent.model},
+        cfg.hash("train", "preference"),
+        len(records),
+    ) as detail:
         out = artifact_dir(lake, "adapters", detail["run_id"])
         export_trl(records, out / "preferences.trl.jsonl")
         tokenizer, model = load_causal_lm(spec, base, training=True)
@@ -94,31 +106,56 @@ def train_dpo(lake: Lake, cfg: Config, judge: str | None = None) -> dict:
         tokenizer.padding_side = "left"
         with tempfile.TemporaryDirectory() as tmp:
             args = DPOConfig(
-                output_dir=tmp, max_steps=t.max_steps, learning_rate=t.learning_rate,
+                output_dir=tmp,
+                max_steps=t.max_steps,
+                learning_rate=t.learning_rate,
                 per_device_train_batch_size=t.batch_size,
-                gradient_accumulation_steps=t.gradient_accumulation, beta=t.beta,
-                max_length=t.max_length, logging_steps=1, save_strategy="no", report_to=[],
-                seed=t.seed, **precision_args(model, t), disable_tqdm=True,
-                lr_scheduler_type="constant", warmup_steps=0, dataloader_num_workers=0,
+                gradient_accumulation_steps=t.gradient_accumulation,
+                beta=t.beta,
+                max_length=t.max_length,
+                logging_steps=1,
+                save_strategy="no",
+                report_to=[],
+                seed=t.seed,
+                **precision_args(model, t),
+                disable_tqdm=True,
+                lr_scheduler_type="constant",
+                warmup_steps=0,
+                dataloader_num_workers=0,
             )
-            trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(records),
-                                 processing_class=tokenizer, peft_config=lora_config(t))
+            trainer = DPOTrainer(
+                model=model,
+                args=args,
+                train_dataset=Dataset.from_list(records),
+                processing_class=tokenizer,
+                peft_config=lora_config(t),
+            )
             silence(trainer)
             if len(trainer.train_dataset) == 0:  # TRL drops pairs whose prompt fills max_length
-                raise InputError(f"none of the {len(records)} preference pairs leaves room for "
-                                 f"its answer in max_length={t.max_length} tokens; raise "
-                                 "train.max_length or lower generate.max_input_chars")
+                raise InputError(
+                    f"none of the {len(records)} preference pairs leaves room for "
+                    f"its answer in max_length={t.max_length} tokens; raise "
+                    "train.max_length or lower generate.max_input_chars"
+                )
             trainer.train()
             trainer.model.save_pretrained(out)
         hist = trainer.state.log_history
         margins = [float(h["rewards/margins"]) for h in hist if "rewards/margins" in h]
         losses = [float(h["loss"]) for h in hist if "loss" in h]
         detail.update(
-            adapter=str(out), base_adapters=[a for a in base.split("+") if a],
-            base_model=spec.model, judge=judge or cfg.preference.judge, pairs=len(records),
-            steps=len(losses), beta=t.beta, losses=losses, margins=margins,
+            adapter=str(out),
+            base_adapters=[a for a in base.split("+") if a],
+            base_model=spec.model,
+            judge=judge or cfg.preference.judge,
+            pairs=len(records),
+            steps=len(losses),
+            beta=t.beta,
+            losses=losses,
+            margins=margins,
             margin_first=margins[0] if margins else None,
             margin_last=margins[-1] if margins else None,
-            margin_rose=_mean_tail(margins, 5) > _mean_head(margins, 5) if len(margins) > 1 else False,
+            margin_rose=_mean_tail(margins, 5) > _mean_head(margins, 5)
+            if len(margins) > 1
+            else False,
         )
     return detail

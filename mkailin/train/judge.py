@@ -32,10 +32,14 @@ def labelled_pairs(lake: Lake, cfg: Config) -> list[dict]:
     rows = lake.query_arrow(
         f"select i.*, p.chosen_id = i.q1_id as domain_wins from ({sql}) as i "
         "join preferences as p on p.pmid = i.pmid and p.judge = 'rule' and p.scorer = ? "
-        "order by i.pmid", [*params, scorer_label(cfg)]).to_pylist()
+        "order by i.pmid",
+        [*params, scorer_label(cfg)],
+    ).to_pylist()
     if not rows:
-        raise InputError("no rule preferences to learn from: run `mkailin prefer --judge rule` "
-                         "first (it needs questions from both agents and their contexts)")
+        raise InputError(
+            "no rule preferences to learn from: run `mkailin prefer --judge rule` "
+            "first (it needs questions from both agents and their contexts)"
+        )
     return rows
 
 
@@ -48,12 +52,22 @@ def examples(rows: list[dict], template_id: str) -> list[dict]:
     for r in rows:
         first = "1" if r["domain_wins"] else "2"
         second = "2" if r["domain_wins"] else "1"
-        out.append({"prompt": judge_messages(r["document"], r["q1"], r["contexts1"], r["q2"],
-                                             r["contexts2"], template_id),
-                    "completion": [{"role": "assistant", "content": first}]})
-        out.append({"prompt": judge_messages(r["document"], r["q2"], r["contexts2"], r["q1"],
-                                             r["contexts1"], template_id),
-                    "completion": [{"role": "assistant", "content": second}]})
+        out.append(
+            {
+                "prompt": judge_messages(
+                    r["document"], r["q1"], r["contexts1"], r["q2"], r["contexts2"], template_id
+                ),
+                "completion": [{"role": "assistant", "content": first}],
+            }
+        )
+        out.append(
+            {
+                "prompt": judge_messages(
+                    r["document"], r["q2"], r["contexts2"], r["q1"], r["contexts1"], template_id
+                ),
+                "completion": [{"role": "assistant", "content": second}],
+            }
+        )
     return out
 
 
@@ -63,8 +77,11 @@ def agreement(gen, rows: list[dict], template_id: str) -> dict:
     probs = pair_probability(gen, rows, template_id)
     pred = [p >= 0.5 for p in probs]
     gold = [bool(r["domain_wins"]) for r in rows]
-    return {"n": len(rows), "accuracy": sum(a == b for a, b in zip(pred, gold)) / len(rows),
-            "kappa": cohen_kappa(pred, gold)}
+    return {
+        "n": len(rows),
+        "accuracy": sum(a == b for a, b in zip(pred, gold)) / len(rows),
+        "kappa": cohen_kappa(pred, gold),
+    }
 
 
 def train_judge(lake: Lake, cfg: Config) -> dict:
@@ -77,16 +94,20 @@ def train_judge(lake: Lake, cfg: Config) -> dict:
         train, held = held, []
     agent = cfg.agent("judge")
     spec = cfg.model(agent.model)
-    with training_run(lake, "train-judge", {"judge": agent.model}, cfg.hash("train", "preference"),
-                      len(rows)) as detail:
+    with training_run(
+        lake, "train-judge", {"judge": agent.model}, cfg.hash("train", "preference"), len(rows)
+    ) as detail:
         out = artifact_dir(lake, "adapters", detail["run_id"])
         tcfg = dataclasses.replace(cfg.train, max_length=cfg.train.judge_max_length)
         detail.update(lora_sft(spec, examples(train, agent.prompt), tcfg, str(out)))
         gen = TransformersGenerator(spec, agent.model, str(out))
         base = TransformersGenerator(spec, agent.model, "")
         detail.update(
-            adapter=str(out), base_model=spec.model, scorer=scorer_label(cfg),
-            train_pairs=len(train), holdout_pairs=len(held),
+            adapter=str(out),
+            base_model=spec.model,
+            scorer=scorer_label(cfg),
+            train_pairs=len(train),
+            holdout_pairs=len(held),
             holdout=agreement(gen, held, agent.prompt),
             untrained_holdout=agreement(base, held, agent.prompt),
         )

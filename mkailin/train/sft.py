@@ -26,8 +26,9 @@ from mkailin.train import (
 )
 
 
-def lora_sft(spec: ModelSpec, records: list[dict], tcfg: TrainConfig, out_dir: str,
-             base_adapters: str = "") -> dict:
+def lora_sft(
+    spec: ModelSpec, records: list[dict], tcfg: TrainConfig, out_dir: str, base_adapters: str = ""
+) -> dict:
     """Train a LoRA adapter on ``records`` ({"prompt": messages, "completion": messages}) and
     save it to ``out_dir``. Returns the losses and step count."""
     require_train_extra()
@@ -43,30 +44,53 @@ def lora_sft(spec: ModelSpec, records: list[dict], tcfg: TrainConfig, out_dir: s
     tokenizer.padding_side = "right"
     with tempfile.TemporaryDirectory() as tmp:
         args = SFTConfig(
-            output_dir=tmp, max_steps=tcfg.max_steps, learning_rate=tcfg.learning_rate,
+            output_dir=tmp,
+            max_steps=tcfg.max_steps,
+            learning_rate=tcfg.learning_rate,
             per_device_train_batch_size=tcfg.batch_size,
-            gradient_accumulation_steps=tcfg.gradient_accumulation, logging_steps=1,
-            save_strategy="no", report_to=[], max_length=tcfg.max_length, seed=tcfg.seed,
-            **precision_args(model, tcfg), completion_only_loss=True, lr_scheduler_type="constant",
-            warmup_steps=0, disable_tqdm=True, dataloader_num_workers=0,
+            gradient_accumulation_steps=tcfg.gradient_accumulation,
+            logging_steps=1,
+            save_strategy="no",
+            report_to=[],
+            max_length=tcfg.max_length,
+            seed=tcfg.seed,
+            **precision_args(model, tcfg),
+            completion_only_loss=True,
+            lr_scheduler_type="constant",
+            warmup_steps=0,
+            disable_tqdm=True,
+            dataloader_num_workers=0,
         )
-        trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(records),
-                             processing_class=tokenizer, peft_config=lora_config(tcfg))
+        trainer = SFTTrainer(
+            model=model,
+            args=args,
+            train_dataset=Dataset.from_list(records),
+            processing_class=tokenizer,
+            peft_config=lora_config(tcfg),
+        )
         silence(trainer)
         if len(trainer.train_dataset) == 0:
-            raise InputError(f"none of the {len(records)} training examples fits in "
-                             f"max_length={tcfg.max_length} tokens with its completion; "
-                             "raise the max_length setting")
+            raise InputError(
+                f"none of the {len(records)} training examples fits in "
+                f"max_length={tcfg.max_length} tokens with its completion; "
+                "raise the max_length setting"
+            )
         trainer.train()
         trainer.model.save_pretrained(out_dir)
     tokenizer.padding_side = "left"
     losses = log_losses(trainer)
-    return {"losses": losses, "steps": len(losses), "loss_first": losses[0] if losses else None,
-            "loss_last": losses[-1] if losses else None, "loss_fell": loss_fell(losses)}
+    return {
+        "losses": losses,
+        "steps": len(losses),
+        "loss_first": losses[0] if losses else None,
+        "loss_last": losses[-1] if losses else None,
+        "loss_fell": loss_fell(losses),
+    }
 
 
-def qg_records(lake: Lake, cfg: Config, agent: str, source: str = "auto",
-               limit: int = 0) -> tuple[list[dict], str]:
+def qg_records(
+    lake: Lake, cfg: Config, agent: str, source: str = "auto", limit: int = 0
+) -> tuple[list[dict], str]:
     """Seed pairs for a question generator in the agent's own prompt format.
 
     BioASQ ``seed_qa`` (snippets, or the abstracts of its documents when the lake has them)
@@ -90,21 +114,30 @@ def qg_records(lake: Lake, cfg: Config, agent: str, source: str = "auto",
             left join docs as d using (qa_id)
             where q.question is not null
             order by q.qa_id
-            """)
+            """
+        )
         rows = [(t, q) for t, q in rows if t]
         used = "bioasq"
     if not rows and source in ("auto", "pubmedqa"):
         rows = lake.query(
             "select array_to_string(contexts, '\n'), question from pubmedqa "
-            "where split <> 'test' and question is not null order by pmid")
+            "where split <> 'test' and question is not null order by pmid"
+        )
         used = "pubmedqa"
     if not rows:
-        raise InputError("no seed pairs: ingest BioASQ (mkailin ingest bioasq) or PubMedQA "
-                         "(mkailin ingest pubmedqa) first")
+        raise InputError(
+            "no seed pairs: ingest BioASQ (mkailin ingest bioasq) or PubMedQA "
+            "(mkailin ingest pubmedqa) first"
+        )
     if limit:
         rows = rows[:limit]
-    records = [{"prompt": tpl.messages(abstract=text[:max_chars], title=""),
-                "completion": [{"role": "assistant", "content": q}]} for text, q in rows]
+    records = [
+        {
+            "prompt": tpl.messages(abstract=text[:max_chars], title=""),
+            "completion": [{"role": "assistant", "content": q}],
+        }
+        for text, q in rows
+    ]
     return records, used
 
 
@@ -116,10 +149,16 @@ def train_qg(lake: Lake, cfg: Config, agent: str, source: str = "auto", limit: i
     agent_spec = cfg.agent(agent)
     spec = cfg.model(agent_spec.model)
     stage = f"train-qg:{agent}"
-    with training_run(lake, stage, {agent: agent_spec.model}, cfg.hash("train", "models"),
-                      len(records)) as detail:
+    with training_run(
+        lake, stage, {agent: agent_spec.model}, cfg.hash("train", "models"), len(records)
+    ) as detail:
         out = artifact_dir(lake, "adapters", detail["run_id"])
         detail.update(lora_sft(spec, records, cfg.train, str(out)))
-        detail.update(adapter=str(out), base_model=spec.model, source=used,
-                      examples=len(records), prompt=agent_spec.prompt)
+        detail.update(
+            adapter=str(out),
+            base_model=spec.model,
+            source=used,
+            examples=len(records),
+            prompt=agent_spec.prompt,
+        )
     return detail
