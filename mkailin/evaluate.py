@@ -255,18 +255,48 @@ def slice_report(lake: Lake, labels: list[str], setting: str, mesh_slices: int =
     )
 
 
+def short_labels(labels: list[str]) -> list[str]:
+    """Column labels for model labels: the model name without its adapter's run id, or
+    ``base`` / ``tuned`` when every label is the same model (with and without an adapter)."""
+    bases = [lab.split("+", 1)[0] for lab in labels]
+    tuned = ["+" in lab for lab in labels]
+    if len(set(bases)) == 1 and any(tuned):
+        short = ["tuned" if t else "base" for t in tuned]
+    else:
+        short = [b + ("+tuned" if t else "") for b, t in zip(bases, tuned)]
+    seen = Counter(short)
+    count: Counter = Counter()
+    out = []
+    for s in short:
+        count[s] += 1
+        out.append(f"{s}{count[s]}" if seen[s] > 1 else s)
+    return out
+
+
 def side_by_side(report: pa.Table, labels: list[str]) -> pa.Table:
-    """One row per slice, a column pair per model."""
+    """One row per slice, a column pair per model (``acc:<label>``, ``f1:<label>``) under a short
+    label; the table's notes (printed under it) map each short label to the full one."""
+    from mkailin.output import with_notes
+
+    short = dict(zip(labels, short_labels(labels)))
     rows: dict[tuple, dict] = {}
     for r in report.to_pylist():
         key = (r["slice_kind"], r["slice"])
         row = rows.setdefault(key, {"slice_kind": key[0], "slice": key[1], "n": r["n"]})
-        row[f"acc:{r['model']}"] = r["accuracy"]
-        row[f"f1:{r['model']}"] = r["macro_f1"]
+        lab = short.get(r["model"], r["model"])
+        row[f"acc:{lab}"] = r["accuracy"]
+        row[f"f1:{lab}"] = r["macro_f1"]
     cols = [("slice_kind", pa.string()), ("slice", pa.string()), ("n", pa.int64())]
     for lab in labels:
-        cols += [(f"acc:{lab}", pa.float64()), (f"f1:{lab}", pa.float64())]
-    return pa.Table.from_pylist(list(rows.values()), schema=pa.schema(cols))
+        cols += [(f"acc:{short[lab]}", pa.float64()), (f"f1:{short[lab]}", pa.float64())]
+    table = pa.Table.from_pylist(list(rows.values()), schema=pa.schema(cols))
+    legend = [
+        f"{short[lab]:<8} = {lab.split('+', 1)[0]}"
+        + (f" + adapter {lab.split('+', 1)[1]}" if "+" in lab else " (no adapter)")
+        for lab in labels
+        if short[lab] != lab
+    ]
+    return with_notes(table, legend) if legend else table
 
 
 def plot_report(report: pa.Table, out: Path) -> list[Path]:
