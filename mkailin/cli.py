@@ -40,14 +40,21 @@ class App:
         return Lake.open(self.lake_path, create=create)
 
 
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+
+
 class MkailinGroup(click.Group):
-    """Turns the library's named errors into ``Error: …`` and a non-zero exit."""
+    """Turns the library's named errors into ``Error: …`` and a non-zero exit, and Ctrl-C into
+    ``Interrupted.`` and exit code 130 (click's own handling would say ``Aborted!`` and exit 1)."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except MkailinError as e:
             raise click.ClickException(str(e)) from None
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            ctx.exit(INTERRUPTED_EXIT)
 
 
 pass_app = click.make_pass_decorator(App)
@@ -151,7 +158,8 @@ def sql(app, query, fmt):
     "--views/--no-views",
     default=True,
     show_default=True,
-    help="Also count the rows of views (the MeSH similarity views take seconds).",
+    help="List (and count) the views too; --no-views lists the tables only (the MeSH "
+    "similarity views take seconds to count).",
 )
 @format_option
 @pass_app
@@ -170,7 +178,7 @@ def tables(app, views, fmt):
     click.echo(
         render(
             pa.Table.from_pylist(
-                [{"name": n, "kind": k, "rows": c} for n, k, c in rows],
+                [{"name": n, "kind": k, "rows": c} for n, k, c in rows if views or k == "table"],
                 schema=pa.schema(
                     [("name", pa.string()), ("kind", pa.string()), ("rows", pa.int64())]
                 ),
@@ -343,13 +351,17 @@ def generate_questions_cmd(app, agents, articles, executor, limit):
 
         mkailin generate questions --agent domain --agent general --articles 100
     """
+    from mkailin.preflight import need_articles
+
+    lake = app.lake()
+    need_articles(lake)  # before any model loads
     from mkailin.agents.question import generate_questions
 
     cfg = app.config
     if articles is not None:
         cfg.generate.articles = articles
     echo_runs(
-        generate_questions(app.lake(), cfg, tuple(agents) or ("domain", "general"), executor, limit)
+        generate_questions(lake, cfg, tuple(agents) or ("domain", "general"), executor, limit)
     )
 
 
@@ -442,12 +454,16 @@ def retrieve(app, retriever, k, agents, keep_source, executor, limit):
 
         mkailin retrieve --retriever hybrid -k 4
     """
+    from mkailin.preflight import need_questions
+
+    lake = app.lake()
+    need_questions(lake, tuple(agents))  # before the encoder loads
     from mkailin.agents.retrieval import retrieve as do_retrieve
 
     cfg = app.config
     if keep_source:
         cfg.retrieval.keep_source = True
-    echo_runs(do_retrieve(app.lake(), cfg, retriever, k, tuple(agents), executor, limit))
+    echo_runs(do_retrieve(lake, cfg, retriever, k, tuple(agents), executor, limit))
 
 
 @cli.group("eval")
@@ -516,6 +532,11 @@ def prefer(app, judge, scorer, ic, aggregate, min_margin, max_score, executor, l
 
         mkailin prefer --judge rule --scorer kailin --max-score 0.5
     """
+    from mkailin.agents.retrieval import retriever_label
+    from mkailin.preflight import need_contexts
+
+    lake = app.lake()
+    need_contexts(lake, retriever_label(app.config, app.config.retrieval.retriever))
     from mkailin.agents.evaluation import prefer as do_prefer
 
     p = app.config.preference
@@ -528,7 +549,7 @@ def prefer(app, judge, scorer, ic, aggregate, min_margin, max_score, executor, l
     ):
         if value is not None:
             setattr(p, key, value)
-    result = do_prefer(app.lake(), app.config, judge, executor, limit)
+    result = do_prefer(lake, app.config, judge, executor, limit)
     if isinstance(result, dict):
         click.echo(
             f"prefer:rule: {result['pairs']:,} pairs from {result['documents']:,} documents "
@@ -646,13 +667,14 @@ def answer(app, agents, batch_api, no_wait, poll, executor, limit):
         mkailin answer --agent final --batch-api
     """
     from mkailin.agents import answer as ans
+    from mkailin.output import format_money
 
     if batch_api:
         s = ans.batch_answer(app.lake(), app.config, tuple(agents) or None, poll, not no_wait)
         click.echo(
             f"answer (Batch API): {s['submitted']:,} submitted, {s['collected']:,} collected,"
             f" {s['failed']:,} failed, {s['pending']:,} pending; tokens {s['tokens_in']:,} "
-            f"in / {s['tokens_out']:,} out, ${s['cost_usd']:.4f} [run {s['run_id']}]"
+            f"in / {s['tokens_out']:,} out, {format_money(s['cost_usd'])} [run {s['run_id']}]"
         )
     else:
         echo_runs(ans.answer(app.lake(), app.config, tuple(agents) or None, executor, limit))
@@ -819,7 +841,8 @@ def plan_cmd(app, config_file, articles, batch_api, gpu_tokens_per_second, fmt):
         lake = Lake.open(app.lake_path)
     except Exception:  # planning needs no lake; measured figures are used when one exists
         lake = None
-    click.echo(render(plan(cfg, articles, lake, gpu_tokens_per_second, batch_api=batch_api), fmt))
+    table = plan(cfg, articles, lake, gpu_tokens_per_second, batch_api=batch_api)
+    click.echo(render(table, fmt, footnotes=("basis", "gpu_basis")))
 
 
 @cli.command("run")
@@ -868,10 +891,10 @@ def status(app, show_all, fmt):
     from mkailin.output import render
     from mkailin.status import status_table
 
-    table, failures = status_table(app.lake(), show_all)
+    table, notes = status_table(app.lake(), show_all)
     click.echo(render(table, fmt))
-    for f in failures:
-        click.echo(f"failed: {f}")
+    for line in notes:
+        click.echo(line)
 
 
 # ------------------------------------------------------------------------------ demo
@@ -904,6 +927,6 @@ cli.add_command(_mesh)
 def main() -> None:
     try:
         cli(prog_name="mkailin")
-    except KeyboardInterrupt:
-        click.echo("Aborted.", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt:  # outside a command (while parsing, importing, exiting)
+        click.echo("Interrupted.", err=True)
+        sys.exit(INTERRUPTED_EXIT)
