@@ -152,6 +152,8 @@ class TrainConfig:
     beta: float = 0.1  # DPO
     holdout: float = 0.2  # judge: the share of documents held out to measure agreement
     judge_max_length: int = 1024  # judge prompts hold a document and two sets of contexts
+    judge_min_pairs: int = 4  # fewer rule-labelled pairs than this: the judge step is skipped
+    dpo_min_pairs: int = 2  # fewer preference pairs than this: the DPO step is skipped
     precision: str = "auto"  # auto | bf16 | float32: bfloat16 autocast where it pays
 
 

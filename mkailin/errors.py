@@ -56,3 +56,11 @@ class StageError(MkailinError):
 
 class DownloadError(MkailinError):
     """A download failed, or the network is not reachable."""
+
+
+class StepSkipped(MkailinError):
+    """A step had too little usable data to do its job; it is recorded as skipped."""
+
+    def __init__(self, reason: str, fallback: str = ""):
+        self.reason, self.fallback = reason, fallback
+        super().__init__(reason + (f"; {fallback}" if fallback else ""))

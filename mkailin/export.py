@@ -234,7 +234,7 @@ def export(lake: Lake, cfg: Config, kind: str, out: str | None = None) -> dict:
     if kind not in ("cpt", "sft"):
         raise InputError(f"export kind must be cpt or sft, not {kind!r}")
     from mkailin.agents.evaluation import scorer_label
-    from mkailin.train import new_run_id
+    from mkailin.runs import new_run_id
 
     sql, params = _source_sql(cfg, with_answers=(kind == "sft"))
     src = lake.query_arrow(sql, params).to_pylist()

@@ -103,7 +103,7 @@ TABLES: dict[str, pa.Schema] = {
     "run_events": _schema(
         ("run_id", _str),
         ("stage", _str),
-        ("event", _str),  # started | finished | failed | killed
+        ("event", _str),  # started | finished | skipped | failed | interrupted | killed
         ("event_time", _ts),
         ("config_hash", _str),
         ("models", _str),  # JSON object: role -> model id

@@ -26,7 +26,6 @@ import json
 import os
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -37,6 +36,7 @@ import pyarrow.compute as pc
 from mkailin import failpoints, schema
 from mkailin.errors import MissingDependencyError, StageError
 from mkailin.lake import Lake, arrow_reader, check_name, fetch_arrow, now, quote_ident
+from mkailin.runs import new_run_id
 
 USAGE_COLUMNS = ("_tokens_in", "_tokens_out", "_cost_usd")
 
@@ -248,6 +248,19 @@ def log_event(lake: Lake, run_id: str, stage_name: str, event: str, **kw) -> Non
     )
 
 
+def run_end(e: BaseException) -> tuple[str, str]:
+    """The run event and error text for an exception that ended a run: ``interrupted`` for
+    Ctrl-C, ``skipped`` (with the reason) when a step had too little data, else ``failed``."""
+    from mkailin.errors import StepSkipped
+
+    if isinstance(e, KeyboardInterrupt):
+        return "interrupted", "interrupted (Ctrl-C)"
+    if isinstance(e, StepSkipped):
+        return "skipped", str(e)[:2000]
+    msg = str(e).splitlines()[0] if str(e) else ""
+    return "failed", f"{type(e).__name__}: {msg}"[:2000]
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -280,7 +293,7 @@ def reap_dead_runs(lake: Lake, stage_name: str) -> str | None:
         last = run_id
     if last is None:
         prev = lake.query(
-            "select run_id from runs where stage = ? and status in ('killed', 'failed') "
+            "select run_id from runs where stage = ? and status in ('killed', 'failed', 'interrupted') "
             "order by started desc limit 1",
             [stage_name],
         )
@@ -397,9 +410,7 @@ def run_stage(
 
     runtime = runtime or RuntimeConfig()
     check_name(stage.output)
-    run_id = (
-        f"{stage.name.replace(':', '-')}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    )
+    run_id = new_run_id(stage.name)
     t0 = time.perf_counter()
     result = RunResult(run_id=run_id, stage=stage.name)
     sink = stage.sink or ParquetSink(stage.output, stage.output_schema)
@@ -468,20 +479,19 @@ def run_stage(
         except BaseException as e:
             bar.close()
             result.seconds = time.perf_counter() - t0
-            result.status = "failed"
-            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            result.status, error = run_end(e)
             _event(
                 lake,
                 run_id,
                 stage,
-                "failed",
+                result.status,
                 executor,
                 rows_in=total,
                 rows_out=result.rows_out,
                 tokens_in=result.tokens_in,
                 tokens_out=result.tokens_out,
                 cost_usd=result.cost_usd,
-                error=f"{type(e).__name__}: {msg}"[:2000],
+                error=error,
             )
             raise
         finally:

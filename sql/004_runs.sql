@@ -1,5 +1,6 @@
 -- runs: one row per stage run, from the append-only run_events log.
--- status is the last event of the run: running (no end event yet), finished, failed or killed
+-- status is the last event of the run: running (no end event yet), finished, skipped (too
+-- little data to do its job; the reason is in error), failed, interrupted (Ctrl-C) or killed
 -- (a later run found the process gone and recorded it).
 create or replace view runs as
 with started as (

@@ -191,7 +191,7 @@ def batch_answer(
             f"{spec_agent.model!r} with backend {spec.backend!r}"
         )
     client = _batch_client(spec)
-    from mkailin.train import new_run_id
+    from mkailin.runs import new_run_id
 
     run_id = new_run_id("answer-batch")
     stats = {

@@ -70,7 +70,7 @@ def prefer_rule(lake: Lake, cfg: Config) -> dict:
     """Write the rule preferences (replacing earlier rule rows of the same scorer)."""
     label = retriever_label(cfg)
     sql, params = rule_sql(cfg, label)
-    from mkailin.train import new_run_id
+    from mkailin.runs import new_run_id
 
     run_id = new_run_id("prefer:rule")
     scorer = scorer_label(cfg)

@@ -11,6 +11,7 @@ the general agent's model with the DPO-optimised adapter.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 
 import pyarrow as pa
@@ -420,3 +421,91 @@ def generate_questions(
             )
         )
     return results
+
+
+# ------------------------------------------------------------------------------ usable rates
+def usable_counts(lake: Lake, cfg: Config, agents: tuple[str, ...]) -> dict[str, tuple[int, int]]:
+    """agent -> (usable questions, sampled articles): how many of the sampled articles got a
+    question that passed cleaning (the rest are in ``quarantine`` with the reason)."""
+    sql, params = sample_sql(cfg)
+    out = {}
+    n = lake.query(f"select count(*) from ({sql})", params)[0][0]
+    for agent in agents:
+        (k,) = lake.query(
+            f"select count(distinct q.pmid) from questions as q join ({sql}) as s using (pmid) "
+            "where q.agent = ? and q.question is not null",
+            [*params, agent],
+        )[0]
+        out[agent] = (k, n)
+    return out
+
+
+def select_final_generator(lake: Lake, cfg: Config, dpo_trained: bool) -> dict:
+    """Keep the final questions of the DPO-tuned generator, unless it wrote fewer usable
+    questions than the general generator it was tuned from (or DPO did not run): then the
+    final questions are the general generator's own, for the same articles. The choice and the
+    counts are recorded as a ``select-final-generator`` run."""
+    from mkailin import schema
+    from mkailin.runs import new_run_id
+    from mkailin.stage import log_event
+
+    counts = usable_counts(lake, cfg, ("general", "final"))
+    (u_gen, n), (u_dpo, _) = counts["general"], counts["final"]
+    if not dpo_trained:
+        chosen, why = "general", "DPO did not run"
+    elif u_dpo < u_gen:
+        chosen = "general"
+        why = (
+            f"the DPO-tuned generator wrote {u_dpo}/{n} usable questions, fewer than the "
+            f"general generator's {u_gen}/{n}"
+        )
+    else:
+        chosen, why = "final", f"the DPO-tuned generator wrote {u_dpo}/{n} usable questions"
+    run_id = new_run_id("select-final-generator")
+    detail = {
+        "chosen": chosen,
+        "reason": why,
+        "usable": {"general": u_gen, "dpo": u_dpo},
+        "sampled": n,
+    }
+    with lake.lock("select final generator"):
+        log_event(lake, run_id, "select-final-generator", "started", rows_in=n)
+        if chosen == "general":
+            sql, params = sample_sql(cfg)
+            sample = f"select pmid from ({sql})"
+            con = lake.connect()
+            try:
+                from mkailin.lake import fetch_arrow
+
+                kept = fetch_arrow(
+                    con,
+                    f"select * from questions where not (agent = 'final' and pmid in ({sample}))",
+                    params,
+                )
+                gen = fetch_arrow(
+                    con,
+                    f"select * from questions where agent = 'general' and pmid in ({sample}) "
+                    "and question is not null",
+                    params,
+                ).to_pylist()
+            finally:
+                con.close()
+            for r in gen:
+                r.update(
+                    question_id=question_id("final", r["pmid"], r["model"], r["prompt_version"]),
+                    agent="final",
+                    run_id=run_id,
+                )
+            new = schema.conform("questions", pa.Table.from_pylist(gen, schema.TABLES["questions"]))
+            lake.replace_table("questions", [kept, new])
+        log_event(
+            lake,
+            run_id,
+            "select-final-generator",
+            "finished",
+            rows_in=n,
+            rows_out=u_gen if chosen == "general" else u_dpo,
+            detail=json.dumps(detail),
+        )
+        lake.sync_catalog()
+    return {"run_id": run_id, **detail}

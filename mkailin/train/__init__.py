@@ -5,14 +5,13 @@ is recorded in ``runs`` with its adapter path and base model in ``detail``."""
 from __future__ import annotations
 
 import json
-import time
-import uuid
 from collections.abc import Callable
 from contextlib import contextmanager
 
 from mkailin.errors import MissingDependencyError
 from mkailin.lake import Lake
-from mkailin.stage import log_event
+from mkailin.runs import new_run_id  # noqa: F401  (re-exported)
+from mkailin.stage import log_event, run_end
 
 
 def require_train_extra() -> None:
@@ -23,31 +22,31 @@ def require_train_extra() -> None:
             raise MissingDependencyError(pkg, "train", "training") from None
 
 
-def new_run_id(stage: str) -> str:
-    return f"{stage.replace(':', '-')}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-
-
 @contextmanager
 def training_run(lake: Lake, stage: str, models: dict, config_hash: str, rows_in: int):
     """Log a training run: started, then finished with the figures the body puts in ``detail``
-    (a dict it receives), or failed with the error."""
+    (a dict it receives); skipped with the reason when the body raises :class:`StepSkipped`;
+    interrupted on Ctrl-C; failed with the error otherwise. An adapter folder the body made
+    under ``lake/artifacts`` is removed when the run does not finish, so no half-trained
+    adapter is ever picked up."""
     run_id = new_run_id(stage)
     detail: dict = {"run_id": run_id}
     with lake.lock(f"train {stage}"):
         log_event(
-            lake, run_id, stage, "started", models=models, config_hash=config_hash, rows_in=rows_in
+            lake,
+            run_id,
+            stage,
+            "started",
+            models=models,
+            config_hash=config_hash,
+            rows_in=rows_in,
         )
         try:
             yield detail
         except BaseException as e:
-            log_event(
-                lake,
-                run_id,
-                stage,
-                "failed",
-                rows_in=rows_in,
-                error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:2000],
-            )
+            _drop_unfinished(lake, run_id)
+            event, error = run_end(e)
+            log_event(lake, run_id, stage, event, rows_in=rows_in, error=error)
             raise
         log_event(
             lake,
@@ -58,6 +57,15 @@ def training_run(lake: Lake, stage: str, models: dict, config_hash: str, rows_in
             rows_out=detail.get("steps", 0),
             detail=json.dumps(detail, default=str),
         )
+
+
+def _drop_unfinished(lake: Lake, run_id: str) -> None:
+    import shutil
+
+    for kind in ("adapters", "judges"):
+        d = lake.artifacts_dir / kind / run_id
+        if d.is_dir():
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def loss_fell(losses: list[float], window: int = 5) -> bool:

@@ -17,7 +17,7 @@ from mkailin.agents.evaluation import scorer_label
 from mkailin.agents.prompts import template
 from mkailin.artifacts import artifact_dir, resolve_adapter
 from mkailin.config import Config
-from mkailin.errors import InputError
+from mkailin.errors import InputError, StepSkipped
 from mkailin.lake import Lake
 from mkailin.train import (
     lora_config,
@@ -27,6 +27,7 @@ from mkailin.train import (
     silence,
     training_run,
 )
+from mkailin.train.fit import PromptFields, fit_examples
 
 
 def preference_records(lake: Lake, cfg: Config, judge: str | None = None) -> list[dict]:
@@ -43,14 +44,20 @@ def preference_records(lake: Lake, cfg: Config, judge: str | None = None) -> lis
         f"order by p.pmid",
         params,
     )
-    if not rows:
+    stage = "prefer:rule" if judge == "rule" else f"prefer:{judge}"
+    ran = lake.query("select 1 from runs where stage = ? and status = 'finished' limit 1", [stage])
+    if not rows and not ran:
         raise InputError(
             f"no preferences from the {judge!r} judge: run `mkailin prefer --judge {judge}` first"
         )
     n = cfg.generate.max_input_chars
     return [
         {
-            "prompt": tpl.messages(abstract=(abstract or "")[:n], title=""),
+            "prompt": PromptFields(
+                lambda f: tpl.messages(abstract=f["abstract"], title=""),
+                {"abstract": (abstract or "")[:n]},
+                (("abstract",),),
+            ),
             "chosen": [{"role": "assistant", "content": chosen}],
             "rejected": [{"role": "assistant", "content": rejected}],
         }
@@ -98,12 +105,30 @@ def train_dpo(lake: Lake, cfg: Config, judge: str | None = None) -> dict:
         cfg.hash("train", "preference"),
         len(records),
     ) as detail:
+        need = max(1, t.dpo_min_pairs)
+        if len(records) < need:
+            raise StepSkipped(
+                f"{len(records)} preference pair{'s' if len(records) != 1 else ''} from the "
+                f"{judge or cfg.preference.judge!r} judge, fewer than the {need} DPO needs "
+                "(train.dpo_min_pairs)",
+                "the final questions come from the generator DPO would have tuned",
+            )
         out = artifact_dir(lake, "adapters", detail["run_id"])
-        export_trl(records, out / "preferences.trl.jsonl")
         tokenizer, model = load_causal_lm(spec, base, training=True)
         if base:
             model = model.merge_and_unload()
         tokenizer.padding_side = "left"
+        records, tally = fit_examples(
+            records, tokenizer, t.max_length, "train.max_length", spec.chat_template
+        )
+        detail.update(tally)
+        if len(records) < need:
+            raise StepSkipped(
+                f"{len(records)} preference pairs left with questions short enough for "
+                f"train.max_length={t.max_length}, fewer than the {need} DPO needs",
+                "the final questions come from the generator DPO would have tuned",
+            )
+        export_trl(records, out / "preferences.trl.jsonl")
         with tempfile.TemporaryDirectory() as tmp:
             args = DPOConfig(
                 output_dir=tmp,
@@ -131,8 +156,8 @@ def train_dpo(lake: Lake, cfg: Config, judge: str | None = None) -> dict:
                 peft_config=lora_config(t),
             )
             silence(trainer)
-            if len(trainer.train_dataset) == 0:  # TRL drops pairs whose prompt fills max_length
-                raise InputError(
+            if len(trainer.train_dataset) == 0:  # fitting makes this a bug, not a setting
+                raise StepSkipped(
                     f"none of the {len(records)} preference pairs leaves room for "
                     f"its answer in max_length={t.max_length} tokens; raise "
                     "train.max_length or lower generate.max_input_chars"

@@ -12,7 +12,7 @@ import tempfile
 from mkailin.agents.prompts import template
 from mkailin.artifacts import artifact_dir
 from mkailin.config import Config, ModelSpec, TrainConfig
-from mkailin.errors import InputError
+from mkailin.errors import InputError, StepSkipped
 from mkailin.lake import Lake
 from mkailin.train import (
     log_losses,
@@ -24,13 +24,21 @@ from mkailin.train import (
     silence,
     training_run,
 )
+from mkailin.train.fit import PromptFields, fit_examples
 
 
 def lora_sft(
-    spec: ModelSpec, records: list[dict], tcfg: TrainConfig, out_dir: str, base_adapters: str = ""
+    spec: ModelSpec,
+    records: list[dict],
+    tcfg: TrainConfig,
+    out_dir: str,
+    base_adapters: str = "",
+    setting: str = "train.max_length",
 ) -> dict:
-    """Train a LoRA adapter on ``records`` ({"prompt": messages, "completion": messages}) and
-    save it to ``out_dir``. Returns the losses and step count."""
+    """Train a LoRA adapter on ``records`` ({"prompt": messages or PromptFields, "completion":
+    messages}) and save it to ``out_dir``. Prompts are first fitted to ``tcfg.max_length`` with
+    their completion (see :mod:`mkailin.train.fit`; ``setting`` names that limit in messages).
+    Returns the losses, the step count and the fitting tally."""
     require_train_extra()
     quiet_transformers()
     from datasets import Dataset
@@ -42,6 +50,12 @@ def lora_sft(
     if base_adapters:  # train a fresh adapter on top of the merged ones
         model = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
     tokenizer.padding_side = "right"
+    records, tally = fit_examples(records, tokenizer, tcfg.max_length, setting, spec.chat_template)
+    if not records:
+        raise StepSkipped(
+            f"no training example left: every completion takes over half of {setting}="
+            f"{tcfg.max_length} tokens"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         args = SFTConfig(
             output_dir=tmp,
@@ -69,11 +83,10 @@ def lora_sft(
             peft_config=lora_config(tcfg),
         )
         silence(trainer)
-        if len(trainer.train_dataset) == 0:
-            raise InputError(
-                f"none of the {len(records)} training examples fits in "
-                f"max_length={tcfg.max_length} tokens with its completion; "
-                "raise the max_length setting"
+        if len(trainer.train_dataset) == 0:  # fitting makes this a bug, not a setting
+            raise StepSkipped(
+                f"the trainer kept none of the {len(records)} fitted examples "
+                f"({setting}={tcfg.max_length})"
             )
         trainer.train()
         trainer.model.save_pretrained(out_dir)
@@ -85,6 +98,7 @@ def lora_sft(
         "loss_first": losses[0] if losses else None,
         "loss_last": losses[-1] if losses else None,
         "loss_fell": loss_fell(losses),
+        **tally,
     }
 
 
@@ -133,7 +147,11 @@ def qg_records(
         rows = rows[:limit]
     records = [
         {
-            "prompt": tpl.messages(abstract=text[:max_chars], title=""),
+            "prompt": PromptFields(
+                lambda f: tpl.messages(abstract=f["abstract"], title=""),
+                {"abstract": text[:max_chars]},
+                (("abstract",),),
+            ),
             "completion": [{"role": "assistant", "content": q}],
         }
         for text, q in rows
