@@ -60,7 +60,8 @@ def _agent(cfg: Config, name: str) -> dict:
 
 
 def _section(cfg: Config, *names: str) -> dict:
-    return {n: dataclasses.asdict(getattr(cfg, n)) for n in names}
+    d = cfg.to_dict()
+    return {n: d[n] for n in names}
 
 
 def step_keys(cfg: Config, chosen: list[Step], inputs: dict) -> dict[str, str]:
