@@ -12,10 +12,29 @@ from mkailin.lake import Lake
 
 from conftest import ROOT, shared
 
+STEPS = (
+    "ingest",
+    "train-qg-domain",
+    "train-qg-general",
+    "questions",
+    "retrieve",
+    "prefer-rule",
+    "train-judge",
+    "prefer-judge",
+    "train-dpo",
+    "final-questions",
+    "retrieve-final",
+    "answer",
+    "export",
+    "downstream",
+    "evaluate",
+)
+
 
 @pytest.fixture(scope="module")
 def demo_lake(tmp_path_factory, smollm2_available):
-    """The README's first command, once: `mkailin demo --data ../shared/data`."""
+    """The README's first command, once: `mkailin demo --data ../shared/data`, on the bfloat16
+    path (the other numeric path and other article samples: test_demo_on_every_path)."""
     from click.testing import CliRunner
 
     from mkailin.cli import cli
@@ -23,40 +42,26 @@ def demo_lake(tmp_path_factory, smollm2_available):
     data = shared()
     path = tmp_path_factory.mktemp("demo") / "lake"
     r = CliRunner().invoke(
-        cli, ["--lake", str(path), "demo", "--data", str(data)], catch_exceptions=False
+        cli,
+        ["--lake", str(path), "demo", "--data", str(data)],
+        catch_exceptions=False,
+        env={"MKAILIN_CPU_BF16": "1"},
     )
     assert r.exit_code == 0, r.output
     return path, r.output
 
 
-def test_demo_runs_end_to_end_and_summarises(demo_lake):
-    path, out = demo_lake
-    for step in (
-        "ingest",
-        "train-qg-domain",
-        "train-qg-general",
-        "questions",
-        "retrieve",
-        "prefer-rule",
-        "train-judge",
-        "prefer-judge",
-        "train-dpo",
-        "final-questions",
-        "retrieve-final",
-        "answer",
-        "export",
-        "downstream",
-        "evaluate",
-    ):
-        assert f"[{step}]" in out
+def check_demo(path, out: str) -> None:
+    """What every demo run must leave, whatever the tiny models wrote: every step ran or was
+    skipped with its reason, non-empty corpora, the PubMedQA table, usable-question rates."""
+    for i, step in enumerate(STEPS, start=1):
+        assert f"step {i}/15 [{step}]" in out
     assert "corpus_cpt: " in out and "corpus_sft: " in out
     assert "PubMedQA (base vs tuned target):" in out and "overall     all" in out
+    assert re.search(r"usable questions .*\n  domain +\d+ of 16 ", out)
     lake = Lake.open(path)
     n = dict(lake.query("select agent, count(*) from questions group by 1"))
     assert n.get("domain") and n.get("general") and n.get("final")
-    assert lake.query("select count(distinct retriever) from contexts") == [(1,)]
-    judges = {j for (j,) in lake.query("select distinct judge from preferences")}
-    assert judges == {"rule", "llm"}
     assert lake.count("answers") > 0
     assert lake.query("select count(distinct model) from eval_predictions") == [(2,)]
     import datasets
@@ -70,6 +75,49 @@ def test_demo_runs_end_to_end_and_summarises(demo_lake):
         assert len(ds) > 0
     fails = lake.query("select stage from runs where status in ('failed', 'killed')")
     assert fails == []
+    # a skipped step says why, in runs and in the closing summary
+    for stage, why in lake.query(
+        "select stage, error from runs where status = 'skipped' and stage like 'pipeline:%'"
+    ):
+        assert why and f"  {stage.removeprefix('pipeline:')}: {why}" in out
+    # the final questions name the generator they came from, and why
+    (chosen,) = lake.query(
+        "select json_extract_string(detail, '$.chosen') from runs "
+        "where stage = 'select-final-generator' and status = 'finished'"
+    )
+    assert chosen[0] in ("final", "general")
+
+
+def test_demo_runs_end_to_end_and_summarises(demo_lake):
+    path, out = demo_lake
+    check_demo(path, out)
+    lake = Lake.open(path)
+    assert lake.query("select count(distinct retriever) from contexts") == [(1,)]
+    judges = {j for (j,) in lake.query("select distinct judge from preferences")}
+    trained = lake.query("select status from runs where stage = 'pipeline:train-judge'")
+    assert judges == ({"rule", "llm"} if trained == [("finished",)] else {"rule"})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bf16,seed", [("0", 29), ("0", 41)])
+def test_demo_on_every_path(bf16, seed, tmp_path, smollm2_available):
+    """The demo on the float32 path and on other article samples (the module's demo lake is the
+    bfloat16 path, seed 13), run as a user runs it, in a process of its own."""
+    import os
+    import subprocess
+    import sys
+
+    cfg = tmp_path / f"seed{seed}.toml"
+    cfg.write_text(f'extends = "{configs_dir() / "demo.toml"}"\n[generate]\nseed = {seed}\n')
+    env = {**os.environ, "MKAILIN_CPU_BF16": bf16}
+    path = tmp_path / "lake"
+    r = subprocess.run(
+        [sys.executable, "-m", "mkailin", "--lake", str(path), "--config", str(cfg), "demo",
+         "--data", str(shared())],
+        env=env, capture_output=True, text=True, timeout=1200,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    check_demo(path, r.stdout)
 
 
 def test_second_run_does_nothing(demo_lake, runner):
@@ -276,3 +324,58 @@ def test_every_command_has_help_with_an_example_and_is_documented():
         if not re.search(r"mkailin " + r"\s+".join(map(re.escape, path)) + r"\b", docs):
             missing.append(" ".join(path))
     assert missing == [], f"commands not in README.md or docs/: {missing}"
+
+
+# ---------------------------------------------------------------------------- step keys
+def _keys(**changes):
+    import dataclasses
+
+    from mkailin.pipeline import step_keys, steps
+
+    cfg = load(configs_dir() / "demo.toml")
+    for dotted, value in changes.items():
+        section, field = dotted.split("__")
+        setattr(cfg, section, dataclasses.replace(getattr(cfg, section), **{field: value}))
+    chosen = [s for s in steps() if s.enabled(cfg)]
+    return step_keys(cfg, chosen, {"mesh": ["m.tsv"]})
+
+
+def _changed(**changes) -> set[str]:
+    a, b = _keys(), _keys(**changes)
+    return {k for k in a if a[k] != b[k]}
+
+
+def test_a_judge_setting_re_keys_the_judge_and_what_consumes_it_only():
+    downstream = {
+        "train-dpo", "final-questions", "retrieve-final", "answer", "export", "downstream",
+        "evaluate",
+    }  # fmt: skip
+    assert _changed(train__judge_max_length=999) == {"train-judge", "prefer-judge", *downstream}
+    assert _changed(preference__judge_context_chars=9) == {
+        "train-judge", "prefer-judge", *downstream
+    }  # fmt: skip
+    assert _changed(train__beta=0.3) == downstream
+    # a retrieval setting re-keys retrieval and everything after it, never the generators
+    after_k = _changed(retrieval__k=8)
+    assert not after_k & {"ingest", "train-qg-domain", "train-qg-general", "questions"}
+    assert {"retrieve", "prefer-rule", "train-dpo", "retrieve-final"} <= after_k
+    # a training setting every LoRA step uses re-keys the generators too
+    assert {"train-qg-domain", "train-qg-general", "questions"} <= _changed(train__lora_r=4)
+
+
+def test_changing_a_judge_setting_keeps_the_generators_done(demo_lake, runner, tmp_path):
+    from mkailin.cli import cli
+
+    path, _ = demo_lake
+    cfg = tmp_path / "judge.toml"
+    cfg.write_text(f'extends = "{configs_dir() / "demo.toml"}"\n[train]\njudge_max_length = 400\n')
+    r = runner.invoke(
+        cli, ["--lake", str(path), "run", str(cfg), "--data", str(shared()), "--dry-run"]
+    )
+    assert r.exit_code == 0, r.output
+    state = {ln.split()[0]: ln.split(None, 1)[1] for ln in r.output.splitlines() if ln.strip()}
+    for step in ("ingest", "train-qg-domain", "train-qg-general", "questions", "retrieve",
+                 "prefer-rule"):  # fmt: skip
+        assert state[step] == "done", r.output
+    for step in ("train-judge", "prefer-judge", "train-dpo", "evaluate"):
+        assert state[step].startswith("would process"), r.output

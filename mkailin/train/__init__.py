@@ -129,12 +129,21 @@ def quiet_transformers() -> None:
         pass
 
 
+def progress_bars() -> bool:
+    """Trainer progress bars on a terminal, none in logs, pipes and tests."""
+    import sys
+
+    return sys.stderr.isatty()
+
+
 def silence(trainer) -> None:
-    """Drop the callback that prints every log dict to stdout (the runs table keeps them)."""
+    """Drop the callback that prints every log dict to stdout (the runs table keeps them); keep
+    the step progress bar on a terminal only."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     trainer.remove_callback(PrinterCallback)
-    trainer.remove_callback(ProgressCallback)
+    if not progress_bars():
+        trainer.remove_callback(ProgressCallback)
 
 
 def log_losses(trainer) -> list[float]:

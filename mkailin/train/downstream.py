@@ -25,6 +25,7 @@ from mkailin.train import (
     lora_config,
     loss_fell,
     precision_args,
+    progress_bars,
     quiet_transformers,
     require_train_extra,
     silence,
@@ -82,7 +83,7 @@ def lora_lm(
             packing=False,
             lr_scheduler_type="constant",
             warmup_steps=0,
-            disable_tqdm=True,
+            disable_tqdm=not progress_bars(),
             dataloader_num_workers=0,
         )
         trainer = SFTTrainer(

@@ -22,6 +22,7 @@ from mkailin.lake import Lake
 from mkailin.train import (
     lora_config,
     precision_args,
+    progress_bars,
     quiet_transformers,
     require_train_extra,
     silence,
@@ -143,7 +144,7 @@ def train_dpo(lake: Lake, cfg: Config, judge: str | None = None) -> dict:
                 report_to=[],
                 seed=t.seed,
                 **precision_args(model, t),
-                disable_tqdm=True,
+                disable_tqdm=not progress_bars(),
                 lr_scheduler_type="constant",
                 warmup_steps=0,
                 dataloader_num_workers=0,

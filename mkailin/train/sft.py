@@ -19,6 +19,7 @@ from mkailin.train import (
     lora_config,
     loss_fell,
     precision_args,
+    progress_bars,
     quiet_transformers,
     require_train_extra,
     silence,
@@ -72,7 +73,7 @@ def lora_sft(
             completion_only_loss=True,
             lr_scheduler_type="constant",
             warmup_steps=0,
-            disable_tqdm=True,
+            disable_tqdm=not progress_bars(),
             dataloader_num_workers=0,
         )
         trainer = SFTTrainer(
