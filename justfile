@@ -51,5 +51,6 @@ check-binary:
 
 # run every benchmark (minutes to hours: see docs/benchmarks.md)
 bench:
+    {{venv}}/python bench/demo.py
     {{venv}}/python bench/ingest.py
     {{venv}}/python bench/mesh_sim.py
