@@ -10,19 +10,34 @@ word 3-grams, Jaccard above ``export.near_duplicate_threshold``) are dropped, ke
 by question id; the counts removed are reported and recorded. Each export folder holds
 ``data.parquet``, ``data.jsonl``, ``README.md`` (a Hugging Face dataset card) and
 ``manifest.json`` (the runs, models, scorer and config hash behind it). No secret is written.
+
+An export holds the lake's write lock from its start, so a second export (or any writer) gets
+``Error: the lake … is being written by another process`` before it reads or writes anything.
+The four files are written into a staging folder beside the destination
+(``.corpus_cpt.staging-<pid>-<hex>``) and swapped in whole: in one atomic exchange of the two
+folders on Linux, else by moving the old set aside and the new one in. The old set is then
+removed. A reader sees the old set or the new one, never a mix; a kill leaves one of them plus
+a leftover folder, which the next export removes.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import hashlib
 import json
+import os
 import re
+import shutil
+import sys
+import uuid
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mkailin import failpoints
 from mkailin.config import Config
 from mkailin.errors import InputError, MissingDependencyError
 from mkailin.lake import Lake, now
@@ -230,9 +245,15 @@ Load it with `datasets.load_dataset("parquet", data_files="data.parquet")` or fr
 
 
 def export(lake: Lake, cfg: Config, kind: str, out: str | None = None) -> dict:
-    """Write ``corpus_cpt`` or ``corpus_sft`` and return what was written."""
+    """Write ``corpus_cpt`` or ``corpus_sft`` and return what was written. Holds the lake's
+    write lock throughout; the new set of files replaces the old one whole."""
     if kind not in ("cpt", "sft"):
         raise InputError(f"export kind must be cpt or sft, not {kind!r}")
+    with lake.lock(f"export {kind}"):
+        return _export(lake, cfg, kind, export_dir(lake, cfg, kind, out))
+
+
+def _export(lake: Lake, cfg: Config, kind: str, folder: Path) -> dict:
     from mkailin.agents.evaluation import scorer_label
     from mkailin.runs import new_run_id
 
@@ -253,8 +274,6 @@ def export(lake: Lake, cfg: Config, kind: str, out: str | None = None) -> dict:
     )
     rows = [src[i] for i in keep]
     run_id = new_run_id(f"export:{kind}")
-    folder = export_dir(lake, cfg, kind, out)
-    folder.mkdir(parents=True, exist_ok=True)
     if kind == "cpt":
         records = [
             {
@@ -276,14 +295,6 @@ def export(lake: Lake, cfg: Config, kind: str, out: str | None = None) -> dict:
             }
             for r in rows
         ]
-    table = pa.Table.from_pylist(records)
-    _write_atomic(folder / "data.parquet", lambda p: pq.write_table(table, p, compression="zstd"))
-    _write_atomic(
-        folder / "data.jsonl",
-        lambda p: p.write_text(
-            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8"
-        ),
-    )
     runs = lake.query(
         "select stage, arg_max(run_id, finished) from runs where status = 'finished' "
         "group by stage order by stage"
@@ -326,28 +337,134 @@ def export(lake: Lake, cfg: Config, kind: str, out: str | None = None) -> dict:
         "threshold": cfg.export.near_duplicate_threshold,
         **dd,
     }
-    _write_atomic(folder / "manifest.json", lambda p: p.write_text(json.dumps(manifest, indent=2)))
-    _write_atomic(folder / "README.md", lambda p: p.write_text(_card(kind, stats, manifest)))
+    table = pa.Table.from_pylist(records)
+    jsonl = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    publish(
+        folder,
+        {
+            "data.parquet": lambda p: pq.write_table(table, p, compression="zstd"),
+            "data.jsonl": lambda p: p.write_text(jsonl, encoding="utf-8"),
+            "README.md": lambda p: p.write_text(_card(kind, stats, manifest)),
+            "manifest.json": lambda p: p.write_text(json.dumps(manifest, indent=2)),
+        },
+    )
     from mkailin.stage import log_event
 
-    with lake.lock(f"export {kind}"):
-        log_event(lake, run_id, f"export:{kind}", "started", config_hash=cfg.hash())
-        log_event(
-            lake,
-            run_id,
-            f"export:{kind}",
-            "finished",
-            rows_in=len(src),
-            rows_out=len(records),
-            detail=json.dumps({"path": str(folder), **dd}),
-        )
+    log_event(lake, run_id, f"export:{kind}", "started", config_hash=cfg.hash())
+    log_event(
+        lake,
+        run_id,
+        f"export:{kind}",
+        "finished",
+        rows_in=len(src),
+        rows_out=len(records),
+        detail=json.dumps({"path": str(folder), **dd}),
+    )
     return {"path": str(folder), "run_id": run_id, **stats}
 
 
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.parent / f".{path.name}.tmp"
-    write(tmp)
-    tmp.replace(path)
+# ------------------------------------------------------------------------------ publishing
+_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?:staging|old)-(?P<pid>[0-9]+)-[0-9a-f]+$")
+
+
+def publish(folder: Path, files: dict) -> None:
+    """Make ``folder`` hold exactly ``files`` (name -> function writing that file at a path),
+    replacing what it held whole. Call with the lake's write lock held."""
+    base = folder.parent
+    if folder.is_file() or (folder.is_symlink() and not folder.is_dir()):
+        raise InputError(f"{folder} exists and is not a folder")
+    base.mkdir(parents=True, exist_ok=True)
+    clean_leftovers(base, folder.name)
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    staging = base / f".{folder.name}.staging-{tag}"
+    staging.mkdir()
+    try:
+        for i, (name, write) in enumerate(files.items()):
+            write(staging / name)
+            with open(staging / name, "rb") as f:
+                os.fsync(f.fileno())
+            if i == 0:
+                failpoints.hit("export-staging")
+        old = _swap_in(staging, folder, base / f".{folder.name}.old-{tag}")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    failpoints.hit("export-swap")
+    if old is not None:
+        _remove(old)
+
+
+def clean_leftovers(base: Path, name: str) -> int:
+    """Remove the staging and set-aside folders of ``base/name`` that earlier exports left
+    (killed ones); a folder whose process still runs (another lake's export into the same
+    folder) is kept. Returns how many were removed."""
+    n = 0
+    if not base.is_dir():
+        return 0
+    for p in base.iterdir():
+        m = _LEFTOVER.match(p.name)
+        if m and m["name"] == name and not _running(int(m["pid"])):
+            _remove(p)
+            n += 1
+    return n
+
+
+def _remove(p: Path) -> None:
+    if p.is_symlink() or p.is_file():
+        p.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():  # this process holds the lock: its own leftovers are stale
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _swap_in(new: Path, dest: Path, aside: Path) -> Path | None:
+    """Put folder ``new`` at ``dest``; return where the old set now is (``None`` if none)."""
+    if not dest.exists() and not dest.is_symlink():
+        os.rename(new, dest)
+        return None
+    if _exchange(new, dest):
+        return new
+    os.rename(dest, aside)
+    try:
+        os.rename(new, dest)
+    except BaseException:
+        os.rename(aside, dest)  # the old set back in place
+        raise
+    return aside
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``). False where
+    the system or the file system cannot, and the caller falls back to two renames."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EXDEV):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
 
 
 def push_to_hub(

@@ -12,7 +12,16 @@ Layout::
 
 Readers never lock. A reader sees each part file whole or not at all, and a replaced table
 whole in its old or its new generation, never a mix (a query that races the swap may fail with
-"file not found"; run it again).
+"file not found"; run it again). A generation is written under a hidden temp name and renamed
+to ``gNNNNNN`` when whole, so every ``g*`` folder is a complete generation.
+
+A copy of the lake made by a tool that drops or flattens symlinks still reads its data: when
+``current`` is missing or dangling, the newest generation holding parts is live; when it is a
+plain file (zip's form of a symlink), the generation it names; when it is a folder (``cp -rL``,
+unzip), the folder itself. Writers (``init``, ``ensure_table``, ``replace_table``,
+``delete_parts``) turn it back into a symlink first and say so in one line on stderr; nothing
+is deleted. Paths reach DuckDB as globs, so glob characters in the lake path (``[``, ``?``,
+``*``) are escaped as one-character classes (``[[]``) and the path matches only itself.
 """
 
 from __future__ import annotations
@@ -25,6 +34,8 @@ import json
 import os
 import re
 import shutil
+import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -42,6 +53,8 @@ CATALOG = "mkailin.duckdb"
 CATALOG_STORAGE_VERSION = "v1.0.0"
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 _MARKER = ".mkailin-lake"
+_GEN = re.compile(r"^g[0-9]{6,}$")
+_GLOB_ESCAPES = {"[": "[[]", "?": "[?]", "*": "[*]"}
 
 
 _SWAP_RACE = re.compile(r"Cannot open file|No files found|No such file or directory")
@@ -64,6 +77,12 @@ def check_name(name: str) -> str:
     if not isinstance(name, str) or not _NAME.match(name):
         raise UnknownTableError(f"not a valid table name: {name!r}")
     return name
+
+
+def glob_escape(path: str) -> str:
+    """``path`` as a DuckDB glob that matches only itself: ``[``, ``?`` and ``*`` become
+    one-character classes (``]``, ``{`` and ``}`` are literal to DuckDB already)."""
+    return "".join(_GLOB_ESCAPES.get(c, c) for c in path)
 
 
 def quote_ident(name: str) -> str:
@@ -115,6 +134,8 @@ class Lake:
             d.mkdir(parents=True, exist_ok=True)
         (lake.root / _MARKER).write_text("mkailin lake 1\n")
         with lake.lock("init"):
+            for name in lake._table_dirs():
+                lake.repair_table(name)
             for name in schema.TABLES:
                 lake.ensure_table(name)
             lake.sync_catalog()
@@ -135,20 +156,78 @@ class Lake:
     def _current(self, name: str) -> Path:
         return self.tables_dir / check_name(name) / "current"
 
-    def has_table(self, name: str) -> bool:
-        return self._current(name).exists()
-
-    def table_names(self) -> list[str]:
+    def _table_dirs(self) -> list[str]:
         if not self.tables_dir.is_dir():
             return []
-        return sorted(p.parent.name for p in self.tables_dir.glob("*/current") if p.exists())
+        return sorted(
+            p.name for p in self.tables_dir.iterdir() if _NAME.match(p.name) and p.is_dir()
+        )
+
+    def _live(self, name: str) -> tuple[Path | None, str]:
+        """The folder of the live generation, and what ``current`` was: ``link`` (a symlink to
+        it, the normal case), ``folder`` (a copy of the generation, itself live), ``file`` (a
+        plain file naming it), or ``missing``, ``dangling``, ``a file naming no generation``,
+        ``an empty folder`` (then the newest generation holding parts is live). The folder is
+        ``None`` when no generation holds parts."""
+        cur = self._current(name)
+        if cur.is_symlink():
+            if cur.is_dir():
+                return cur.resolve(), "link"
+            how = "dangling"
+        elif cur.is_dir():
+            if _has_parts(cur):
+                return cur, "folder"
+            how = "an empty folder"
+        elif cur.is_file():
+            named = _read_small(cur)
+            if _GEN.match(named) and (cur.parent / named).is_dir():
+                return cur.parent / named, "file"
+            how = "a file naming no generation"
+        else:
+            how = "missing"
+        gens = [g for g in _generations(cur.parent) if _has_parts(g)]
+        return (gens[-1] if gens else None), how
+
+    def repair_table(self, name: str) -> Path | None:
+        """Make ``current`` a symlink to the live generation again where a copy of the lake
+        dropped or flattened it (see the module doc), and say so in one line on stderr. Deletes
+        no data. Returns the live generation's folder, ``None`` when the table has none."""
+        folder, how = self._live(name)
+        if how == "link":
+            return folder
+        cur = self._current(name)
+        tdir = cur.parent
+        if how == "an empty folder":
+            if any(not p.is_dir() for p in cur.rglob("*")):
+                raise LakeError(f"{cur} is a folder holding no Parquet parts; move it aside")
+            shutil.rmtree(cur)
+        if folder is None:
+            return None  # nothing to recover; a plain file or dangling link is replaced on swap
+        if how == "folder":  # a copy of the live generation: adopt it under a generation name
+            folder = tdir / _next_gen_name(tdir)
+            os.rename(cur, folder)
+            said = f"'current' was a folder, not a link; adopted it as {folder.name}"
+        elif how == "file":
+            said = f"'current' was a plain file naming {folder.name}; it is a link again"
+        else:
+            said = f"'current' was {how}; {folder.name}, the newest generation, is live again"
+        _swap_link(tdir, folder.name)
+        rows = sum(pq.read_metadata(p).num_rows for p in folder.glob("*.parquet"))
+        print(f"recovered table '{name}' ({rows:,} rows): {said}", file=sys.stderr)
+        return folder
+
+    def has_table(self, name: str) -> bool:
+        return self._live(name)[0] is not None
+
+    def table_names(self) -> list[str]:
+        return [n for n in self._table_dirs() if self.has_table(n)]
 
     def table_path(self, name: str) -> Path:
         """The folder of the table's current generation."""
-        cur = self._current(name)
-        if not cur.exists():
+        folder = self._live(name)[0]
+        if folder is None:
             raise UnknownTableError(f"the lake has no table '{name}'")
-        return cur.resolve()
+        return folder
 
     def parts(self, name: str) -> list[Path]:
         if not self.has_table(name):
@@ -156,8 +235,9 @@ class Lake:
         return sorted(self.table_path(name).glob("*.parquet"))
 
     def ensure_table(self, name: str, table_schema: pa.Schema | None = None) -> None:
-        """Create an empty table (one zero-row part) when it does not exist yet."""
-        if self.has_table(name):
+        """Create an empty table (one zero-row part) when it does not exist yet. A table whose
+        ``current`` link a copy dropped or flattened is repaired instead, never recreated."""
+        if self.repair_table(name) is not None:
             return
         table_schema = table_schema or schema.TABLES.get(name)
         if table_schema is None:
@@ -167,26 +247,30 @@ class Lake:
     def _new_generation(self, name: str, tables: Iterable[pa.Table]) -> Path:
         tdir = self.tables_dir / check_name(name)
         tdir.mkdir(parents=True, exist_ok=True)
-        gens = sorted(int(p.name[1:]) for p in tdir.glob("g[0-9]*") if p.is_dir())
-        gen = tdir / f"g{(gens[-1] + 1) if gens else 1:06d}"
-        gen.mkdir()
-        wrote = False
-        first_schema = None
-        for i, t in enumerate(tables):
-            first_schema = first_schema or t.schema
-            if t.num_rows or not wrote:
-                # names unique to the generation: a reader that lists the folder just before a
-                # swap and opens the files just after finds none of them (and retries) instead
-                # of reading the new generation's files under the old listing
-                _atomic_write(t, gen / f"part-{gen.name}-{i:06d}.parquet")
-                wrote = True
-        if not wrote:
-            raise LakeError(f"no data and no schema given for table '{name}'")
-        link = tdir / f".current-{uuid.uuid4().hex[:8]}.tmp"
-        os.symlink(gen.name, link)
-        os.replace(link, tdir / "current")
-        for old in tdir.glob("g[0-9]*"):
-            if old != gen and old.is_dir():
+        self.repair_table(name)  # `current` must be a link (or absent) before the swap
+        gen_name = _next_gen_name(tdir)
+        # written under a temp name and renamed when whole: every g* folder is complete
+        tmp = tdir / f".{gen_name}-{uuid.uuid4().hex[:8]}.tmp"
+        tmp.mkdir()
+        try:
+            wrote = False
+            for i, t in enumerate(tables):
+                if t.num_rows or not wrote:
+                    # names unique to the generation: a reader that lists the folder just before
+                    # a swap and opens the files just after finds none of them (and retries)
+                    # instead of reading the new generation's files under the old listing
+                    _atomic_write(t, tmp / f"part-{gen_name}-{i:06d}.parquet")
+                    wrote = True
+            if not wrote:
+                raise LakeError(f"no data and no schema given for table '{name}'")
+            gen = tdir / gen_name
+            os.rename(tmp, gen)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        _swap_link(tdir, gen.name)
+        for old in _generations(tdir):
+            if old != gen:
                 shutil.rmtree(old, ignore_errors=True)
         return gen
 
@@ -215,6 +299,7 @@ class Lake:
 
         A table left with no part keeps a zero-row one, so its view still binds.
         """
+        self.repair_table(name)
         folder = self.table_path(name)
         doomed = [p for p in folder.glob(pattern) if p.suffix == ".parquet"]
         if not doomed:
@@ -233,6 +318,12 @@ class Lake:
             p.unlink(missing_ok=True)
             n += 1
         for p in self.tables_dir.glob("*/.current-*.tmp"):
+            p.unlink(missing_ok=True)
+            n += 1
+        for p in self.tables_dir.glob("*/.g[0-9]*.tmp"):  # a generation a writer left half done
+            shutil.rmtree(p, ignore_errors=True)
+            n += 1
+        for p in self.root.glob(f".{CATALOG}.*.tmp"):
             p.unlink(missing_ok=True)
             n += 1
         return n
@@ -286,7 +377,10 @@ class Lake:
 
     # ------------------------------------------------------------------ SQL
     def _table_view_sql(self, name: str) -> str:
-        glob = str(self._current(name) / "*.parquet")
+        # through `current` (so the catalog follows later swaps) unless a copy broke the link
+        folder, how = self._live(name)
+        folder = self._current(name) if how in ("link", "folder") else folder
+        glob = glob_escape(str(folder)) + "/*.parquet"
         return (
             f"create or replace view {quote_ident(name)} as select * from "
             f"read_parquet({sql_literal(glob)}, union_by_name = true)"
@@ -319,11 +413,15 @@ class Lake:
         applied and skipped statements. If another process holds the catalog open, the sync is
         skipped (the views bind late, so only a new table or changed sql/ file waits).
         """
-        fresh = not self.catalog_path.exists()
+        with _attachable(self.catalog_path) as path:
+            return self._sync_catalog(path)
+
+    def _sync_catalog(self, path: Path) -> dict[str, int]:
+        fresh = not path.exists()
         con = duckdb.connect()
         try:
             opt = f" (storage_version {sql_literal(CATALOG_STORAGE_VERSION)})" if fresh else ""
-            con.execute(f"attach {sql_literal(str(self.catalog_path))} as lake{opt}")
+            con.execute(f"attach {sql_literal(str(path))} as lake{opt}")
         except duckdb.Error as e:
             con.close()
             if "lock" in str(e).lower():
@@ -454,6 +552,63 @@ def _atomic_write(table: pa.Table, path: Path) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def _attachable(path: Path) -> Iterator[Path]:
+    """``path`` in a form DuckDB can attach and write. DuckDB names the write-ahead log by
+    cutting the (resolved) path at its first ``?``, as if it were a URL query, so a database
+    under a path with a ``?`` cannot be written in place: it is written in a temp folder and
+    then renamed into place."""
+    if "?" not in str(path):
+        yield path
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="mkailin-catalog-"))
+    try:
+        work = tmp / path.name
+        if path.exists():
+            shutil.copyfile(path, work)
+        yield work
+        staged = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
+        try:
+            shutil.copyfile(work, staged)
+            os.replace(staged, path)
+        finally:
+            staged.unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _generations(tdir: Path) -> list[Path]:
+    """The generation folders of a table, oldest first."""
+    if not tdir.is_dir():
+        return []
+    gens = [p for p in tdir.iterdir() if _GEN.match(p.name) and p.is_dir() and not p.is_symlink()]
+    return sorted(gens, key=lambda p: int(p.name[1:]))
+
+
+def _next_gen_name(tdir: Path) -> str:
+    gens = _generations(tdir)
+    return f"g{(int(gens[-1].name[1:]) + 1) if gens else 1:06d}"
+
+
+def _has_parts(folder: Path) -> bool:
+    return any(folder.glob("*.parquet"))
+
+
+def _read_small(path: Path) -> str:
+    try:
+        with open(path, "rb") as f:
+            return f.read(256).decode("utf-8", "replace").strip().rstrip("/")
+    except OSError:
+        return ""
+
+
+def _swap_link(tdir: Path, target: str) -> None:
+    """Point ``tdir/current`` at ``target`` in one atomic rename."""
+    link = tdir / f".current-{uuid.uuid4().hex[:8]}.tmp"
+    os.symlink(target, link)
+    os.replace(link, tdir / "current")
 
 
 def json_dumps(obj) -> str:
