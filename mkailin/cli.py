@@ -777,19 +777,34 @@ def train_sft_cmd(app, corpus, mix_pubmedqa, steps):
 )
 @click.option(
     "--setting",
-    type=click.Choice(["reasoning-required", "question-only"]),
-    help="With the abstract (reasoning-required) or the question alone.",
+    type=click.Choice(["reasoning-required", "reasoning-free", "question-only"]),
+    help="The question with the abstract (reasoning-required), with the long answer "
+    "(reasoning-free) or alone (default: eval.setting).",
 )
 @click.option(
     "--limit", default=0, type=click.IntRange(min=0), help="Evaluate the first N test items."
+)
+@click.option(
+    "--mesh-slices",
+    metavar="paper|N",
+    help="MeSH slices: 'paper' (the six named buckets) or N (the N most common MeSH terms) "
+    "(default: eval.mesh_slices).",
+)
+@click.option(
+    "--context-chars",
+    type=click.IntRange(min=0),
+    help="Cut the prompt's context to N characters, 0 = never (default: eval.context_chars).",
 )
 @click.option(
     "--out", type=click.Path(file_okay=False), help="Write the slice table (CSV) and plots here."
 )
 @format_option
 @pass_app
-def eval_pubmedqa_cmd(app, models, setting, limit, out, fmt):
+def eval_pubmedqa_cmd(app, models, setting, limit, mesh_slices, context_chars, out, fmt):
     """PubMedQA test set: accuracy and macro-F1, overall and by year and MeSH slices.
+
+    Scored like the official script: a prediction that is not yes/no/maybe counts as wrong
+    (column inv:<model> when there are any).
 
     Example:
 
@@ -798,8 +813,17 @@ def eval_pubmedqa_cmd(app, models, setting, limit, out, fmt):
     from mkailin.evaluate import evaluate_pubmedqa
     from mkailin.output import render
 
+    cfg = app.config
+    if mesh_slices is not None:
+        if mesh_slices != "paper" and not mesh_slices.isdigit():
+            raise click.BadParameter(
+                f"{mesh_slices!r} is not 'paper' or a number", param_hint="--mesh-slices"
+            )
+        cfg.eval.mesh_slices = "paper" if mesh_slices == "paper" else int(mesh_slices)
+    if context_chars is not None:
+        cfg.eval.context_chars = context_chars
     pairs = [(m.split(":", 1)[0], m.split(":", 1)[1] if ":" in m else "none") for m in models]
-    res = evaluate_pubmedqa(app.lake(), app.config, pairs, setting, limit, out)
+    res = evaluate_pubmedqa(app.lake(), cfg, pairs, setting, limit, out)
     echo_runs(res["runs"])
     click.echo(render(res["table"], fmt))
     for f in res["files"]:

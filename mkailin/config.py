@@ -121,9 +121,28 @@ class DownstreamConfig:
 
 @dataclass
 class EvalConfig:
-    setting: str = "reasoning-required"  # reasoning-required | question-only
-    mesh_slices: int = 6  # the most common MeSH terms of the test set, as slices
-    context_chars: int = 1500
+    """PubMedQA evaluation (see docs/configuration.md, ``[eval]``)."""
+
+    setting: str = "reasoning-required"  # reasoning-required | reasoning-free | question-only
+    # "paper": the six named buckets of the paper author's framework (Female, Male, Middle Aged,
+    # Aged, Adult, Adolescent; case-insensitive substrings of an item's MeSH names, so they
+    # overlap); an integer N: the N most common MeSH terms of the test set (exact names)
+    mesh_slices: str | int = "paper"
+    context_chars: int = 1500  # the prompt's context is cut to this many characters; 0 = never
+
+    def __post_init__(self):
+        if self.mesh_slices != "paper" and not (
+            isinstance(self.mesh_slices, int)
+            and not isinstance(self.mesh_slices, bool)
+            and self.mesh_slices >= 0
+        ):
+            raise ConfigError(
+                f'eval.mesh_slices: {self.mesh_slices!r} is not "paper" or a number of terms'
+            )
+        if isinstance(self.context_chars, bool) or not isinstance(self.context_chars, int):
+            raise ConfigError(f"eval.context_chars: {self.context_chars!r} is not an integer")
+        if self.context_chars < 0:
+            raise ConfigError(f"eval.context_chars: {self.context_chars} is negative (0 = no cap)")
 
 
 @dataclass

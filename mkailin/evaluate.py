@@ -4,12 +4,24 @@ overall and by year and MeSH slices.
 A prediction is the label among yes/no/maybe with the highest log-likelihood as the model's
 answer (constrained scoring), so even a tiny model gives a valid label every time. Backends that
 cannot score (OpenAI-compatible servers) generate a short answer instead; an answer that is not
-a label is recorded as the error it is. Predictions go to ``eval_predictions`` through the
-stage runner, so an interrupted evaluation resumes.
+a label is recorded as the error it is (a ``quarantine`` row of the stage). Predictions go to
+``eval_predictions`` through the stage runner, so an interrupted evaluation resumes.
 
-Scoring follows PubMedQA's ``evaluation.py``: accuracy and macro-F1 as scikit-learn computes
-them (F1 per label over the labels seen in the gold or the predictions, an undefined precision or
-recall counted as 0, then the unweighted mean).
+Scoring follows PubMedQA's ``evaluation.py`` (``tests/data/official``): accuracy and macro-F1
+as scikit-learn computes them (F1 per label over the labels seen in the gold or the
+predictions, an undefined F1 counted as 0, then the unweighted mean). Every evaluated item is in
+the denominator: a prediction that is not yes/no/maybe (unparsed, empty, quarantined) is the
+single extra label ``invalid``, as if the official script were given the string "invalid" for
+it, so it is wrong and, when present, ``invalid`` is a fourth class with F1 0 in the macro mean.
+
+Settings (PubMedQA's): ``reasoning-required`` (question + the abstract's contexts),
+``reasoning-free`` (question + the long answer, i.e. the conclusion) and ``question-only``.
+The context is cut at ``eval.context_chars`` (0 = never); reports count the items it cut.
+
+MeSH slices: by default the paper author's six named, overlapping buckets
+(:data:`PAPER_MESH_BUCKETS`), an item falling in a bucket when the bucket's name is a
+case-insensitive substring of one of its MeSH names; or the N most common MeSH terms of the
+test set (exact names).
 """
 
 from __future__ import annotations
@@ -37,28 +49,53 @@ YEAR_SLICES = (
     (2014, 2015),
     (2016, 2017),
 )
-SETTINGS = ("reasoning-required", "question-only")
+SETTINGS = ("reasoning-required", "reasoning-free", "question-only")
+INVALID = "invalid"  # the one label every prediction outside LABELS is scored as
+# The MeSH buckets of the paper author's framework. Matched as case-insensitive substrings of an
+# item's MeSH names, as that framework does: "Aged" also takes "Middle Aged", "Aged, 80 and
+# over", "Homes for the Aged" and "Managed Care Programs"; "Male" also takes "Female";
+# "Adult" also takes "Young Adult".
+PAPER_MESH_BUCKETS = ("Female", "Male", "Middle Aged", "Aged", "Adult", "Adolescent")
 
 
 # ------------------------------------------------------------------------------ scoring
-def accuracy(gold: list[str], pred: list[str]) -> float:
-    return sum(g == p for g, p in zip(gold, pred)) / len(gold) if gold else float("nan")
+def as_label(prediction) -> str:
+    """A prediction as scored: yes/no/maybe as is, anything else (None, "", "Yes.") ``invalid``."""
+    return prediction if prediction in LABELS else INVALID
 
 
-def macro_f1(gold: list[str], pred: list[str]) -> float:
-    """scikit-learn's ``f1_score(gold, pred, average='macro')``."""
+def accuracy(gold: list[str], pred: list) -> float:
+    """scikit-learn's ``accuracy_score``; a prediction outside yes/no/maybe is wrong."""
     if not gold:
         return float("nan")
-    labels = sorted(set(gold) | set(pred))
+    return sum(g == as_label(p) for g, p in zip(gold, pred, strict=True)) / len(gold)
+
+
+def macro_f1(gold: list[str], pred: list) -> float:
+    """scikit-learn's ``f1_score(gold, pred, average='macro')``, every prediction outside
+    yes/no/maybe being the one label ``invalid`` (F1 0: it is never gold). Computed as
+    scikit-learn computes it (2tp / (gold + predicted) per label, then the mean), so the figures
+    agree to the last bit, not only to the official script's 6 printed decimals."""
+    if not gold:
+        return float("nan")
+    pred = [as_label(p) for p in pred]
     f1s = []
-    for lab in labels:
-        tp = sum(g == lab and p == lab for g, p in zip(gold, pred))
-        fp = sum(g != lab and p == lab for g, p in zip(gold, pred))
-        fn = sum(g == lab and p != lab for g, p in zip(gold, pred))
-        precision = tp / (tp + fp) if tp + fp else 0.0
-        recall = tp / (tp + fn) if tp + fn else 0.0
-        f1s.append(2 * precision * recall / (precision + recall) if precision + recall else 0.0)
+    for lab in sorted(set(gold) | set(pred)):
+        tp = sum(g == lab and p == lab for g, p in zip(gold, pred, strict=True))
+        denom = sum(g == lab for g in gold) + sum(p == lab for p in pred)
+        f1s.append(2.0 * tp / denom if denom else 0.0)
     return sum(f1s) / len(f1s)
+
+
+def score(gold: list[str], pred: list) -> dict:
+    """The official figures for one list of items: ``n`` (every item, invalid ones included),
+    ``invalid`` (predictions outside yes/no/maybe), ``accuracy`` and ``macro_f1``."""
+    return {
+        "n": len(gold),
+        "invalid": sum(as_label(p) == INVALID for p in pred),
+        "accuracy": accuracy(gold, pred) if gold else None,
+        "macro_f1": macro_f1(gold, pred) if gold else None,
+    }
 
 
 def year_slice(year: int | None) -> str | None:
@@ -71,10 +108,35 @@ def year_slice(year: int | None) -> str | None:
 
 
 # ------------------------------------------------------------------------------ prediction
-def eval_prompt(setting: str, question: str, contexts: list[str], chars: int) -> list[dict]:
+def eval_context(setting: str, contexts: list[str] | None, long_answer: str | None) -> str:
+    """The whole context a setting puts in the prompt, before any cap: the abstract's contexts
+    (reasoning-required), the long answer (reasoning-free), nothing (question-only)."""
+    if setting == "reasoning-required":
+        return " ".join(contexts or [])
+    if setting == "reasoning-free":
+        return long_answer or ""
+    return ""
+
+
+def context_cut(setting: str, contexts: list[str] | None, long_answer, chars: int) -> bool:
+    """Whether ``chars`` (0 = no cap) cuts the context of this item in this setting."""
+    return chars > 0 and len(eval_context(setting, contexts, long_answer)) > chars
+
+
+def eval_prompt(
+    setting: str,
+    question: str,
+    contexts: list[str] | None,
+    chars: int,
+    long_answer: str | None = None,
+) -> list[dict]:
+    """The prompt of one item; its context cut at ``chars`` characters (0 = never cut)."""
     if setting == "question-only":
         return template("pubmedqa-question-only-v1").messages(question=question)
-    ctx = " ".join(contexts or [])[:chars]
+    ctx = eval_context(setting, contexts, long_answer)
+    ctx = ctx[:chars] if chars > 0 else ctx
+    if setting == "reasoning-free":
+        return template("pubmedqa-reasoning-free-v1").messages(question=question, long_answer=ctx)
     return template("pubmedqa-reasoning-required-v1").messages(question=question, contexts=ctx)
 
 
@@ -95,7 +157,10 @@ class PubMedQAPredictor:
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()
         prompts = [
-            eval_prompt(self.setting, r["question"], r["contexts"], self.chars) for r in rows
+            eval_prompt(
+                self.setting, r["question"], r["contexts"], self.chars, r.get("long_answer")
+            )
+            for r in rows
         ]
         errors = [None] * len(rows)
         try:
@@ -160,7 +225,7 @@ def eval_stage(
     label = model_label(model_name, adapter)
     return Stage(
         name=f"eval-pubmedqa:{label}:{setting}",
-        input_sql="select pmid, question, contexts, final_decision from pubmedqa "
+        input_sql="select pmid, question, contexts, long_answer, final_decision from pubmedqa "
         "where split = 'test' and final_decision is not null order by hash(pmid)"
         + (f" limit {int(sample)}" if sample else ""),
         output="eval_predictions",
@@ -197,29 +262,93 @@ def predict(
 
 
 # ------------------------------------------------------------------------------ reports
-def slice_report(lake: Lake, labels: list[str], setting: str, mesh_slices: int = 6) -> pa.Table:
-    """Accuracy, macro-F1 and counts per model: overall, the 8 year slices and the most common
-    MeSH terms of the test set (overlapping slices, as in the paper)."""
-    preds = lake.query(
-        "select e.model, e.pmid, e.prediction, e.gold, p.year, p.meshes from eval_predictions e "
-        "join pubmedqa p using (pmid) where e.setting = ? and e.prediction is not null "
-        "qualify row_number() over (partition by e.model, e.pmid order by e.run_id desc) = 1",
-        [setting],
+def mesh_buckets(mesh_slices: str | int, test_meshes: list[list[str] | None]) -> list[str]:
+    """The MeSH slices: ``"paper"`` the six named buckets, an integer N the N most common MeSH
+    terms of ``test_meshes`` (the test set's MeSH name lists)."""
+    if mesh_slices == "paper":
+        return list(PAPER_MESH_BUCKETS)
+    if isinstance(mesh_slices, int) and not isinstance(mesh_slices, bool) and mesh_slices >= 0:
+        counts = Counter(m for ms in test_meshes for m in (ms or []))
+        return [m for m, _ in counts.most_common(mesh_slices)]
+    raise InputError(f"eval.mesh_slices: {mesh_slices!r} is not 'paper' or a number of terms")
+
+
+def in_mesh_slice(mesh_slices: str | int, bucket: str, meshes: list[str] | None) -> bool:
+    """Whether an item with these MeSH names is in the slice: the framework's case-insensitive
+    substring rule for the paper's buckets, the exact name for a top-N term."""
+    if mesh_slices == "paper":
+        b = bucket.lower()
+        return any(b in m.lower() for m in meshes or [])
+    return bucket in (meshes or [])
+
+
+def evaluated_items(lake: Lake, labels: list[str], setting: str) -> list[tuple]:
+    """(model, pmid, prediction, gold, year, meshes, contexts, long_answer) for every item a model
+    was evaluated on in ``setting``: its latest prediction, or None (invalid) for an item whose
+    answer was not a label (quarantined by the stage)."""
+    if not labels:
+        return []
+    sources = {f"eval-pubmedqa:{lab}:{setting}": lab for lab in labels}
+    marks = ", ".join("?" for _ in labels)
+    return lake.query(
+        "with preds as (select model, pmid, prediction from eval_predictions "
+        f"where setting = ? and model in ({marks}) "
+        "qualify row_number() over (partition by model, pmid order by run_id desc) = 1), "
+        "bad as (select distinct source, try_cast(record_key as bigint) as pmid from quarantine "
+        f"where source in ({', '.join('?' for _ in sources)})), "
+        "items as (select model, pmid, prediction from preds union all "
+        "select m.label, b.pmid, null from bad b "
+        f"join (values {', '.join('(?, ?)' for _ in sources)}) m(source, label) using (source) "
+        "where not exists (select 1 from preds e where e.model = m.label and e.pmid = b.pmid)) "
+        "select i.model, i.pmid, i.prediction, p.final_decision, p.year, p.meshes, p.contexts, "
+        "p.long_answer from items i join pubmedqa p using (pmid) "
+        "where p.split = 'test' and p.final_decision is not null order by i.model, i.pmid",
+        [setting, *labels, *sources, *(x for kv in sources.items() for x in kv)],
     )
-    mesh_counts = Counter(
-        m
-        for (ms,) in lake.query("select meshes from pubmedqa where split = 'test'")
-        for m in (ms or [])
+
+
+REPORT_SCHEMA = pa.schema(
+    [
+        ("model", pa.string()),
+        ("slice_kind", pa.string()),
+        ("slice", pa.string()),
+        ("n", pa.int64()),
+        ("invalid", pa.int64()),
+        ("context_cut", pa.int64()),
+        ("accuracy", pa.float64()),
+        ("macro_f1", pa.float64()),
+    ]
+)
+
+
+def slice_report(
+    lake: Lake,
+    labels: list[str],
+    setting: str,
+    mesh_slices: str | int = "paper",
+    context_chars: int | None = None,
+) -> pa.Table:
+    """Accuracy, macro-F1 and counts per model: overall, the 8 year slices and the MeSH slices
+    (overlapping, as in the paper; see :func:`mesh_buckets`).
+
+    ``n`` counts every evaluated item, ``invalid`` those whose prediction is not yes/no/maybe
+    (scored as wrong, see :func:`macro_f1`), ``context_cut`` those whose context the prompt cut
+    at ``context_chars`` characters (None when ``context_chars`` is not given)."""
+    items = evaluated_items(lake, labels, setting)
+    top_mesh = mesh_buckets(
+        mesh_slices,
+        [ms for (ms,) in lake.query("select meshes from pubmedqa where split = 'test'")]
+        if mesh_slices != "paper"
+        else [],
     )
-    top_mesh = [m for m, _ in mesh_counts.most_common(mesh_slices)]
     out = []
     for label in labels:
-        rows = [r for r in preds if r[0] == label]
+        rows = [r for r in items if r[0] == label]
         groups: dict[tuple[str, str], list] = {("overall", "all"): rows}
         for r in rows:
             groups.setdefault(("year", year_slice(r[4]) or "unknown"), []).append(r)
-            for m in r[5] or []:
-                if m in top_mesh:
+            for m in top_mesh:
+                if in_mesh_slice(mesh_slices, m, r[5]):
                     groups.setdefault(("mesh", m), []).append(r)
         order = (
             [("overall", "all")]
@@ -229,30 +358,18 @@ def slice_report(lake: Lake, labels: list[str], setting: str, mesh_slices: int =
         )
         for key in order:
             g = groups.get(key, [])
-            gold, pred = [r[3] for r in g], [r[2] for r in g]
             out.append(
                 {
                     "model": label,
                     "slice_kind": key[0],
                     "slice": key[1],
-                    "n": len(g),
-                    "accuracy": accuracy(gold, pred) if g else None,
-                    "macro_f1": macro_f1(gold, pred) if g else None,
+                    **score([r[3] for r in g], [r[2] for r in g]),
+                    "context_cut": None
+                    if context_chars is None
+                    else sum(context_cut(setting, r[6], r[7], context_chars) for r in g),
                 }
             )
-    return pa.Table.from_pylist(
-        out,
-        schema=pa.schema(
-            [
-                ("model", pa.string()),
-                ("slice_kind", pa.string()),
-                ("slice", pa.string()),
-                ("n", pa.int64()),
-                ("accuracy", pa.float64()),
-                ("macro_f1", pa.float64()),
-            ]
-        ),
-    )
+    return pa.Table.from_pylist(out, schema=REPORT_SCHEMA)
 
 
 def short_labels(labels: list[str]) -> list[str]:
@@ -273,30 +390,67 @@ def short_labels(labels: list[str]) -> list[str]:
     return out
 
 
-def side_by_side(report: pa.Table, labels: list[str]) -> pa.Table:
+def side_by_side(report: pa.Table, labels: list[str], context_chars: int | None = None) -> pa.Table:
     """One row per slice, a column pair per model (``acc:<label>``, ``f1:<label>``) under a short
-    label; the table's notes (printed under it) map each short label to the full one."""
+    label, and a column of invalid predictions per model (``inv:<label>``) when a model has
+    any. The table's notes (printed under it) say how many predictions were invalid and how many
+    contexts the prompt cut (``context_chars``: the cap, for the wording), then map each short
+    label to the full one."""
     from mkailin.output import with_notes
 
     short = dict(zip(labels, short_labels(labels)))
+    records = report.to_pylist()
+    with_invalid = any(r.get("invalid") for r in records)
     rows: dict[tuple, dict] = {}
-    for r in report.to_pylist():
+    for r in records:
         key = (r["slice_kind"], r["slice"])
         row = rows.setdefault(key, {"slice_kind": key[0], "slice": key[1], "n": r["n"]})
         lab = short.get(r["model"], r["model"])
         row[f"acc:{lab}"] = r["accuracy"]
         row[f"f1:{lab}"] = r["macro_f1"]
+        if with_invalid:
+            row[f"inv:{lab}"] = r.get("invalid")
     cols = [("slice_kind", pa.string()), ("slice", pa.string()), ("n", pa.int64())]
     for lab in labels:
         cols += [(f"acc:{short[lab]}", pa.float64()), (f"f1:{short[lab]}", pa.float64())]
+        if with_invalid:
+            cols.append((f"inv:{short[lab]}", pa.int64()))
     table = pa.Table.from_pylist(list(rows.values()), schema=pa.schema(cols))
-    legend = [
+    overall = {r["model"]: r for r in records if r["slice_kind"] == "overall"}
+    notes = []
+    if with_invalid:
+        notes.append(
+            "invalid predictions (not yes/no/maybe, scored as wrong): "
+            + ", ".join(
+                f"{short[lab]} {overall[lab]['invalid'] or 0} of {overall[lab]['n']}"
+                for lab in labels
+                if lab in overall
+            )
+        )
+    cuts = {
+        (r["context_cut"], r["n"]) for r in overall.values() if r.get("context_cut") is not None
+    }
+    if cuts:
+        cap = f" at {context_chars:,} characters" if context_chars else ""
+        notes.append(
+            f"contexts cut{cap}: "
+            + (
+                "{} of {} items".format(*next(iter(cuts)))
+                if len(cuts) == 1
+                else ", ".join(
+                    f"{short[lab]} {overall[lab]['context_cut']} of {overall[lab]['n']}"
+                    for lab in labels
+                    if lab in overall
+                )
+            )
+        )
+    notes += [
         f"{short[lab]:<8} = {lab.split('+', 1)[0]}"
         + (f" + adapter {lab.split('+', 1)[1]}" if "+" in lab else " (no adapter)")
         for lab in labels
         if short[lab] != lab
     ]
-    return with_notes(table, legend) if legend else table
+    return with_notes(table, notes) if notes else table
 
 
 def plot_report(report: pa.Table, out: Path) -> list[Path]:
@@ -354,12 +508,17 @@ def evaluate_pubmedqa(
         label, r = predict(lake, cfg, name, adapter, setting, limit, progress=progress)
         labels.append(label)
         runs.append(r)
-    report = slice_report(lake, labels, setting, cfg.eval.mesh_slices)
+    chars = cfg.eval.context_chars
+    report = slice_report(lake, labels, setting, cfg.eval.mesh_slices, chars)
+    overall = [r for r in report.to_pylist() if r["slice_kind"] == "overall"]
     result = {
         "labels": labels,
         "runs": runs,
         "report": report,
-        "table": side_by_side(report, labels),
+        "table": side_by_side(report, labels, chars),
+        # per model: items scored, invalid predictions, contexts cut at context_chars
+        "detail": {r["model"]: {k: r[k] for k in ("n", "invalid", "context_cut")} for r in overall},
+        "context_chars": chars,
         "files": [],
     }
     if out:

@@ -59,6 +59,14 @@ TEMPLATES: dict[str, Template] = {
             "Context: {contexts}\n\nQuestion: {question}\n\nAnswer with yes, no or maybe.\nAnswer:",
         ),
         Template(
+            # PubMedQA's reasoning-free setting: the long answer (the abstract's conclusion) is
+            # the context, framed as in reasoning-required so that only the context differs
+            "pubmedqa-reasoning-free-v1",
+            "",
+            "Context: {long_answer}\n\nQuestion: {question}\n\nAnswer with yes, no or maybe."
+            "\nAnswer:",
+        ),
+        Template(
             "pubmedqa-question-only-v1",
             "",
             "Question: {question}\n\nAnswer with yes, no or maybe.\nAnswer:",
