@@ -203,6 +203,9 @@ class PipelineConfig:
     eval_setting: str = ""  # "" = eval.setting
 
 
+EVAL_SETTINGS = {"reasoning-required", "reasoning-free", "question-only"}
+
+
 @dataclass
 class RuntimeConfig:
     executor: str = "local"  # local | ray
@@ -370,11 +373,8 @@ def validate(cfg: Config) -> Config:
         "preference.ic": (cfg.preference.ic, {"corpus", "intrinsic"}),
         "preference.aggregate": (cfg.preference.aggregate, {"mean", "bma"}),
         "runtime.executor": (cfg.runtime.executor, {"local", "ray"}),
-        "eval.setting": (cfg.eval.setting, {"reasoning-required", "question-only"}),
-        "pipeline.eval_setting": (
-            cfg.pipeline.eval_setting or cfg.eval.setting,
-            {"reasoning-required", "question-only"},
-        ),
+        "eval.setting": (cfg.eval.setting, EVAL_SETTINGS),
+        "pipeline.eval_setting": (cfg.pipeline.eval_setting or cfg.eval.setting, EVAL_SETTINGS),
     }
     for key, (value, allowed) in choices.items():
         if value not in allowed:

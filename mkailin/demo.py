@@ -108,7 +108,8 @@ def closing_summary(lake: Lake, cfg, summary: dict, seconds: float) -> list[str]
             m for (m,) in lake.query("select distinct model from eval_predictions order by 1")
         ]
         setting = cfg.pipeline.eval_setting or cfg.eval.setting
-        table = side_by_side(slice_report(lake, labels, setting, cfg.eval.mesh_slices), labels)
+        report = slice_report(lake, labels, setting, cfg.eval.mesh_slices, cfg.eval.context_chars)
+        table = side_by_side(report, labels)
     if table is not None:
         out += ["", "PubMedQA (base vs tuned target):", render(table)]
     duckdb = shutil.which("duckdb") or str(Path(sys.executable).parent / "duckdb")
