@@ -238,9 +238,18 @@ def ingest_pubmed_cmd(app, inputs, jobs):
     show_default=True,
     help="Split name for the PMIDs not in the ground truth (e.g. pqa-a).",
 )
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Make this file the whole pubmedqa table, dropping every other row, the test split "
+    "included (by default a file adds rows, and test rows stay test).",
+)
 @pass_app
-def ingest_pubmedqa_cmd(app, file, ground_truth, split):
-    """Load PubMedQA (ori_pqal.json or a file of the same shape).
+def ingest_pubmedqa_cmd(app, file, ground_truth, split, replace):
+    """Add PubMedQA rows (ori_pqal.json or a file of the same shape) to the lake.
+
+    A PMID already there has its row replaced and stays in the test split if it was there;
+    every other row is kept.
 
     Example:
 
@@ -248,14 +257,20 @@ def ingest_pubmedqa_cmd(app, file, ground_truth, split):
     """
     from mkailin.ingest.pubmedqa import ingest_pubmedqa
 
-    echo_summary(ingest_pubmedqa(app.lake(create=True), file, ground_truth, split))
+    lake = app.lake(create=True)
+    echo_summary(ingest_pubmedqa(lake, file, ground_truth, split, replace=replace))
 
 
 @ingest.command("bioasq")
 @click.argument("file", type=click.Path())
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Make this file the whole seed_qa table (by default a file adds questions).",
+)
 @pass_app
-def ingest_bioasq_cmd(app, file):
-    """Load BioASQ training JSON into seed_qa.
+def ingest_bioasq_cmd(app, file, replace):
+    """Add BioASQ training JSON questions to seed_qa; an id seen again replaces its row.
 
     Example:
 
@@ -263,7 +278,7 @@ def ingest_bioasq_cmd(app, file):
     """
     from mkailin.ingest.bioasq import ingest_bioasq
 
-    echo_summary(ingest_bioasq(app.lake(create=True), file))
+    echo_summary(ingest_bioasq(app.lake(create=True), file, replace=replace))
 
 
 @cli.command()

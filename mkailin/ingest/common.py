@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -15,6 +16,10 @@ from mkailin.errors import InputError
 from mkailin.lake import Lake, now
 
 GZIP_MAGIC = b"\x1f\x8b"
+# The largest PMID: the pmid columns are int64. PubMed's own PMIDs have 8 digits today; the bound
+# is the column's, so that any number that can be stored is accepted and none overflows.
+PMID_MAX = 2**63 - 1
+_ASCII_DIGITS = re.compile(r"[0-9]+")
 
 
 @dataclass
@@ -30,13 +35,24 @@ class IngestSummary:
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    outcome: str | None = None  # what the ingest did to its table, in one line
 
     def lines(self) -> list[str]:
-        out = [
-            f"{self.source}: {self.files} file(s) ingested, {self.skipped_files} already in the lake",
-            f"  rows read {self.read:,}, written {self.written:,}, quarantined {self.quarantined:,}"
-            f" in {self.seconds:.1f} s",
-        ]
+        files = f"{self.files} file(s) ingested, {self.skipped_files} already in the lake"
+        rows = (
+            f"rows read {self.read:,}, written {self.written:,}, quarantined {self.quarantined:,}"
+            f" in {self.seconds:.1f} s"
+        )
+        if self.outcome:
+            out = [self.outcome, f"  {files}; {rows}"]
+        else:
+            out = [f"{self.source}: {files}", f"  {rows}"]
+        if self.quarantined:
+            out.append(
+                "  quarantined records: mkailin sql "
+                f'"select file, record_key, error from quarantine where source = '
+                f"'{self.source}'\""
+            )
         out += [
             f"  {k.replace('_', ' ')}: {v:,}"
             if isinstance(v, int)
@@ -44,6 +60,38 @@ class IngestSummary:
             for k, v in self.extra.items()
         ]
         return out
+
+
+def plural(n: int, noun: str) -> str:
+    """``1 row``, ``2 rows``, ``1,000 rows``."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def pmid_problem(text: str) -> str | None:
+    """Why ``text`` is not a PMID, or None when it is one. A PMID is ASCII digits only
+    (``str.isdigit`` also accepts Arabic-Indic digits, which ``int`` reads as a number, and
+    superscripts, which ``int`` rejects) with a value from 1 to ``PMID_MAX``."""
+    if not isinstance(text, str):
+        return f"bad PMID {text!r}: not a string of digits"
+    shown = repr(text if len(text) <= 40 else text[:40] + "...")
+    if not text:
+        return "no PMID"
+    if not _ASCII_DIGITS.fullmatch(text):
+        if text.isdigit():
+            return f"bad PMID {shown}: not ASCII digits 0-9"
+        return f"bad PMID {shown}"
+    digits = text.lstrip("0")
+    if not digits or len(digits) > 19 or int(digits) > PMID_MAX:
+        return f"bad PMID {shown}: out of range 1..{PMID_MAX}"
+    return None
+
+
+def parse_pmid(text: str) -> int:
+    """``text`` as a PMID, or a ``ValueError`` that says why it is not one (``pmid_problem``)."""
+    why = pmid_problem(text)
+    if why is not None:
+        raise ValueError(why)
+    return int(text.lstrip("0"))  # leading zeros would count against int's 4,300-digit limit
 
 
 def check_input(path: str | Path) -> Path:

@@ -9,6 +9,10 @@ When the fast streaming parse hits a fault (malformed XML, invalid UTF-8, a trun
 file is re-read record by record from the fault on: good records are kept, a record whose bytes
 are not UTF-8 is repaired (invalid bytes become U+FFFD) and kept, and a record that does not
 parse goes to ``quarantine`` with the file, the record number and an excerpt.
+
+A PMID is ASCII digits with a value from 1 to ``PMID_MAX`` (``common.pmid_problem``): a record
+with any other PMID (Arabic-Indic or superscript digits, a sign, 2**63) is quarantined, and a
+``<DeleteCitation>`` PMID that is not one deletes nothing and is quarantined too.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from mkailin.ingest.common import (
     check_input,
     file_key,
     open_bytes,
+    pmid_problem,
     read_head,
 )
 from mkailin.lake import Lake, now
@@ -160,9 +165,12 @@ def parse_record(elem) -> tuple[tuple, tuple[list, list, list, list]]:
     mc = _child(elem, "MedlineCitation")
     pmid_el = _child(mc, "PMID") if mc is not None else None
     pmid_text = (pmid_el.text or "").strip() if pmid_el is not None else ""
-    if not pmid_text.isdigit():
-        raise RecordError("record has no PMID" if not pmid_text else f"bad PMID {pmid_text!r}")
-    pmid = int(pmid_text)
+    # the common case inline: 1 to 18 ASCII digits are always an int64 (isdigit alone would
+    # accept '\u0663' and '\u00b2'); anything else, and 0, takes the full check
+    short = len(pmid_text) < 19 and pmid_text.isascii() and pmid_text.isdigit()
+    pmid = int(pmid_text) if short else 0
+    if not pmid:
+        pmid = _checked_pmid(pmid_text)
     art = _child(mc, "Article")
     if art is None:
         raise RecordError(f"PMID {pmid}: record has no <Article>")
@@ -181,7 +189,9 @@ def parse_record(elem) -> tuple[tuple, tuple[list, list, list, list]]:
         _findtext(art, "Journal", "Title"),
         _year(art),
         _findtext(art, "Language"),
-        int(version) if version and version.isdigit() else 1,
+        int(version)
+        if version and len(version) < 10 and version.isascii() and version.isdigit()
+        else 1,
     )
     mesh: tuple[list, list, list, list] = ([], [], [], [])
     _headings(mc, *mesh)
@@ -198,8 +208,25 @@ def parse_article(elem) -> tuple[dict, list[dict]]:
     ]
 
 
-def parse_delete(elem) -> list[int]:
-    return [int(p.text) for p in elem.iterfind("PMID") if (p.text or "").strip().isdigit()]
+def _checked_pmid(text: str) -> int:
+    """``text`` (stripped) as a PMID, or a ``RecordError`` that says why it is not one."""
+    if not text:
+        raise RecordError("record has no PMID")
+    why = pmid_problem(text)
+    if why is not None:
+        raise RecordError(why)
+    return int(text.lstrip("0"))
+
+
+def parse_delete(elem) -> tuple[list[int], list[str]]:
+    """A ``<DeleteCitation>``'s PMIDs, and why each of its other ``<PMID>`` texts is not one."""
+    pmids, problems = [], []
+    for p in elem.iterfind("PMID"):
+        try:
+            pmids.append(_checked_pmid((p.text or "").strip()))
+        except RecordError as e:
+            problems.append(str(e))
+    return pmids, problems
 
 
 def _element_events(elem) -> Iterator[tuple]:
@@ -211,7 +238,9 @@ def _element_events(elem) -> Iterator[tuple]:
         except RecordError as e:
             yield ("bad", str(e), etree.tostring(elem, encoding="unicode")[:2000], "dropped")
     elif tag == "DeleteCitation":
-        yield ("delete", parse_delete(elem))
+        pmids, problems = parse_delete(elem)
+        excerpt = etree.tostring(elem, encoding="unicode")[:2000] if problems else None
+        yield ("delete", pmids, problems, excerpt)
     else:  # PubmedBookArticle: NCBI Bookshelf records carry no MEDLINE citation
         yield ("book",)
 
@@ -318,7 +347,8 @@ def _root_tag(path: Path) -> str | None:
 
 def iter_records(path: Path) -> Iterator[tuple]:
     """Events for each record of a file, in order: ('article', fields, mesh columns) as
-    ``parse_record`` gives them, ('delete', pmids),
+    ``parse_record`` gives them, ('delete', pmids, problems, excerpt) (why each PMID that was
+    left out is not one, and the record's start when there are any),
     ('book',), ('bad', error, excerpt, action), ('repaired', note, excerpt),
     and at most one ('fault', message) for a file-level fault."""
     done = 0
@@ -610,6 +640,18 @@ def ingest_file(
                 for pm in ev[1]:
                     cols.add_deletion(pm, base + index, name)
                     stats["deleted"] += 1
+                for why in ev[2]:  # a PMID that is not one deletes nothing
+                    quarantine.append(
+                        {
+                            "source": SOURCE,
+                            "file": str(p),
+                            "record_key": f"{name}#{index + 1}",
+                            "error": f"DeleteCitation: {why}; this deletion is skipped",
+                            "raw_excerpt": ev[3],
+                            "action": "dropped",
+                        }
+                    )
+                    stats["quarantined"] += 1
             elif kind == "book":
                 stats["books"] += 1
             elif kind in ("bad", "repaired"):
