@@ -10,7 +10,7 @@ import sys
 import pyarrow as pa
 import pytest
 
-from mkailin.agents.evaluation import cohen_kappa, compare_judges, prefer
+from mkailin.agents.evaluation import cohen_kappa, compare_judges, pair_probability, prefer
 from mkailin.config import Config
 from mkailin.errors import InputError
 
@@ -186,24 +186,75 @@ def _small_training(cfg: Config) -> Config:
     return cfg
 
 
+def _judge_training(cfg: Config) -> Config:
+    """A judge that learns its 7 training pairs on a 2-core CPU in a few minutes: short
+    prompts (the questions and their top-2 contexts, cut short) and enough LoRA steps. The
+    135M model first learns the answer format and a position prior, then (after 30-45 steps
+    here, by seed) which question the rule prefers; 64 steps leave room for that."""
+    cfg = _small_training(cfg)
+    cfg.models["smollm2"].dtype = "auto-bf16"  # the demo's: bfloat16 scoring where native
+    cfg.retrieval.k = 2
+    cfg.preference.judge_document_chars = 40
+    cfg.preference.judge_context_chars = 16
+    cfg.train.max_steps = 64
+    cfg.train.learning_rate = 1e-3
+    cfg.train.lora_r, cfg.train.lora_alpha = 16, 32
+    return cfg
+
+
+def _rule_choice_probability(gen, rows: list[dict]) -> float:
+    """The mean probability the judge gives the rule's choice (both orders averaged)."""
+    probs = pair_probability(gen, rows, "judge-v1")
+    return sum(p if r["domain_wins"] else 1 - p for p, r in zip(probs, rows)) / len(rows)
+
+
 @pytest.mark.slow
 def test_judge_trains_reports_agreement_and_labels_through_the_runner(pref_lake, smollm2_available):
-    from mkailin.train.judge import train_judge
+    from mkailin.backends.generation import TransformersGenerator
+    from mkailin.train.judge import is_holdout, labelled_pairs, train_judge
 
-    cfg = _small_training(Config())
+    cfg = _judge_training(Config())
     prefer(pref_lake, cfg, "rule")
     d = train_judge(pref_lake, cfg)
-    assert d["train_pairs"] + d["holdout_pairs"] == 8
-    assert d["steps"] == 6
+    assert d["train_pairs"] + d["holdout_pairs"] == 8 and d["train_pairs"] >= 4
+    assert d["steps"] == 64
+    assert d["examples_used"] == 2 * d["train_pairs"] and d["prompts_cut"] == 0
     for split in ("holdout", "untrained_holdout"):
         assert set(d[split]) == {"n", "accuracy", "kappa"}
     run = pref_lake.query(
         "select status, detail like '%\"holdout\"%' from runs where stage = 'train-judge'"
     )
     assert run == [("finished", True)]
-    for judge in ("llm", "zero-shot"):
-        r = prefer(pref_lake, cfg, judge)
-        assert r.rows_in == 8 and r.rows_out == 8
+
+    # training on the rule labels makes the judge side with the rule on the pairs it learned
+    rows = labelled_pairs(pref_lake, cfg)
+    train = [r for r in rows if not is_holdout(r["pmid"], cfg.train.holdout)]
+    assert len(train) == d["train_pairs"]
+    spec = cfg.model("smollm2")
+    judge = TransformersGenerator(spec, "smollm2", d["adapter"])
+    base = TransformersGenerator(spec, "smollm2", "")
+    trained_p, base_p = (_rule_choice_probability(g, train) for g in (judge, base))
+    assert trained_p > base_p + 0.2, (trained_p, base_p)
+
+    # the runner's llm labels are that judge's: its choice and its probability, per document
+    r = prefer(pref_lake, cfg, "llm")
+    assert r.rows_in == 8 and r.rows_out == 8
+    labels = pref_lake.query(
+        "select pmid, chosen_id, chosen_score, judge, scorer from preferences "
+        "where judge = 'llm' order by pmid"
+    )
+    assert len(labels) == len(rows) == 8
+    assert {(j, s) for *_, j, s in labels} == {("llm", f"judge:{d['run_id']}")}
+    assert d["adapter"].endswith(d["run_id"])
+    for row, p, (pmid, chosen, score, *_) in zip(
+        rows, pair_probability(judge, rows, "judge-v1"), labels
+    ):
+        assert pmid == row["pmid"]
+        assert score == pytest.approx(max(p, 1 - p), abs=0.02)
+        if abs(p - 0.5) > 0.02:
+            assert chosen == (row["q1_id"] if p > 0.5 else row["q2_id"])
+    r = prefer(pref_lake, cfg, "zero-shot")
+    assert r.rows_in == 8 and r.rows_out == 8
     assert prefer(pref_lake, cfg, "llm").status == "skipped"  # resumable, no duplicates
     t = compare_judges(pref_lake).to_pylist()
     assert {(x["judge_a"], x["judge_b"]) for x in t} == {
