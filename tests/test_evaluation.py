@@ -12,7 +12,6 @@ import pytest
 
 from mkailin.agents.evaluation import cohen_kappa, compare_judges, pair_probability, prefer
 from mkailin.config import Config
-from mkailin.errors import InputError
 
 from conftest import ROOT, copy_tables
 
@@ -291,14 +290,18 @@ def test_dpo_reward_margin_rises_and_the_final_agent_uses_it(pref_lake, smollm2_
     assert stage.models["adapter"] == d["adapter"]
 
 
-def test_dpo_says_when_no_pair_fits_max_length(pref_lake, smollm2_available):
+def test_dpo_is_skipped_when_no_pair_fits_max_length(pref_lake, smollm2_available):
+    from mkailin.errors import StepSkipped
     from mkailin.train.dpo import train_dpo
 
     cfg = _small_training(Config())
     cfg.train.max_length = 16
     prefer(pref_lake, cfg, "rule")
-    with pytest.raises(InputError, match=r"none of the 8 preference pairs .* max_length=16"):
+    with pytest.raises(StepSkipped, match=r"0 preference pairs left .* train.max_length=16") as err:
         train_dpo(pref_lake, cfg, "rule")
+    assert "final questions come from the generator" in err.value.fallback
     assert pref_lake.query("select status from runs where stage = 'train-dpo:general'") == [
-        ("failed",)
+        ("skipped",)
     ]
+    adapters = pref_lake.artifacts_dir / "adapters"
+    assert not adapters.exists() or not any(adapters.iterdir())
