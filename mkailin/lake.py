@@ -36,6 +36,7 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -106,6 +107,22 @@ class Lake:
         self.lock_wait = float(os.environ.get("MKAILIN_LOCK_WAIT") or 0)
         self._lock_fd: int | None = None
         self._lock_depth = 0
+        # one in-memory DuckDB per Lake and process; connect() hands out cursors on it
+        self._db: duckdb.DuckDBPyConnection | None = None
+        self._db_pid = 0
+        self._db_applied: dict[str, str] = {}
+        self._db_lock = threading.Lock()
+
+    def __getstate__(self) -> dict:
+        # a Lake sent to another process (Ray, multiprocessing) opens its own database there
+        state = self.__dict__.copy()
+        state.update(_db=None, _db_pid=0, _db_applied={}, _db_lock=None, _lock_fd=None)
+        state["_lock_depth"] = 0
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._db_lock = threading.Lock()
 
     # ------------------------------------------------------------------ layout
     @property
@@ -393,18 +410,30 @@ class Lake:
         return out
 
     def connect(self) -> duckdb.DuckDBPyConnection:
-        """An in-memory DuckDB connection with every table and sql/ view defined.
+        """A DuckDB connection with every table and sql/ view defined; close it when done.
 
-        It never locks ``mkailin.duckdb``, so a user's duckdb CLI session on the catalog does not
-        block a stage.
+        The views live in one in-memory database per Lake and process, and each call returns a
+        new cursor on it (its own temp tables and registrations), so a query costs no catalog
+        set-up: only statements that changed since the last call (a new table, a copied lake's
+        folder, an edited sql/ file) are applied again. It never locks ``mkailin.duckdb``, so a
+        user's duckdb CLI session on the catalog does not block a stage.
         """
-        con = duckdb.connect()
-        for key, stmt in self._statements():
-            try:
-                con.execute(stmt)
-            except duckdb.Error as e:
-                raise QueryError(f"{key}: {e}") from None
-        return con
+        stmts = self._statements()
+        with self._db_lock:
+            keys = {k for k, _ in stmts}
+            if self._db is None or self._db_pid != os.getpid() or set(self._db_applied) - keys:
+                if self._db is not None and self._db_pid == os.getpid():
+                    self._db.close()
+                self._db, self._db_pid, self._db_applied = duckdb.connect(), os.getpid(), {}
+            for key, stmt in stmts:
+                if self._db_applied.get(key) == stmt:
+                    continue
+                try:
+                    self._db.execute(stmt)
+                except duckdb.Error as e:
+                    raise QueryError(f"{key}: {e}") from None
+                self._db_applied[key] = stmt
+            return self._db.cursor()
 
     def sync_catalog(self) -> dict[str, int]:
         """Write the table views and sql/ files into ``mkailin.duckdb``, recorded by checksum.
@@ -457,14 +486,17 @@ class Lake:
 
     def _read(self, fetch, sql: str, params: list | None):
         """Run a read query; one that raced a generation swap (its files listed before the swap
-        and gone after) runs again on the new generation."""
-        for attempt in range(5):
+        and gone after) runs again on the new generation, after a short pause that lets a
+        writer that swaps generations back to back finish its swap."""
+        attempts = 8
+        for attempt in range(attempts):
             con = self.connect()
             try:
                 return fetch(con, sql, params or [])
             except duckdb.IOException as e:
-                if attempt == 4 or not _SWAP_RACE.search(str(e)):
+                if attempt == attempts - 1 or not _SWAP_RACE.search(str(e)):
                     raise QueryError(str(e).splitlines()[0]) from None
+                time.sleep(0.01 * (attempt + 1))
             except duckdb.Error as e:
                 raise QueryError(str(e).splitlines()[0]) from None
             finally:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import pickle
 import subprocess
 
 import pyarrow as pa
 import pytest
 
 from mkailin import schema
-from mkailin.errors import LakeError, LakeLockedError, UnknownTableError
+from mkailin.errors import LakeError, LakeLockedError, QueryError, UnknownTableError
 from mkailin.lake import Lake
 
 
@@ -46,6 +47,38 @@ def test_replace_table_swaps_generations_atomically(lake):
     assert lake.query("select question_id from questions") == [("new",)]
     assert lake.table_path("questions") != old_gen
     assert not old_gen.exists()  # the old generation is removed after the swap
+
+
+def test_one_database_per_lake_sees_every_later_write(lake, tmp_path, monkeypatch):
+    """connect() reuses its views; writes by another Lake object (another process, say) and
+    tables created after the first query are still seen, and cursors keep their temp tables."""
+    assert lake.count("questions") == 0
+    other = Lake.open(lake.root)
+    other.write_part("questions", pa.Table.from_pylist([{"question_id": "a", "pmid": 1}]))
+    assert lake.count("questions") == 1
+    other.replace_table("questions", pa.Table.from_pylist([{"question_id": "b", "pmid": 2}]))
+    assert lake.query("select question_id from questions") == [("b",)]
+    other.ensure_table("scratch_notes", pa.schema([("note", pa.string())]))
+    other.write_part("scratch_notes", pa.Table.from_pylist([{"note": "hi"}]))
+    assert lake.query("select note from scratch_notes") == [("hi",)]
+
+    con = lake.connect()
+    con.execute("create temp table mine as select 1 as x")
+    con.close()
+    with pytest.raises(QueryError, match="mine"):
+        lake.query("select * from mine")
+
+    # an edited sql/ file is applied again on the next query
+    extra = tmp_path / "zz_extra.sql"
+    extra.write_text("create or replace view extra_view as select 41 as x;")
+    monkeypatch.setattr("mkailin.lake.sql_files", lambda: [extra])
+    assert lake.query("select x from extra_view") == [(41,)]
+    extra.write_text("create or replace view extra_view as select 42 as x;")
+    assert lake.query("select x from extra_view") == [(42,)]
+
+    # a Lake sent to another process opens its own database there
+    copy = pickle.loads(pickle.dumps(lake))
+    assert copy.query("select question_id from questions") == [("b",)]
 
 
 def test_clean_temp_removes_leftovers_of_a_killed_writer(lake):

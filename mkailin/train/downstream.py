@@ -63,8 +63,6 @@ def lora_lm(
     from mkailin.backends.generation import load_causal_lm
 
     tokenizer, model = load_causal_lm(spec, base_adapters, training=True)
-    if base_adapters:
-        model = model.merge_and_unload()
     tokenizer.padding_side = "right"
     with tempfile.TemporaryDirectory() as tmp:
         args = SFTConfig(

@@ -116,8 +116,6 @@ def train_dpo(lake: Lake, cfg: Config, judge: str | None = None) -> dict:
             )
         out = artifact_dir(lake, "adapters", detail["run_id"])
         tokenizer, model = load_causal_lm(spec, base, training=True)
-        if base:
-            model = model.merge_and_unload()
         tokenizer.padding_side = "left"
         records, tally = fit_examples(
             records, tokenizer, t.max_length, "train.max_length", spec.chat_template

@@ -47,9 +47,8 @@ def lora_sft(
 
     from mkailin.backends.generation import load_causal_lm
 
+    # a fresh adapter trains on top of the merged ones
     tokenizer, model = load_causal_lm(spec, base_adapters, training=True)
-    if base_adapters:  # train a fresh adapter on top of the merged ones
-        model = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
     tokenizer.padding_side = "right"
     records, tally = fit_examples(records, tokenizer, tcfg.max_length, setting, spec.chat_template)
     if not records:
