@@ -704,8 +704,13 @@ def answer(app, agents, batch_api, no_wait, poll, executor, limit):
 )
 @click.option("--push-to-hub", "repo", help="Also upload to this Hugging Face dataset repo.")
 @click.option("--dry-run", is_flag=True, help="With --push-to-hub: list what would be uploaded.")
+@click.option(
+    "--allow-contamination",
+    is_flag=True,
+    help="Keep records whose source or contexts are on the eval blocklist (the manifest says so).",
+)
 @pass_app
-def export_cmd(app, kind, out, repo, dry_run):
+def export_cmd(app, kind, out, repo, dry_run, allow_contamination):
     """Write the CPT or SFT corpus (Parquet + JSONL + dataset card + manifest), deduplicated.
 
     Example:
@@ -714,11 +719,17 @@ def export_cmd(app, kind, out, repo, dry_run):
     """
     from mkailin.export import export, push_to_hub
 
-    r = export(app.lake(), app.config, kind, out)
+    cfg = app.config
+    if allow_contamination:
+        cfg.export.allow_contamination = True
+    r = export(app.lake(), cfg, kind, out)
     click.echo(
         f"corpus_{kind}: {r['records']:,} records to {r['path']} ({r['exact_duplicates']:,} "
-        f"exact and {r['near_duplicates']:,} near-duplicate questions removed)"
+        f"exact and {r['near_duplicates']:,} near-duplicate questions removed, "
+        f"{r['blocked_removed']:,} with an eval-blocklist article removed)"
     )
+    if allow_contamination:
+        click.echo("  --allow-contamination: eval-blocklist articles kept; manifest.json says so")
     if repo:
         files = push_to_hub(r["path"], repo, dry_run)
         verb = "would upload" if dry_run else "uploaded"

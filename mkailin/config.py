@@ -80,7 +80,8 @@ class GenerateConfig:
     seed: int = 13
     max_input_chars: int = 1500  # abstracts are cut to this many characters in prompts
     max_question_chars: int = 300
-    exclude_eval_articles: bool = True  # never write questions for PubMedQA test abstracts
+    # keep the eval blocklist (eval.blocklist) out of sources, retrieval and exports
+    exclude_eval_articles: bool = True
 
 
 @dataclass
@@ -110,6 +111,7 @@ class ExportConfig:
     near_duplicate_threshold: float = 0.8  # MinHash Jaccard above which questions are dupes
     minhash_permutations: int = 64
     context_chars: int = 1200  # each context in the corpora is cut to this length
+    allow_contamination: bool = False  # keep records with blocklisted PMIDs (the manifest says so)
 
 
 @dataclass
@@ -129,6 +131,9 @@ class EvalConfig:
     # overlap); an integer N: the N most common MeSH terms of the test set (exact names)
     mesh_slices: str | int = "paper"
     context_chars: int = 1500  # the prompt's context is cut to this many characters; 0 = never
+    # PMIDs kept out of every corpus (mkailin/blocklist.py): pubmedqa-test | pqa-l | none
+    blocklist: str = "pubmedqa-test"
+    blocklist_files: list[str] = field(default_factory=list)  # more PMIDs, one per line
 
     def __post_init__(self):
         if self.mesh_slices != "paper" and not (
@@ -143,6 +148,10 @@ class EvalConfig:
             raise ConfigError(f"eval.context_chars: {self.context_chars!r} is not an integer")
         if self.context_chars < 0:
             raise ConfigError(f"eval.context_chars: {self.context_chars} is negative (0 = no cap)")
+        if self.blocklist not in ("pubmedqa-test", "pqa-l", "none"):
+            raise ConfigError(
+                f"eval.blocklist: {self.blocklist!r} is not pubmedqa-test, pqa-l or none"
+            )
 
 
 @dataclass
@@ -174,6 +183,7 @@ class TrainConfig:
     judge_min_pairs: int = 4  # fewer rule-labelled pairs than this: the judge step is skipped
     dpo_min_pairs: int = 2  # fewer preference pairs than this: the DPO step is skipped
     precision: str = "auto"  # auto | bf16 | float32: bfloat16 autocast where it pays
+    gradient_checkpointing: str = "auto"  # auto (on an accelerator only) | on | off
 
 
 @dataclass
@@ -422,6 +432,11 @@ def _read_toml(p: Path, seen: tuple = ()) -> dict:
                 inputs[key] = _rel(p, value)
             elif isinstance(value, list):
                 inputs[key] = [_rel(p, v) if isinstance(v, str) else v for v in value]
+    ev = data.get("eval")
+    if isinstance(ev, dict) and isinstance(ev.get("blocklist_files"), list):
+        ev["blocklist_files"] = [
+            _rel(p, v) if isinstance(v, str) else v for v in ev["blocklist_files"]
+        ]
     base = data.get("extends")
     if not base:
         return data

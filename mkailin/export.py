@@ -253,6 +253,50 @@ def export(lake: Lake, cfg: Config, kind: str, out: str | None = None) -> dict:
         return _export(lake, cfg, kind, export_dir(lake, cfg, kind, out))
 
 
+def decontaminate(lake: Lake, cfg: Config, src: list[dict]) -> tuple[list[dict], dict]:
+    """Drop candidate records whose source article or any context is on the eval blocklist
+    (mkailin/blocklist.py), unless ``export.allow_contamination``. Returns the records kept
+    and the contamination report (counts and up to 5 examples of each kind)."""
+    from mkailin.blocklist import blocked_sql, describe
+
+    q = blocked_sql(cfg)
+    blocked = {r[0] for r in lake.query(q)} if q else set()
+    by_source = [r for r in src if r["pmid"] in blocked]
+    by_context = [
+        r
+        for r in src
+        if r["pmid"] not in blocked and any(c["pmid"] in blocked for c in r["contexts"] or [])
+    ]
+    allowed = bool(cfg.export.allow_contamination)
+    hit = {r["question_id"] for r in by_source + by_context}
+    report = {
+        "blocklist": describe(cfg),
+        "blocked_pmids": len(blocked),
+        "candidates": len(src),
+        "with_blocked_source": len(by_source),
+        "with_blocked_context": len(by_context),
+        "allow_contamination": allowed,
+        "removed": 0 if allowed else len(hit),
+        "examples": [
+            {"question_id": r["question_id"], "pmid": r["pmid"], "why": "source"}
+            for r in by_source[:5]
+        ]
+        + [
+            {
+                "question_id": r["question_id"],
+                "pmid": r["pmid"],
+                "why": "context",
+                "blocked_context_pmids": [
+                    c["pmid"] for c in r["contexts"] or [] if c["pmid"] in blocked
+                ],
+            }
+            for r in by_context[:5]
+        ],
+    }
+    kept = src if allowed else [r for r in src if r["question_id"] not in hit]
+    return kept, report
+
+
 def _export(lake: Lake, cfg: Config, kind: str, folder: Path) -> dict:
     from mkailin.agents.evaluation import scorer_label
     from mkailin.runs import new_run_id
@@ -266,6 +310,13 @@ def _export(lake: Lake, cfg: Config, kind: str, folder: Path) -> dict:
         )
     if kind == "sft":
         src = [r for r in src if r.get("answer")]
+    src, contamination = decontaminate(lake, cfg, src)
+    if not src:
+        raise InputError(
+            f"nothing to export: every candidate record holds an article of the eval blocklist "
+            f"({contamination['blocklist']}) as its source or a context; "
+            "`--allow-contamination` keeps them and the manifest says so"
+        )
     keep, dd = dedup(
         [r["question_id"] for r in src],
         [r["question"] for r in src],
@@ -330,8 +381,10 @@ def _export(lake: Lake, cfg: Config, kind: str, folder: Path) -> dict:
         },
         "runs": {stage: run for stage, run in runs},
         "dedup": dd,
+        "contamination": contamination,
     }
     stats = {
+        "blocked_removed": contamination["removed"],
         "records": len(records),
         "candidates": len(src),
         "threshold": cfg.export.near_duplicate_threshold,
@@ -346,6 +399,7 @@ def _export(lake: Lake, cfg: Config, kind: str, folder: Path) -> dict:
             "data.jsonl": lambda p: p.write_text(jsonl, encoding="utf-8"),
             "README.md": lambda p: p.write_text(_card(kind, stats, manifest)),
             "manifest.json": lambda p: p.write_text(json.dumps(manifest, indent=2)),
+            "contamination.json": lambda p: p.write_text(json.dumps(contamination, indent=2)),
         },
     )
     from mkailin.stage import log_event

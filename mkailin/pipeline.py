@@ -167,8 +167,9 @@ def _train_qg(agent):
 
         d = train_qg(lake, cfg, agent)
         return [
-            f"train-qg:{agent}: {d['steps']} steps on {d['examples']:,} {d['source']} pairs "
-            f"({d['prompts_cut']:,} prompts cut to train.max_length), "
+            f"train-qg:{agent}: {d['steps']} steps on {d['examples_used']:,} of "
+            f"{d['examples']:,} {d['source']} pairs ({d['prompts_cut']:,} prompts cut to "
+            "train.max_length), "
             f"loss {d['loss_first']:.3f} -> {d['loss_last']:.3f}"
         ]
 
@@ -289,7 +290,8 @@ def _export(lake: Lake, cfg: Config, ctx: dict) -> list[str]:
         ctx.setdefault("exports", {})[kind] = r["path"]
         out.append(
             f"corpus_{kind}: {r['records']:,} records to {r['path']} "
-            f"({r['exact_duplicates']} exact, {r['near_duplicates']} near duplicates removed)"
+            f"({r['exact_duplicates']} exact, {r['near_duplicates']} near duplicates, "
+            f"{r['blocked_removed']} with an eval-blocklist article removed)"
         )
     return out
 
@@ -337,12 +339,20 @@ def steps() -> list[Step]:
             "max_input_chars": cfg.generate.max_input_chars,
         }
 
+    def blocklist(cfg):
+        return {"blocklist": cfg.eval.blocklist, "blocklist_files": cfg.eval.blocklist_files}
+
     def questions(agents):
-        return lambda cfg: {"generate": _section(cfg, "generate"),
+        return lambda cfg: {"generate": _section(cfg, "generate"), **blocklist(cfg),
                             **{a: _agent(cfg, a) for a in agents}}  # fmt: skip
 
     def retrieval(cfg):
-        return {**_section(cfg, "retrieval"), "encoders": _section(cfg, "encoders")}
+        return {
+            **_section(cfg, "retrieval"),
+            "encoders": _section(cfg, "encoders"),
+            "exclude_eval_articles": cfg.generate.exclude_eval_articles,
+            **blocklist(cfg),
+        }
 
     def rule(cfg):
         pr = dataclasses.asdict(cfg.preference)
@@ -461,7 +471,11 @@ def steps() -> list[Step]:
             _export,
             lambda *a: "corpus_cpt, corpus_sft",
             lambda cfg: p(cfg).export,
-            lambda cfg: _section(cfg, "export"),
+            lambda cfg: {
+                **_section(cfg, "export"),
+                "exclude_eval_articles": cfg.generate.exclude_eval_articles,
+                **blocklist(cfg),
+            },
             ("answer", "retrieve-final", "prefer-rule"),
         ),
         Step(

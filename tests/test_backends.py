@@ -91,3 +91,27 @@ def test_score_choices_single_token_fast_path_matches_the_general_path(smollm2_a
     general = gen.score_choices(prompts, ["1", "2", "1 2"])  # one forward per choice
     for f, g in zip(fast, general):
         assert f == pytest.approx(g[:2], abs=1e-4)
+
+
+def test_score_choices_scores_only_the_last_positions_and_matches_a_full_forward(
+    smollm2_available,
+):
+    """Choices of several tokens, scored from the last positions' logits only, equal the sum of
+    their tokens' log-probabilities from a forward pass over every position."""
+    import torch
+
+    gen = TransformersGenerator(dataclasses.replace(SMOLLM2, batch_size=4), "smollm2")
+    tok, model = gen.tokenizer, gen.model
+    prompts = ["The capital of France is", "Asthma is a disease of the"]
+    choices = [" Paris", " the lungs and airways", " banana"]
+    got = gen.score_choices(prompts, choices)
+    for prompt, row in zip(prompts, got):
+        pid = tok(gen._render(prompt), add_special_tokens=False)["input_ids"]
+        for choice, score in zip(choices, row):
+            cid = tok(choice, add_special_tokens=False)["input_ids"]
+            ids = torch.tensor([pid + cid])
+            with torch.inference_mode():
+                logp = torch.log_softmax(model(input_ids=ids).logits.float(), dim=-1)[0]
+            want = sum(float(logp[len(pid) - 1 + i, t]) for i, t in enumerate(cid))
+            assert score == pytest.approx(want, abs=2e-3), (prompt, choice)
+    assert got[0][0] > got[0][2]

@@ -215,11 +215,100 @@ def test_exports_load_with_datasets(mesh_lake, tmp_path, monkeypatch):
     assert lake.query("select status from runs where stage = 'export:sft'") == [("finished",)]
 
 
+def test_exports_leave_out_eval_blocklist_articles_unless_allowed(mesh_lake, tmp_path):
+    """A record whose source or any context is a PubMedQA test article (the default blocklist)
+    or in a user's PMID file is dropped from both corpora, and the manifest and
+    contamination.json say how many and which; --allow-contamination keeps them and says so."""
+    lake = _corpus_lake(mesh_lake, tmp_path)
+    test_pmid = lake.query("select min(pmid) from pubmedqa where split = 'test'")[0][0]
+    # the third question's first context becomes a test article
+    third = lake.query("select question_id from questions order by question_id")[2][0]
+    lake.write_part(
+        "contexts",
+        pa.Table.from_pylist(
+            [
+                {
+                    "question_id": third,
+                    "rank": 5,
+                    "pmid": test_pmid,
+                    "score": 0.1,
+                    "retriever": "dense:minilm",
+                }
+            ]
+        ),
+    )
+    cfg = Config()
+    cfg.retrieval.k = 5
+    r = export(lake, cfg, "cpt")
+    assert r["blocked_removed"] == 1 and r["records"] == 4
+    folder = tmp_path / "lake" / "exports" / "corpus_cpt"
+    rep = json.loads((folder / "contamination.json").read_text())
+    assert rep == json.loads((folder / "manifest.json").read_text())["contamination"]
+    assert rep["blocklist"] == "pubmedqa-test" and rep["blocked_pmids"] == 500
+    assert (rep["with_blocked_source"], rep["with_blocked_context"], rep["removed"]) == (0, 1, 1)
+    assert rep["examples"] == [
+        {"question_id": third, "pmid": rep["examples"][0]["pmid"], "why": "context",
+         "blocked_context_pmids": [test_pmid]}
+    ]  # fmt: skip
+    ids = [json.loads(x)["id"] for x in (folder / "data.jsonl").read_text().splitlines()]
+    assert third not in ids
+
+    # a user's PMID file blocks a source article too
+    first_pmid = lake.query("select pmid from questions order by question_id")[0][0]
+    extra = tmp_path / "bioasq-test-pmids.txt"
+    extra.write_text(f"# BioASQ test\n{first_pmid}\n\n")
+    cfg.eval.blocklist_files = [str(extra)]
+    r = export(lake, cfg, "sft")
+    rep = json.loads((tmp_path / "lake/exports/corpus_sft/contamination.json").read_text())
+    assert (rep["with_blocked_source"], rep["with_blocked_context"]) == (1, 1)
+    assert rep["blocklist"].endswith("bioasq-test-pmids.txt") and r["blocked_removed"] == 2
+
+    cfg.export.allow_contamination = True
+    r = export(lake, cfg, "cpt")
+    rep = json.loads((folder / "manifest.json").read_text())["contamination"]
+    assert r["blocked_removed"] == 0 and rep["allow_contamination"] is True
+    assert third in [json.loads(x)["id"] for x in (folder / "data.jsonl").read_text().splitlines()]
+
+
+def test_blocklist_files_and_settings_are_checked(tmp_path):
+    from mkailin.blocklist import blocked_sql, read_pmid_file
+    from mkailin.errors import ConfigError, InputError
+
+    good = tmp_path / "ok.txt"
+    good.write_text("\ufeff12345\n  678 # a comment\n\n")
+    assert read_pmid_file(str(good)) == [12345, 678]
+    bad = tmp_path / "bad.txt"
+    bad.write_text("123\nPMID456\n")
+    with pytest.raises(InputError, match=r"bad.txt:2: 'PMID456' is not a PMID"):
+        read_pmid_file(str(bad))
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("12\n\xe9\n".encode("latin-1"))
+    with pytest.raises(InputError, match=r"latin.txt: not UTF-8"):
+        read_pmid_file(str(latin))
+    with pytest.raises(InputError, match="does not exist"):
+        read_pmid_file(str(tmp_path / "missing.txt"))
+    cfg = Config()
+    assert "split = 'test'" in blocked_sql(cfg)
+    cfg.eval.blocklist = "pqa-l"
+    assert blocked_sql(cfg) == "select pmid from (select pmid from pubmedqa) where pmid is not null"
+    cfg.eval.blocklist = "none"
+    assert blocked_sql(cfg) is None
+    cfg.eval.blocklist_files = [str(good)]
+    assert "12345, 678" in blocked_sql(cfg)
+    cfg.generate.exclude_eval_articles = False
+    assert blocked_sql(cfg) is None
+    with pytest.raises(ConfigError, match="eval.blocklist"):
+        from mkailin.config import EvalConfig
+
+        EvalConfig(blocklist="everything")
+
+
 def test_push_to_hub_dry_run_and_upload_calls(mesh_lake, tmp_path, monkeypatch):
     lake = _corpus_lake(mesh_lake, tmp_path)
     r = export(lake, Config(), "cpt")
     files = push_to_hub(r["path"], "me/corpus", dry_run=True)
-    assert [f for f, _ in files] == ["README.md", "data.jsonl", "data.parquet", "manifest.json"]
+    names = ["README.md", "contamination.json", "data.jsonl", "data.parquet", "manifest.json"]
+    assert [f for f, _ in files] == names
     calls = []
 
     class FakeApi:
@@ -241,7 +330,7 @@ def test_push_to_hub_dry_run_and_upload_calls(mesh_lake, tmp_path, monkeypatch):
             "upload_folder",
             "me/corpus",
             "dataset",
-            ["README.md", "data.jsonl", "data.parquet", "manifest.json"],
+            names,
         ),
     ]
 

@@ -73,6 +73,39 @@ def _scenario(lake, n_docs: int = 8):
     return rows
 
 
+class _ScriptedJudge:
+    """Log-likelihoods of "1" and "2" from a rule: a position bias plus a preference for the
+    question that holds the word "good", in either position."""
+
+    def __init__(self, position_bias: float, content: float):
+        self.bias, self.content = position_bias, content
+
+    def score_choices(self, prompts, choices):
+        out = []
+        for p in prompts:
+            text = p[-1]["content"]
+            good_first = "good" in text[text.index("Question 1:") : text.index("Question 2:")]
+            s1 = self.bias + (self.content if good_first else 0.0)
+            s2 = 0.0 + (self.content if not good_first else 0.0)
+            out.append([s1, s2])
+        return out
+
+
+def test_pair_probability_cancels_a_position_bias_exactly():
+    rows = [
+        {"document": "d", "q1": q1, "contexts1": ["c"], "q2": q2, "contexts2": ["c"]}
+        for q1, q2 in (("a good question", "a question"), ("a question", "a good question"))
+    ]
+    # a judge that only prefers the first position: exactly 0.5, no float noise
+    assert pair_probability(_ScriptedJudge(3.7, 0.0), rows) == [0.5, 0.5]
+    # a content preference shows through the bias, on the right side in both rows
+    p_good_first, p_good_second = pair_probability(_ScriptedJudge(3.7, 2.0), rows)
+    assert p_good_first > 0.8 and p_good_second < 0.2
+    assert p_good_first == pytest.approx(1 - p_good_second)
+    # extreme log-odds do not overflow
+    assert pair_probability(_ScriptedJudge(0.0, 2000.0), rows) == [1.0, 0.0]
+
+
 @pytest.fixture
 def pref_lake(mesh_lake, tmp_path):
     from mkailin.lake import Lake

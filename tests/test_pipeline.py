@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -73,6 +74,19 @@ def check_demo(path, out: str) -> None:
             split="train",
         )
         assert len(ds) > 0
+        # no PubMedQA test article in a corpus: not as a source, not as a context
+        test_split = {r[0] for r in lake.query("select pmid from pubmedqa where split = 'test'")}
+        assert len(test_split) == 500
+        for rec in ds:
+            assert rec["pmid"] not in test_split
+            assert not set(rec["context_pmids"]) & test_split
+        manifest = json.loads((path / "exports" / f"corpus_{kind}" / "manifest.json").read_text())
+        assert manifest["contamination"]["blocklist"] == "pubmedqa-test"
+        assert manifest["contamination"]["allow_contamination"] is False
+    assert lake.query(
+        "select count(*) from contexts where pmid in "
+        "(select pmid from pubmedqa where split = 'test')"
+    ) == [(0,)]
     fails = lake.query("select stage from runs where status in ('failed', 'killed')")
     assert fails == []
     # a skipped step says why, in runs and in the closing summary

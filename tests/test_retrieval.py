@@ -117,6 +117,44 @@ def test_dense_bm25_hybrid_contexts_exclude_the_source(embedded_lake, tmp_path):
     assert retrieve(lake, cfg, "dense", k=4, progress=False)[-1].status == "skipped"
 
 
+def test_blocklisted_articles_are_never_retrieval_candidates(embedded_lake, tmp_path):
+    """The test split never gets vectors or BM25 rows; blocking more (a user's PMID file) deletes
+    the rows already written, and retrieval then never returns a blocked article."""
+    import shutil
+
+    from mkailin.agents.retrieval import _open, sync_fts
+    from mkailin.lake import Lake
+
+    from conftest import copy_tables
+
+    test_split = {p for (p,) in embedded_lake.query("select pmid from pubmedqa where split='test'")}
+    vec = _open(embedded_lake, vectors_table("minilm")).to_arrow().column("pmid").to_pylist()
+    assert len(vec) == len(set(vec)) == 500 and not set(vec) & test_split
+
+    lake = Lake.init(tmp_path / "lake")
+    copy_tables(embedded_lake, lake)
+    shutil.rmtree(lake.vectors_dir)
+    shutil.copytree(embedded_lake.vectors_dir, lake.vectors_dir)
+    train = [p for (p,) in lake.query("select pmid from pubmedqa where split='train' order by 1")]
+    blocked = set(train[::2])
+    (tmp_path / "more.txt").write_text("".join(f"{p}\n" for p in sorted(blocked)))
+    cfg = Config()
+    cfg.eval.blocklist_files = [str(tmp_path / "more.txt")]
+    embed(lake, cfg, progress=False)
+    sync_fts(lake, cfg, progress=False)
+    left = _open(lake, vectors_table("minilm")).to_arrow().column("pmid").to_pylist()
+    fts = _open(lake, "article_fts").to_arrow().column("pmid").to_pylist()
+    assert len(left) == 500 - len(blocked) and not set(left) & (blocked | test_split)
+    assert not set(fts) & (blocked | test_split)
+    qa = lake.query("select pmid, question from pubmedqa where pmid in ? order by pmid limit 30",
+                    [sorted(blocked)])  # fmt: skip
+    _questions(lake, [(f"q{i}", p, q) for i, (p, q) in enumerate(qa)])
+    for method in ("dense", "bm25"):
+        retrieve(lake, cfg, method, k=4, progress=False)
+    got = {p for (p,) in lake.query("select pmid from contexts")}
+    assert len(got) > 10 and not got & (blocked | test_split)
+
+
 def test_ann_index_above_threshold_agrees_with_exact(embedded_lake):
     cfg = Config()
     cfg.retrieval.index_threshold = 500
@@ -156,7 +194,8 @@ def test_eval_retrieval_on_real_pubmedqa(embedded_lake):
     t = eval_retrieval(embedded_lake, Config(), limit=300).to_pylist()
     assert [r["retriever"] for r in t] == ["dense:minilm", "bm25", "hybrid:minilm"]
     for r in t:
-        assert r["questions"] == 300 and r["corpus"] == 1000
+        # the PubMedQA test split is on the eval blocklist: neither a candidate nor a query
+        assert r["questions"] == 300 and r["corpus"] == 500
         assert 0.5 < r["recall_at_1"] <= r["recall_at_4"] <= r["recall_at_10"] <= 1.0
         assert r["recall_at_1"] <= r["mrr"] <= r["recall_at_10"]
 
@@ -167,7 +206,8 @@ def test_retrieval_as_a_duckdb_udf(embedded_lake):
     con = embedded_lake.connect()
     register_retrieve_udf(con, embedded_lake, Config(), k=3)
     rows = con.execute(
-        "select pmid, mk_retrieve(question) from pubmedqa order by pmid limit 5"
+        "select pmid, mk_retrieve(question) from pubmedqa where split = 'train' "
+        "order by pmid limit 5"
     ).fetchall()
     assert all(len(p) == 3 for _, p in rows)
     assert sum(pm in p for pm, p in rows) >= 4  # its own article comes back near the top
@@ -196,4 +236,4 @@ def test_cli_eval_retrieval(embedded_lake, runner):
         r.output.splitlines()[0]
         == "retriever,questions,corpus,recall_at_1,recall_at_4,recall_at_10,mrr"
     )
-    assert r.output.splitlines()[1].startswith("bm25,50,1000,")
+    assert r.output.splitlines()[1].startswith("bm25,50,500,")

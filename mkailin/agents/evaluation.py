@@ -168,9 +168,17 @@ def judge_messages(
     )
 
 
+def _sigmoid(x: float) -> float:
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
 def pair_probability(gen, rows: list[dict], template_id: str = "judge-v1") -> list[float]:
-    """P(the first pair of each row is better), from the judge's log-likelihoods of "1" and "2",
-    averaged over both orders (A,B) and (B,A) so that a preference for a position cancels."""
+    """P(the first pair of each row is better), from the judge's log-likelihoods of "1" and "2"
+    in both orders (A,B) and (B,A): the two log-odds are averaged, so a preference for a
+    position cancels exactly (a judge that only prefers a position gives exactly 0.5)."""
     fwd = [
         judge_messages(r["document"], r["q1"], r["contexts1"], r["q2"], r["contexts2"], template_id)
         for r in rows
@@ -184,9 +192,7 @@ def pair_probability(gen, rows: list[dict], template_id: str = "judge-v1") -> li
     for i in range(len(rows)):
         a1, a2 = s[i]  # forward: "1" means pair 1 (q1)
         b1, b2 = s[len(rows) + i]  # reversed: "2" means q1
-        p_fwd = 1.0 / (1.0 + math.exp(a2 - a1))
-        p_rev = 1.0 / (1.0 + math.exp(b1 - b2))
-        out.append((p_fwd + p_rev) / 2)
+        out.append(_sigmoid(((a1 - a2) + (b2 - b1)) / 2))
     return out
 
 

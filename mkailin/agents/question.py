@@ -337,11 +337,11 @@ class HeuristicWriter:
 # ------------------------------------------------------------------------------ stages
 def sample_sql(cfg: Config) -> tuple[str, list]:
     """The sampled articles: a stable hash order under the seed, so a resumed run samples the
-    same articles. PubMedQA test articles are left out, so the corpus never holds the
-    evaluation's abstracts."""
-    where = "abstract is not null"
-    if cfg.generate.exclude_eval_articles:
-        where += " and pmid not in (select pmid from pubmedqa where split = 'test')"
+    same articles. Blocklisted articles are left out, so the corpus never holds the
+    evaluation's abstracts (see mkailin/blocklist.py)."""
+    from mkailin.blocklist import not_blocked
+
+    where = f"abstract is not null and {not_blocked(cfg)}"
     sql = f"select pmid, title, abstract from articles where {where} order by hash(pmid + ?)"
     params: list = [cfg.generate.seed]
     if cfg.generate.articles:

@@ -35,6 +35,35 @@ ARTICLE_TEXT_SQL = (
     "select pmid, trim(coalesce(title, '') || ' ' || coalesce(abstract, '')) as text "
     "from articles where abstract is not null or title is not null"
 )
+
+
+def article_text_sql(cfg: Config) -> str:
+    """The retrieval candidates: every article with text, less the eval blocklist."""
+    from mkailin.blocklist import not_blocked
+
+    return f"select * from ({ARTICLE_TEXT_SQL}) where {not_blocked(cfg)}"
+
+
+def drop_blocked(lake: Lake, cfg: Config, table: str) -> int:
+    """Delete the blocklisted articles' rows from a LanceDB table (vectors or the BM25 corpus)
+    written before they were blocked. Returns how many rows went."""
+    from mkailin.blocklist import blocked_sql
+
+    q = blocked_sql(cfg)
+    tbl = _open(lake, table) if q else None
+    if tbl is None:
+        return 0
+    blocked = [r[0] for r in lake.query(q)]
+    gone = 0
+    for i in range(0, len(blocked), 5000):
+        chunk = ", ".join(map(str, blocked[i : i + 5000]))
+        n = tbl.count_rows(f"pmid IN ({chunk})")
+        if n:
+            tbl.delete(f"pmid IN ({chunk})")
+            gone += n
+    return gone
+
+
 FTS_TABLE = "article_fts"
 _WORD = re.compile(r"[A-Za-z0-9]+")
 
@@ -109,7 +138,7 @@ def embed_stage(lake: Lake, cfg: Config, role: str | None = None) -> Stage:
     table = vectors_table(name)
     return Stage(
         name=f"embed:{name}",
-        input_sql=ARTICLE_TEXT_SQL,
+        input_sql=article_text_sql(cfg),
         output=table,
         key=("pmid",),
         fn=ArticleEmbedder,
@@ -130,6 +159,7 @@ def embed(
     progress: bool | None = None,
 ) -> RunResult:
     stage = embed_stage(lake, cfg, role)
+    drop_blocked(lake, cfg, stage.output)
     result = run_stage(
         lake, stage, executor or cfg.runtime.executor, cfg.runtime, progress=progress, limit=limit
     )
@@ -169,9 +199,10 @@ class _Passthrough:
 
 def sync_fts(lake: Lake, cfg: Config, progress: bool | None = None) -> RunResult:
     """Copy new article text into ``article_fts`` and (re)build its BM25 index."""
+    dropped = drop_blocked(lake, cfg, FTS_TABLE)
     stage = Stage(
         name="index:bm25",
-        input_sql=ARTICLE_TEXT_SQL,
+        input_sql=article_text_sql(cfg),
         output=FTS_TABLE,
         key=("pmid",),
         fn=_Passthrough,
@@ -181,7 +212,7 @@ def sync_fts(lake: Lake, cfg: Config, progress: bool | None = None) -> RunResult
     )
     r = run_stage(lake, stage, "local", cfg.runtime, progress=progress)
     tbl = _open(lake, FTS_TABLE)
-    if tbl is not None and (r.rows_out or not _has_fts(tbl)):
+    if tbl is not None and (r.rows_out or dropped or not _has_fts(tbl)):
         from lancedb.index import FTS
 
         tbl.create_index("text", config=FTS(), replace=True)
@@ -684,12 +715,19 @@ def eval_retrieval(
     limit: int = 0,
 ) -> pa.Table:
     """PubMedQA: each question retrieves from the corpus, its own article included; report
-    recall@k and MRR (over the top max(ks)) per retriever."""
+    recall@k and MRR (over the top max(ks)) per retriever. Only questions whose article is a
+    retrieval candidate count: the eval blocklist's articles are not in the corpus."""
+    from mkailin.blocklist import not_blocked
+
     rows = lake.query(
-        "select question, pmid from pubmedqa where question is not null order by pmid"
+        "select question, pmid from pubmedqa where question is not null and "
+        f"{not_blocked(cfg)} order by pmid"
     )
     if not rows:
-        raise InputError("no PubMedQA questions: run `mkailin ingest pubmedqa` first")
+        raise InputError(
+            "no PubMedQA questions outside the eval blocklist (eval.blocklist): "
+            "run `mkailin ingest pubmedqa` first, or block fewer items"
+        )
     if limit:
         rows = rows[:limit]
     texts, gold = [r[0] for r in rows], [r[1] for r in rows]
@@ -700,7 +738,7 @@ def eval_retrieval(
     name, spec = encoder_for(cfg)
     kmax = max(ks)
     out = []
-    n_docs = lake.query(f"select count(*) from ({ARTICLE_TEXT_SQL})")[0][0]
+    n_docs = lake.query(f"select count(*) from ({article_text_sql(cfg)})")[0][0]
     for m in methods:
         r = Retriever(lake, m, name, spec, cfg.retrieval)
         hits = r.search(texts, kmax)

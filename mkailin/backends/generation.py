@@ -318,22 +318,34 @@ class TransformersGenerator(Generator):
             mask = torch.tensor(
                 [[0] * (width - len(r)) + [1] * len(r) for r in rows], device=model.device
             )
+            # only the last positions are scored: the choice tokens sit at the end (left
+            # padding), so the vocabulary projection runs for `keep` positions, not all
+            keep = 1 if single else max(cl for _, cl in spans) + 1
             with torch.inference_mode():
-                logits = model(input_ids=ids, attention_mask=mask).logits.float()
-            logp = torch.log_softmax(logits, dim=-1)
+                logits = _last_logits(model, ids, mask, keep)
+            logp = torch.log_softmax(logits.float(), dim=-1)
             if single:
                 targets = torch.tensor([c[0] for c in choice_ids], device=model.device)
                 scores += logp[:, -1, :][:, targets].tolist()
                 continue
             flat = []
-            for j, (pl, cl) in enumerate(spans):
-                off = width - (pl + cl)
-                pos = torch.arange(off + pl - 1, off + pl - 1 + cl, device=model.device)
-                target = ids[j, off + pl : off + pl + cl]
+            for j, (_, cl) in enumerate(spans):
+                # the token at full position t is predicted at t - 1, kept index t - 1 - width + keep
+                pos = torch.arange(keep - cl - 1, keep - 1, device=model.device)
+                target = ids[j, width - cl : width]
                 flat.append(float(logp[j, pos, target].sum()))
             k = len(choices)
             scores += [flat[i : i + k] for i in range(0, len(flat), k)]
         return scores
+
+
+def _last_logits(model, ids, mask, keep: int):
+    """Logits of the last ``keep`` positions. Models that take ``logits_to_keep`` (Llama and most
+    causal LMs in transformers) skip the vocabulary projection for the rest of the sequence."""
+    try:
+        return model(input_ids=ids, attention_mask=mask, logits_to_keep=keep).logits[:, -keep:]
+    except TypeError:
+        return model(input_ids=ids, attention_mask=mask).logits[:, -keep:]
 
 
 # ------------------------------------------------------------------------------ vLLM

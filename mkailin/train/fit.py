@@ -83,16 +83,24 @@ def token_counter(tokenizer, chat_template: bool = True) -> Callable[[Messages],
 
 
 def fit_examples(
-    records: list[dict], tokenizer, max_length: int, setting: str, chat_template: bool = True
+    records: list[dict],
+    tokenizer,
+    max_length: int,
+    setting: str,
+    chat_template: bool = True,
+    limit: int = 0,
 ) -> tuple[list[dict], dict]:
     """Fit every record's prompt to ``max_length`` with its completion (or, for preference
     records, with the longer of ``chosen`` and ``rejected``). A fitted record whose completion
     alone takes more than half of ``max_length`` is left out: cutting its prompt to nothing
     would teach nothing. Records whose prompt is already plain messages pass unchanged (the
-    trainer truncates them). Returns the records with plain message prompts and a tally."""
+    trainer truncates them). With ``limit``, fitting stops once that many records are kept.
+    Returns the records with plain message prompts and a tally."""
     count = token_counter(tokenizer, chat_template)
     out, cut, too_long = [], 0, 0
     for r in records:
+        if limit and len(out) >= limit:
+            break
         p = r["prompt"]
         if not isinstance(p, PromptFields):
             out.append(r)

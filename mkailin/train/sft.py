@@ -7,6 +7,7 @@ recipe. The loss is taken on the completion only.
 
 from __future__ import annotations
 
+import random
 import tempfile
 
 from mkailin.agents.prompts import template
@@ -50,7 +51,16 @@ def lora_sft(
     # a fresh adapter trains on top of the merged ones
     tokenizer, model = load_causal_lm(spec, base_adapters, training=True)
     tokenizer.padding_side = "right"
-    records, tally = fit_examples(records, tokenizer, tcfg.max_length, setting, spec.chat_template)
+    # the trainer sees max_steps x batch x accumulation examples: a seeded draw of that many
+    # is fitted and tokenized, not the whole set (500 seed pairs for a 3-step demo run)
+    available = len(records)
+    need = max(1, tcfg.max_steps) * max(1, tcfg.batch_size) * max(1, tcfg.gradient_accumulation)
+    if available > need:
+        records = random.Random(tcfg.seed).sample(records, available)
+    records, tally = fit_examples(
+        records, tokenizer, tcfg.max_length, setting, spec.chat_template, limit=need
+    )
+    tally["examples_available"] = available
     if not records:
         raise StepSkipped(
             f"no training example left: every completion takes over half of {setting}="
