@@ -12,7 +12,7 @@ from mkailin.config import Config, ModelSpec
 from mkailin.evaluate import accuracy, macro_f1, side_by_side, slice_report, year_slice
 from mkailin.export import dedup, export, minhash_signatures, push_to_hub
 
-from conftest import copy_tables
+from conftest import copy_tables, has_module, need
 
 
 # ---------------------------------------------------------------------------- the scorer
@@ -177,7 +177,9 @@ def _corpus_lake(mesh_lake, tmp_path, n: int = 6):
 
 
 def test_exports_load_with_datasets(mesh_lake, tmp_path, monkeypatch):
-    datasets = pytest.importorskip("datasets")
+    need(has_module("datasets"), "the datasets package (the train extra) is not installed")
+    import datasets
+
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret-should-not-leak")
     lake = _corpus_lake(mesh_lake, tmp_path)
     cfg = Config()

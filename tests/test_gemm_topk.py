@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch  # noqa: F401  (a core dependency: gemm_topk runs on it)
 
-torch = pytest.importorskip("torch")
-
-from mkailin.agents.retrieval import Hits, gemm_topk  # noqa: E402
+from mkailin.agents.retrieval import Hits, gemm_topk
 
 TOL = 1e-5
 
@@ -135,7 +134,8 @@ def test_screen_matches_exact_path(rng):
 
 def test_bf16_copy_kept_only_for_frozen_matrices(rng):
     """A read-only view of Arrow memory keeps its bfloat16 copy; a writable matrix does not."""
-    pa = pytest.importorskip("pyarrow")
+    import pyarrow as pa
+
     from mkailin.agents import retrieval as r
 
     m = unit(rng.standard_normal((600, 16)))

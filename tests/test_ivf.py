@@ -7,9 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
-
-from mkailin.agents.ivf import IVFIndex, default_nlist, kmeans, load_or_build  # noqa: E402
+from mkailin.agents.ivf import IVFIndex, default_nlist, kmeans, load_or_build
 
 
 def unit(x: np.ndarray) -> np.ndarray:

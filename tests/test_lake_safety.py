@@ -27,18 +27,9 @@ from mkailin.config import Config
 from mkailin.export import export
 from mkailin.lake import Lake, glob_escape
 
-from conftest import ROOT
+from conftest import ROOT, need
 
-try:
-    from conftest import need
-except ImportError:  # a conftest from before need(): skip where a tool is missing
-
-    def need(condition: object, reason: str) -> None:
-        if not condition:
-            pytest.skip(reason)
-
-
-FILES = ["README.md", "data.jsonl", "data.parquet", "manifest.json"]
+FILES = ["README.md", "contamination.json", "data.jsonl", "data.parquet", "manifest.json"]
 
 
 # ------------------------------------------------------------------------------ lakes

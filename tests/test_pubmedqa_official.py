@@ -22,16 +22,7 @@ from mkailin import evaluate as ev
 from mkailin.config import Config, EvalConfig
 from mkailin.errors import ConfigError
 
-from conftest import FIXTURES, has_module, shared
-
-try:  # skip here, fail under CI: the rule of conftest.need where it has it
-    from conftest import need
-except ImportError:  # pragma: no cover - a conftest from before that rule
-
-    def need(condition: object, reason: str) -> None:
-        if not condition:
-            pytest.skip(reason)
-
+from conftest import FIXTURES, has_module, need, shared
 
 OFFICIAL = FIXTURES / "official" / "pubmedqa_evaluation.py"
 SETTING = "reasoning-required"
