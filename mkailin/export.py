@@ -253,10 +253,52 @@ def export(lake: Lake, cfg: Config, kind: str, out: str | None = None) -> dict:
         return _export(lake, cfg, kind, export_dir(lake, cfg, kind, out))
 
 
+NGRAM = 13  # the lm-eval-harness decontamination convention: word 13-grams
+
+
+def _ngrams(text: str, n: int = NGRAM) -> dict[int, str]:
+    """hash -> text of the word n-grams of normalised ``text``."""
+    w = normalise(text).split()
+    out = {}
+    for i in range(len(w) - n + 1):
+        g = " ".join(w[i : i + n])
+        out[hash(g)] = g
+    return out
+
+
+def _eval_ngrams(lake: Lake, blocked_q: str | None) -> set[int]:
+    """The 13-grams of the evaluation set: the blocked PubMedQA items' questions, contexts and
+    long answers, and the blocked articles' titles and abstracts."""
+    if not blocked_q:
+        return set()
+    grams: set[int] = set()
+    rows = lake.query(
+        f"select question, contexts, long_answer from pubmedqa where pmid in ({blocked_q})"
+    )
+    for question, contexts, long_answer in rows:
+        for t in (question, long_answer, *(contexts or [])):
+            grams.update(_ngrams(t or ""))
+    for title, abstract in lake.query(
+        f"select title, abstract from articles where pmid in ({blocked_q})"
+    ):
+        grams.update(_ngrams(f"{title or ''} {abstract or ''}"))
+    return grams
+
+
+def _record_texts(r: dict) -> list[str]:
+    return [
+        r.get("question") or "",
+        r.get("answer") or "",
+        f"{r.get('title') or ''} {r.get('abstract') or ''}",
+        *[c["text"] or "" for c in r["contexts"] or []],
+    ]
+
+
 def decontaminate(lake: Lake, cfg: Config, src: list[dict]) -> tuple[list[dict], dict]:
     """Drop candidate records whose source article or any context is on the eval blocklist
-    (mkailin/blocklist.py), unless ``export.allow_contamination``. Returns the records kept
-    and the contamination report (counts and up to 5 examples of each kind)."""
+    (mkailin/blocklist.py), or whose text (question, answer, source, contexts) shares a word
+    13-gram with the evaluation set, unless ``export.allow_contamination``. Returns the records
+    kept and the contamination report (counts and up to 5 examples of each kind)."""
     from mkailin.blocklist import blocked_sql, describe
 
     q = blocked_sql(cfg)
@@ -267,14 +309,28 @@ def decontaminate(lake: Lake, cfg: Config, src: list[dict]) -> tuple[list[dict],
         for r in src
         if r["pmid"] not in blocked and any(c["pmid"] in blocked for c in r["contexts"] or [])
     ]
+    grams = _eval_ngrams(lake, q)
+    by_ngram: list[tuple[dict, str]] = []
+    flagged = {r["question_id"] for r in by_source + by_context}
+    if grams:
+        for r in src:
+            if r["question_id"] in flagged:
+                continue
+            for t in _record_texts(r):
+                shared = [g for h, g in _ngrams(t).items() if h in grams]
+                if shared:
+                    by_ngram.append((r, shared[0]))
+                    break
     allowed = bool(cfg.export.allow_contamination)
-    hit = {r["question_id"] for r in by_source + by_context}
+    hit = flagged | {r["question_id"] for r, _ in by_ngram}
     report = {
         "blocklist": describe(cfg),
         "blocked_pmids": len(blocked),
         "candidates": len(src),
         "with_blocked_source": len(by_source),
         "with_blocked_context": len(by_context),
+        "with_eval_13gram": len(by_ngram),
+        "eval_13grams": len(grams),
         "allow_contamination": allowed,
         "removed": 0 if allowed else len(hit),
         "examples": [
@@ -291,6 +347,10 @@ def decontaminate(lake: Lake, cfg: Config, src: list[dict]) -> tuple[list[dict],
                 ],
             }
             for r in by_context[:5]
+        ]
+        + [
+            {"question_id": r["question_id"], "pmid": r["pmid"], "why": "13-gram", "ngram": g}
+            for r, g in by_ngram[:5]
         ],
     }
     kept = src if allowed else [r for r in src if r["question_id"] not in hit]

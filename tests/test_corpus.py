@@ -10,7 +10,7 @@ import pytest
 
 from mkailin.config import Config, ModelSpec
 from mkailin.evaluate import accuracy, macro_f1, side_by_side, slice_report, year_slice
-from mkailin.export import dedup, export, minhash_signatures, push_to_hub
+from mkailin.export import dedup, export, minhash_signatures, normalise, push_to_hub
 
 from conftest import copy_tables, has_module, need
 
@@ -239,21 +239,40 @@ def test_exports_leave_out_eval_blocklist_articles_unless_allowed(mesh_lake, tmp
             ]
         ),
     )
+    # a question that copies a test item's conclusion (a near-copy under another source)
+    (long_answer,) = lake.query("select long_answer from pubmedqa where pmid = ?", [test_pmid])[0]
+    first, src_pmid = lake.query("select question_id, pmid from questions order by 1 limit 1")[0]
+    ctx = [
+        {**c, "question_id": "copy"}
+        for c in lake.query_arrow(
+            "select * from contexts where question_id = ?", [first]
+        ).to_pylist()
+    ]
+    lake.write_part(
+        "questions",
+        pa.Table.from_pylist([{"question_id": "copy", "pmid": src_pmid, "agent": "final",
+                               "question": "Is it so that " + long_answer}]),
+    )  # fmt: skip
+    lake.write_part("contexts", pa.Table.from_pylist(ctx))
+    lake.write_part("answers", pa.Table.from_pylist([{"question_id": "copy", "answer": "Yes."}]))
     cfg = Config()
     cfg.retrieval.k = 5
     r = export(lake, cfg, "cpt")
-    assert r["blocked_removed"] == 1 and r["records"] == 4
+    assert r["blocked_removed"] == 2 and r["records"] == 4
     folder = tmp_path / "lake" / "exports" / "corpus_cpt"
     rep = json.loads((folder / "contamination.json").read_text())
     assert rep == json.loads((folder / "manifest.json").read_text())["contamination"]
     assert rep["blocklist"] == "pubmedqa-test" and rep["blocked_pmids"] == 500
-    assert (rep["with_blocked_source"], rep["with_blocked_context"], rep["removed"]) == (0, 1, 1)
-    assert rep["examples"] == [
-        {"question_id": third, "pmid": rep["examples"][0]["pmid"], "why": "context",
-         "blocked_context_pmids": [test_pmid]}
-    ]  # fmt: skip
+    assert rep["eval_13grams"] > 10_000
+    assert (rep["with_blocked_source"], rep["with_blocked_context"]) == (0, 1)
+    assert (rep["with_eval_13gram"], rep["removed"]) == (1, 2)
+    ctx_ex, gram_ex = rep["examples"]
+    assert ctx_ex == {"question_id": third, "pmid": ctx_ex["pmid"], "why": "context",
+                      "blocked_context_pmids": [test_pmid]}  # fmt: skip
+    assert gram_ex["question_id"] == "copy" and gram_ex["why"] == "13-gram"
+    assert len(gram_ex["ngram"].split()) == 13 and gram_ex["ngram"] in normalise(long_answer)
     ids = [json.loads(x)["id"] for x in (folder / "data.jsonl").read_text().splitlines()]
-    assert third not in ids
+    assert third not in ids and "copy" not in ids
 
     # a user's PMID file blocks a source article too
     first_pmid = lake.query("select pmid from questions order by question_id")[0][0]
@@ -262,8 +281,9 @@ def test_exports_leave_out_eval_blocklist_articles_unless_allowed(mesh_lake, tmp
     cfg.eval.blocklist_files = [str(extra)]
     r = export(lake, cfg, "sft")
     rep = json.loads((tmp_path / "lake/exports/corpus_sft/contamination.json").read_text())
-    assert (rep["with_blocked_source"], rep["with_blocked_context"]) == (1, 1)
-    assert rep["blocklist"].endswith("bioasq-test-pmids.txt") and r["blocked_removed"] == 2
+    # the first question and its copy share the blocked source
+    assert (rep["with_blocked_source"], rep["with_blocked_context"]) == (2, 1)
+    assert rep["blocklist"].endswith("bioasq-test-pmids.txt") and r["blocked_removed"] == 3
 
     cfg.export.allow_contamination = True
     r = export(lake, cfg, "cpt")
