@@ -726,7 +726,7 @@ def export_cmd(app, kind, out, repo, dry_run, allow_contamination):
     click.echo(
         f"corpus_{kind}: {r['records']:,} records to {r['path']} ({r['exact_duplicates']:,} "
         f"exact and {r['near_duplicates']:,} near-duplicate questions removed, "
-        f"{r['blocked_removed']:,} with an eval-blocklist article removed)"
+        f"{r['blocked_removed']:,} overlapping the evaluation set removed)"
     )
     if allow_contamination:
         click.echo("  --allow-contamination: eval-blocklist articles kept; manifest.json says so")

@@ -291,7 +291,7 @@ def _export(lake: Lake, cfg: Config, ctx: dict) -> list[str]:
         out.append(
             f"corpus_{kind}: {r['records']:,} records to {r['path']} "
             f"({r['exact_duplicates']} exact, {r['near_duplicates']} near duplicates, "
-            f"{r['blocked_removed']} with an eval-blocklist article removed)"
+            f"{r['blocked_removed']} overlapping the evaluation set removed)"
         )
     return out
 
