@@ -54,3 +54,4 @@ bench:
     {{venv}}/python bench/demo.py
     {{venv}}/python bench/ingest.py
     {{venv}}/python bench/mesh_sim.py
+    {{venv}}/python bench/lake_query.py
