@@ -3,32 +3,41 @@
 Layout::
 
     lake/
-      tables/<name>/current -> g000001/      a symlink, swapped atomically on replace
-      tables/<name>/g000001/part-*.parquet   each part written to a temp name, then renamed
-      vectors/                                LanceDB datasets
-      artifacts/                              LoRA adapters, judge checkpoints, cached models
-      mkailin.duckdb                          views over the tables plus the sql/ views
-      .lock                                   the write lock (one writer at a time)
+      _log/0000000042.json          commit snapshots: every table's part files, rows and bytes
+      tables/<name>/part-*.parquet  immutable part files, each written to a temp name and renamed
+      vectors/                      LanceDB datasets
+      artifacts/                    LoRA adapters, judge checkpoints, cached models
+      mkailin.duckdb                views over the tables (paths relative to the lake) and sql/
+      .lock                         the write lock (one writer at a time)
 
-Readers never lock. A reader sees each part file whole or not at all, and a replaced table
-whole in its old or its new generation, never a mix (a query that races the swap may fail with
-"file not found"; run it again). A generation is written under a hidden temp name and renamed
-to ``gNNNNNN`` when whole, so every ``g*`` folder is a complete generation.
+A table is the list of part files that the newest snapshot names. A commit writes part files
+first, then one new snapshot (temp file, fsync, rename): what one commit writes to several
+tables (``with lake.transaction(): ...``) becomes visible at once, or, if the writer dies or
+fails before the rename, not at all. Part files no snapshot names are a killed writer's
+leftovers, removed when the next writer takes the lock. The last ``KEEP_SNAPSHOTS`` snapshots
+stay, and a part is deleted only when no kept snapshot names it, so a reader that listed an
+older snapshot still finds its files (one that loses that race reads again).
 
-A copy of the lake made by a tool that drops or flattens symlinks still reads its data: when
-``current`` is missing or dangling, the newest generation holding parts is live; when it is a
-plain file (zip's form of a symlink), the generation it names; when it is a folder (``cp -rL``,
-unzip), the folder itself. Writers (``init``, ``ensure_table``, ``replace_table``,
-``delete_parts``) turn it back into a symlink first and say so in one line on stderr; nothing
-is deleted. Paths reach DuckDB as globs, so glob characters in the lake path (``[``, ``?``,
-``*``) are escaped as one-character classes (``[[]``) and the path matches only itself.
+Every path in a snapshot and in the catalog is relative to the lake folder: a copied, moved,
+zipped or rsynced lake reads its own data. The stock DuckDB CLI opens it from the lake folder:
+``cd LAKE && duckdb -readonly mkailin.duckdb``. Paths reach DuckDB as globs, so glob characters
+in the lake path (``[``, ``?``, ``*``) are escaped as one-character classes (``[[]``).
+
+Tables accumulate one part per small write; past ``compact_parts`` parts a commit merges a
+table's small parts into one (``mkailin lake compact`` does it on demand), so a lake after
+10,000 small ingests reads like a fresh one.
+
+Lakes written before the snapshot log (``tables/<name>/current -> gNNNNNN/``) are converted on
+the first write: their live generations become snapshot 1, in place, and nothing moves.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime as dt
 import fcntl
+import fnmatch
 import hashlib
 import json
 import os
@@ -39,7 +48,9 @@ import tempfile
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -52,10 +63,28 @@ from mkailin.errors import LakeError, LakeLockedError, QueryError, UnknownTableE
 CATALOG = "mkailin.duckdb"
 # The catalog is written in a storage format that older DuckDB CLIs (1.0 and later) can open.
 CATALOG_STORAGE_VERSION = "v1.0.0"
+LOG = "_log"
+LOG_FORMAT = "mkailin-log 1"
+KEEP_SNAPSHOTS = 8
+# a table with more parts than this is compacted by the commit that passes it
+COMPACT_PARTS = 32
+# parts below this size are merged by compaction; bigger ones stay as they are
+SMALL_PART_BYTES = 32 << 20
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 _MARKER = ".mkailin-lake"
 _GEN = re.compile(r"^g[0-9]{6,}$")
+_SNAP = re.compile(r"^([0-9]{10})\.json$")
 _GLOB_ESCAPES = {"[": "[[]", "?": "[?]", "*": "[*]"}
+
+
+# lakes committed to without a catalog refresh: refreshed when the process ends
+_STALE_CATALOGS: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _refresh_stale_catalogs() -> None:
+    for lake in list(_STALE_CATALOGS):
+        lake.refresh_catalog()
 
 
 _SWAP_RACE = re.compile(r"Cannot open file|No files found|No such file or directory")
@@ -98,6 +127,74 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+@dataclass(frozen=True)
+class Part:
+    """One Parquet file of a table: its path relative to the lake, rows and bytes."""
+
+    path: str
+    rows: int
+    size: int
+
+    def to_json(self) -> list:
+        return [self.path, self.rows, self.size]
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+
+@dataclass
+class Snapshot:
+    """The lake's state after commit ``seq``: each table's parts, in write order."""
+
+    seq: int = 0
+    tables: dict[str, list[Part]] = field(default_factory=dict)
+    removed: list[str] = field(default_factory=list)  # parts this commit dropped
+    command: str = ""
+    committed_at: str = ""
+
+    def to_json(self) -> dict:
+        return {
+            "format": LOG_FORMAT,
+            "seq": self.seq,
+            "command": self.command,
+            "committed_at": self.committed_at,
+            "tables": {n: [p.to_json() for p in ps] for n, ps in sorted(self.tables.items())},
+            "removed": self.removed,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> Snapshot:
+        if d.get("format") != LOG_FORMAT:
+            raise ValueError(f"format {d.get('format')!r}, expected {LOG_FORMAT!r}")
+        return cls(
+            seq=int(d["seq"]),
+            tables={
+                n: [Part(str(p), int(r), int(s)) for p, r, s in ps] for n, ps in d["tables"].items()
+            },
+            removed=list(d.get("removed", [])),
+            command=d.get("command", ""),
+            committed_at=d.get("committed_at", ""),
+        )
+
+    def files(self) -> set[str]:
+        return {p.path for ps in self.tables.values() for p in ps}
+
+
+class _Tx:
+    """A commit being built: each table's new part list, the files it wrote, and what it drops."""
+
+    def __init__(self, base: Snapshot, command: str):
+        self.base = base
+        self.command = command
+        self.tables = {n: list(ps) for n, ps in base.tables.items()}
+        self.written: list[str] = []
+        self.depth = 1
+
+    def changed(self) -> bool:
+        return self.tables != self.base.tables
+
+
 class Lake:
     """A lake folder. ``Lake.init(path)`` makes one; ``Lake.open(path)`` opens an existing one."""
 
@@ -105,8 +202,14 @@ class Lake:
         self.root = Path(root).absolute()
         # how long a writer waits for another writer's lock (CLI --wait, env MKAILIN_LOCK_WAIT)
         self.lock_wait = float(os.environ.get("MKAILIN_LOCK_WAIT") or 0)
+        self.compact_parts = int(os.environ.get("MKAILIN_COMPACT_PARTS") or COMPACT_PARTS)
         self._lock_fd: int | None = None
         self._lock_depth = 0
+        self._lock_command = ""
+        self._tx: _Tx | None = None
+        self._snap: Snapshot | None = None
+        self._snap_key: tuple | None = None
+        self._catalog_seq = -1
         # one in-memory DuckDB per Lake and process; connect() hands out cursors on it
         self._db: duckdb.DuckDBPyConnection | None = None
         self._db_pid = 0
@@ -117,7 +220,7 @@ class Lake:
         # a Lake sent to another process (Ray, multiprocessing) opens its own database there
         state = self.__dict__.copy()
         state.update(_db=None, _db_pid=0, _db_applied={}, _db_lock=None, _lock_fd=None)
-        state["_lock_depth"] = 0
+        state.update(_lock_depth=0, _tx=None, _snap=None, _snap_key=None)
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -141,21 +244,51 @@ class Lake:
     def catalog_path(self) -> Path:
         return self.root / CATALOG
 
+    @property
+    def log_dir(self) -> Path:
+        return self.root / LOG
+
+    def rel(self, path: str | os.PathLike) -> str:
+        """``path`` relative to the lake when it lies inside it (as stored in runs and
+        manifests, so a moved lake still finds it), else unchanged."""
+        p = Path(path).absolute()
+        try:
+            return p.relative_to(self.root).as_posix()
+        except ValueError:
+            return str(path)
+
+    def resolve(self, path: str | os.PathLike) -> Path:
+        """A path stored by :meth:`rel`: relative ones are under this lake. An absolute path
+        into another copy of the lake that no longer exists (a lake moved after it was
+        written) is found at the same place under this one."""
+        p = Path(path)
+        if not p.is_absolute():
+            return self.root / p
+        if not p.exists():
+            parts = p.parts
+            for top in ("artifacts", "vectors", "tables", "exports"):
+                if top in parts:
+                    moved = self.root.joinpath(*parts[len(parts) - parts[::-1].index(top) - 1 :])
+                    if moved.exists():
+                        return moved
+        return p
+
     @classmethod
     def init(cls, root: str | os.PathLike) -> Lake:
-        """Create the lake folder, every contract table (empty) and the catalog. Idempotent."""
+        """Create the lake folder, every contract table (empty) and the catalog. Idempotent,
+        and it deletes nothing: a lake that lost its log adopts the part files it holds."""
         lake = cls(root)
         if lake.root.exists() and not lake.root.is_dir():
             raise LakeError(f"{lake.root} exists and is not a folder")
         for d in (lake.root, lake.tables_dir, lake.vectors_dir, lake.artifacts_dir):
             d.mkdir(parents=True, exist_ok=True)
-        (lake.root / _MARKER).write_text("mkailin lake 1\n")
-        with lake.lock("init"):
-            for name in lake._table_dirs():
-                lake.repair_table(name)
+        marker = lake.root / _MARKER
+        if not marker.exists():
+            marker.write_text("mkailin lake 1\n")
+        with lake.lock("init"), lake.transaction():
             for name in schema.TABLES:
                 lake.ensure_table(name)
-            lake.sync_catalog()
+        lake.refresh_catalog()
         return lake
 
     @classmethod
@@ -169,192 +302,411 @@ class Lake:
             )
         return lake
 
-    # ------------------------------------------------------------------ tables
-    def _current(self, name: str) -> Path:
-        return self.tables_dir / check_name(name) / "current"
-
-    def _table_dirs(self) -> list[str]:
-        if not self.tables_dir.is_dir():
+    # ------------------------------------------------------------------ the log
+    def _log_seqs(self) -> list[int]:
+        try:
+            names = os.listdir(self.log_dir)
+        except FileNotFoundError:
             return []
-        return sorted(
-            p.name for p in self.tables_dir.iterdir() if _NAME.match(p.name) and p.is_dir()
+        return sorted(int(m.group(1)) for n in names if (m := _SNAP.match(n)))
+
+    def _snap_path(self, seq: int) -> Path:
+        return self.log_dir / f"{seq:010d}.json"
+
+    def read_snapshot(self, seq: int) -> Snapshot:
+        """Snapshot ``seq``; a ``LakeError`` naming the file when it is unreadable."""
+        path = self._snap_path(seq)
+        try:
+            return Snapshot.from_json(json.loads(path.read_bytes()))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise LakeError(f"{path}: unreadable snapshot ({e})") from None
+
+    def snapshot(self) -> Snapshot:
+        """The newest committed snapshot (read once per commit and cached). An unreadable newest
+        snapshot falls back to the one before (``mkailin lake verify`` reports it); a lake
+        written before the log reads its live generations."""
+        if self._tx is not None:
+            return self._tx.base
+        seqs = self._log_seqs()
+        if not seqs:
+            return Snapshot(tables=_legacy_tables(self)) if self.tables_dir.is_dir() else Snapshot()
+        seq = seqs[-1]
+        try:
+            st = self._snap_path(seq).stat()
+            key = (seq, st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:  # a writer pruned it a moment ago: read the list again
+            return self.snapshot()
+        if key != self._snap_key:
+            for s in reversed(seqs):
+                try:
+                    self._snap = self.read_snapshot(s)
+                    break
+                except LakeError:
+                    continue
+            else:
+                raise LakeError(f"{self.log_dir}: no readable snapshot; run: mkailin lake verify")
+            self._snap_key = key
+        return self._snap
+
+    def _write_snapshot(self, snap: Snapshot) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        path = self._snap_path(snap.seq)
+        tmp = self.log_dir / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
+        try:
+            with open(tmp, "w") as f:
+                json.dump(snap.to_json(), f, separators=(",", ":"))
+                f.flush()
+                os.fsync(f.fileno())
+            failpoints.hit("snapshot-commit")
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(self.log_dir)
+
+    def _prune(self, snap: Snapshot) -> None:
+        """Drop snapshots older than the kept window, and the parts only they named."""
+        seqs = [s for s in self._log_seqs() if s <= snap.seq]
+        for old in seqs[: max(0, len(seqs) - KEEP_SNAPSHOTS)]:
+            nxt = old + 1
+            try:
+                removed = snap.removed if nxt == snap.seq else self.read_snapshot(nxt).removed
+            except LakeError:
+                removed = []
+            live = snap.files()
+            for rel in removed:
+                if rel not in live:
+                    (self.root / rel).unlink(missing_ok=True)
+            self._snap_path(old).unlink(missing_ok=True)
+
+    def _referenced(self) -> set[str] | None:
+        """Every part a kept snapshot names; ``None`` when some snapshot cannot be read (then
+        nothing may be swept)."""
+        out: set[str] = set()
+        for s in self._log_seqs():
+            try:
+                out |= self.read_snapshot(s).files()
+            except LakeError:
+                return None
+        return out
+
+    def _adopt_unlogged(self) -> None:
+        """Give a lake with no snapshot its first one: the live generations of a lake written
+        before the log, or the part files of a lake whose log was lost. Deletes nothing."""
+        if self._log_seqs() or not self.tables_dir.is_dir():
+            return
+        tables = _legacy_tables(self, say=True)
+        snap = Snapshot(seq=1, tables=tables, command="adopt", committed_at=now().isoformat())
+        self._write_snapshot(snap)
+        if tables:
+            rows = sum(p.rows for ps in tables.values() for p in ps)
+            print(
+                f"the lake had no commit log: adopted {len(tables)} table(s), {rows:,} rows, "
+                f"as snapshot 1 (nothing moved or deleted)",
+                file=sys.stderr,
+            )
+
+    def sweep(self) -> int:
+        """Remove what killed writers left: temp files, and part files no kept snapshot names.
+        Runs with the write lock held; returns how many files went."""
+        n = 0
+        for pattern in (
+            "tables/*/.*.tmp",
+            "tables/*/*/.*.tmp",
+            f"{LOG}/.*.tmp",
+            f".{CATALOG}.*.tmp",
+        ):
+            for p in self.root.glob(pattern):
+                p.unlink(missing_ok=True)
+                n += 1
+        for p in self.tables_dir.glob("*/.g[0-9]*.tmp"):  # a pre-log generation left half done
+            shutil.rmtree(p, ignore_errors=True)
+            n += 1
+        referenced = self._referenced()
+        if referenced is None or not self._log_seqs():
+            return n
+        for p in self.tables_dir.glob("*/*.parquet"):
+            if p.relative_to(self.root).as_posix() not in referenced:
+                p.unlink(missing_ok=True)
+                n += 1
+        for tdir in self.tables_dir.glob("*"):  # pre-log generations and links no snapshot names
+            for g in tdir.glob("g[0-9]*"):
+                if g.is_dir() and not g.is_symlink():
+                    rel = g.relative_to(self.root).as_posix() + "/"
+                    if not any(r.startswith(rel) for r in referenced):
+                        shutil.rmtree(g, ignore_errors=True)
+            cur = tdir / "current"
+            if cur.is_symlink() or cur.is_file():
+                cur.unlink()
+        return n
+
+    clean_temp = sweep
+
+    # ------------------------------------------------------------------ commits
+    @contextlib.contextmanager
+    def transaction(self, command: str = "") -> Iterator[None]:
+        """Everything written inside becomes visible at once when the block ends, in one
+        snapshot; nothing does if it raises. Takes the write lock; nested blocks join the
+        outer one. Reads inside the block see the state before it."""
+        if self._tx is not None:
+            self._tx.depth += 1
+            try:
+                yield
+            finally:
+                self._tx.depth -= 1
+            return
+        with self.lock(command or self._lock_command or "write", sync=False):
+            self._tx = tx = _Tx(self.snapshot(), command or self._lock_command)
+            try:
+                yield
+                new = self._commit(tx)
+            except BaseException:
+                for rel in tx.written:  # nothing of this commit is named by a snapshot
+                    (self.root / rel).unlink(missing_ok=True)
+                raise
+            finally:
+                self._tx = None
+            if new is not None:
+                self._snap, self._snap_key = new, None
+                _STALE_CATALOGS.add(self)
+                self._prune(new)
+
+    def _commit(self, tx: _Tx) -> Snapshot | None:
+        """Write the transaction's snapshot (compacting tables past ``compact_parts`` first);
+        the rename of that one file is the commit."""
+        for name in list(tx.tables):
+            if len(tx.tables[name]) > self.compact_parts:
+                self._compact_in(tx, name)
+        if not tx.changed():
+            return None
+        new = Snapshot(
+            seq=tx.base.seq + 1,
+            tables=tx.tables,
+            command=tx.command,
+            committed_at=now().isoformat(),
         )
+        new.removed = sorted(tx.base.files() - new.files())
+        self._write_snapshot(new)
+        return new
 
-    def _live(self, name: str) -> tuple[Path | None, str]:
-        """The folder of the live generation, and what ``current`` was: ``link`` (a symlink to
-        it, the normal case), ``folder`` (a copy of the generation, itself live), ``file`` (a
-        plain file naming it), or ``missing``, ``dangling``, ``a file naming no generation``,
-        ``an empty folder`` (then the newest generation holding parts is live). The folder is
-        ``None`` when no generation holds parts."""
-        cur = self._current(name)
-        if cur.is_symlink():
-            if cur.is_dir():
-                return cur.resolve(), "link"
-            how = "dangling"
-        elif cur.is_dir():
-            if _has_parts(cur):
-                return cur, "folder"
-            how = "an empty folder"
-        elif cur.is_file():
-            named = _read_small(cur)
-            if _GEN.match(named) and (cur.parent / named).is_dir():
-                return cur.parent / named, "file"
-            how = "a file naming no generation"
-        else:
-            how = "missing"
-        gens = [g for g in _generations(cur.parent) if _has_parts(g)]
-        return (gens[-1] if gens else None), how
+    def _state(self) -> dict[str, list[Part]]:
+        """The part lists a write changes: the open transaction's."""
+        if self._tx is None:
+            raise LakeError("internal: a lake write outside a transaction")
+        return self._tx.tables
 
-    def repair_table(self, name: str) -> Path | None:
-        """Make ``current`` a symlink to the live generation again where a copy of the lake
-        dropped or flattened it (see the module doc), and say so in one line on stderr. Deletes
-        no data. Returns the live generation's folder, ``None`` when the table has none."""
-        folder, how = self._live(name)
-        if how == "link":
-            return folder
-        cur = self._current(name)
-        tdir = cur.parent
-        if how == "an empty folder":
-            if any(not p.is_dir() for p in cur.rglob("*")):
-                raise LakeError(f"{cur} is a folder holding no Parquet parts; move it aside")
-            shutil.rmtree(cur)
-        if folder is None:
-            return None  # nothing to recover; a plain file or dangling link is replaced on swap
-        if how == "folder":  # a copy of the live generation: adopt it under a generation name
-            folder = tdir / _next_gen_name(tdir)
-            os.rename(cur, folder)
-            said = f"'current' was a folder, not a link; adopted it as {folder.name}"
-        elif how == "file":
-            said = f"'current' was a plain file naming {folder.name}; it is a link again"
-        else:
-            said = f"'current' was {how}; {folder.name}, the newest generation, is live again"
-        _swap_link(tdir, folder.name)
-        rows = sum(pq.read_metadata(p).num_rows for p in folder.glob("*.parquet"))
-        print(f"recovered table '{name}' ({rows:,} rows): {said}", file=sys.stderr)
-        return folder
+    def stage_part(self, name: str, table: pa.Table, part: str | None = None) -> Part:
+        """Write a part file of ``name`` that no snapshot names yet (a worker process writes
+        these; the lock holder commits them with :meth:`add_parts`)."""
+        check_name(name)
+        if name in schema.TABLES:
+            table = schema.conform(name, table)
+        folder = self.tables_dir / name
+        folder.mkdir(parents=True, exist_ok=True)
+        part = f"{part or 'part'}-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+        path = folder / f"{part}.parquet"
+        _atomic_write(table, path)
+        if self._tx is not None:
+            self._tx.written.append(self.rel(path))
+        return Part(self.rel(path), table.num_rows, path.stat().st_size)
 
-    def has_table(self, name: str) -> bool:
-        return self._live(name)[0] is not None
+    def add_parts(self, name: str, parts: Iterable[Part]) -> None:
+        """Make staged parts part of ``name`` in this commit."""
+        with self.transaction():
+            parts = [p for p in parts if p.rows]
+            if not parts:
+                return
+            self._tx.written += [p.path for p in parts]
+            state = self._state()
+            state[name] = [p for p in state.get(name, []) if p.rows] + parts
 
-    def table_names(self) -> list[str]:
-        return [n for n in self._table_dirs() if self.has_table(n)]
-
-    def table_path(self, name: str) -> Path:
-        """The folder of the table's current generation."""
-        folder = self._live(name)[0]
-        if folder is None:
-            raise UnknownTableError(f"the lake has no table '{name}'")
-        return folder
-
-    def parts(self, name: str) -> list[Path]:
-        if not self.has_table(name):
-            return []
-        return sorted(self.table_path(name).glob("*.parquet"))
+    def copy_parts(self, name: str, files: Iterable[Path], replace: bool = True) -> None:
+        """Give ``name`` copies of Parquet ``files`` (another lake's parts, say) as its parts,
+        in this commit: replacing what it held, or added to it."""
+        check_name(name)
+        folder = self.tables_dir / name
+        folder.mkdir(parents=True, exist_ok=True)
+        with self.transaction():
+            parts = []
+            for f in files:
+                path = folder / f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+                tmp = folder / f".{path.name}.tmp"
+                shutil.copyfile(f, tmp)
+                os.replace(tmp, path)
+                self._tx.written.append(self.rel(path))
+                parts.append(
+                    Part(self.rel(path), pq.read_metadata(path).num_rows, path.stat().st_size)
+                )
+            state = self._state()
+            state[name] = parts if replace else [*state.get(name, []), *parts]
 
     def ensure_table(self, name: str, table_schema: pa.Schema | None = None) -> None:
-        """Create an empty table (one zero-row part) when it does not exist yet. A table whose
-        ``current`` link a copy dropped or flattened is repaired instead, never recreated."""
-        if self.repair_table(name) is not None:
+        """Create an empty table (one zero-row part) when it does not exist yet."""
+        check_name(name)
+        if name in self.snapshot().tables or (self._tx and name in self._tx.tables):
             return
         table_schema = table_schema or schema.TABLES.get(name)
         if table_schema is None:
             raise UnknownTableError(f"the lake has no table '{name}' and no schema to create it")
-        self._new_generation(name, [table_schema.empty_table()])
-
-    def _new_generation(self, name: str, tables: Iterable[pa.Table]) -> Path:
-        tdir = self.tables_dir / check_name(name)
-        tdir.mkdir(parents=True, exist_ok=True)
-        self.repair_table(name)  # `current` must be a link (or absent) before the swap
-        gen_name = _next_gen_name(tdir)
-        # written under a temp name and renamed when whole: every g* folder is complete
-        tmp = tdir / f".{gen_name}-{uuid.uuid4().hex[:8]}.tmp"
-        tmp.mkdir()
-        try:
-            wrote = False
-            for i, t in enumerate(tables):
-                if t.num_rows or not wrote:
-                    # names unique to the generation: a reader that lists the folder just before
-                    # a swap and opens the files just after finds none of them (and retries)
-                    # instead of reading the new generation's files under the old listing
-                    _atomic_write(t, tmp / f"part-{gen_name}-{i:06d}.parquet")
-                    wrote = True
-            if not wrote:
-                raise LakeError(f"no data and no schema given for table '{name}'")
-            gen = tdir / gen_name
-            os.rename(tmp, gen)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        _swap_link(tdir, gen.name)
-        for old in _generations(tdir):
-            if old != gen:
-                shutil.rmtree(old, ignore_errors=True)
-        return gen
+        with self.transaction():
+            self._state()[name] = [self.stage_part(name, table_schema.empty_table())]
 
     def replace_table(self, name: str, tables: Iterable[pa.Table] | pa.Table) -> None:
-        """Swap in a whole new generation of a table. Readers see old or new, never a mix."""
+        """Give ``name`` new contents in this commit. Readers see old or new, never a mix."""
         if isinstance(tables, pa.Table):
             tables = [tables]
-        if name in schema.TABLES:
-            tables = (schema.conform(name, t) for t in tables)
-        self._new_generation(name, tables)
+        with self.transaction():
+            parts: list[Part] = []
+            first: pa.Table | None = None
+            for t in tables:
+                first = t if first is None else first
+                if t.num_rows:
+                    parts.append(self.stage_part(name, t))
+            if not parts:
+                if first is None:
+                    raise LakeError(f"no data and no schema given for table '{name}'")
+                parts = [self.stage_part(name, first.schema.empty_table())]
+            self._state()[name] = parts
 
-    def write_part(self, name: str, table: pa.Table, part: str | None = None) -> Path | None:
-        """Append a part file to a table (created on first write). Returns its path."""
-        if name in schema.TABLES:
-            table = schema.conform(name, table)
-        self.ensure_table(name, table.schema)
-        if table.num_rows == 0:
-            return None
-        part = part or f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
-        path = self.table_path(name) / f"{part}.parquet"
-        _atomic_write(table, path)
-        return path
+    def write_part(self, name: str, table: pa.Table, part: str | None = None) -> Part | None:
+        """Append ``table`` to ``name`` (created on first write) as one part file; outside a
+        transaction this is a commit of its own."""
+        with self.transaction():
+            self.ensure_table(name, table.schema)
+            if table.num_rows == 0:
+                return None
+            p = self.stage_part(name, table, part)
+            self.add_parts(name, [p])
+            return p
 
     def delete_parts(self, name: str, pattern: str) -> int:
-        """Remove the part files of ``name`` that match a glob ``pattern``; returns how many.
+        """Drop the parts of ``name`` whose file name matches the glob ``pattern``; returns how
+        many. A table left with no part keeps a zero-row one, so its view still binds."""
+        with self.transaction():
+            state = self._state()
+            parts = state.get(check_name(name), [])
+            doomed = [p for p in parts if fnmatch.fnmatchcase(p.name, pattern)]
+            if not doomed:
+                return 0
+            kept = [p for p in parts if p not in doomed]
+            if not kept:
+                kept = [
+                    self.stage_part(name, pq.read_schema(self.root / doomed[0].path).empty_table())
+                ]
+            state[name] = kept
+            return len(doomed)
 
-        A table left with no part keeps a zero-row one, so its view still binds.
-        """
-        self.repair_table(name)
-        folder = self.table_path(name)
-        doomed = [p for p in folder.glob(pattern) if p.suffix == ".parquet"]
-        if not doomed:
-            return 0
-        keep_schema = pq.read_schema(doomed[0])
-        for p in doomed:
-            p.unlink()
-        if not any(folder.glob("*.parquet")):
-            _atomic_write(keep_schema.empty_table(), folder / "part-empty.parquet")
-        return len(doomed)
+    def delete_where(self, name: str, predicate: str, params: list | None = None) -> int:
+        """Delete the rows of ``name`` that match the SQL ``predicate``: the parts holding such
+        rows are rewritten without them, in this commit. Returns the rows deleted."""
+        with self.transaction():
+            state = self._state()
+            parts = [p for p in state.get(check_name(name), []) if p.rows]
+            if not parts:
+                return 0
+            con = duckdb.connect()
+            try:
+                files = self._file_list(parts)
+                hits = con.execute(
+                    f"select filename, count(*) from read_parquet({files}, filename = true, "
+                    f"union_by_name = true) where {predicate} group by 1",
+                    params or [],
+                ).fetchall()
+                by_file = {str(Path(f).resolve()): n for f, n in hits}
+                kept, deleted = [], 0
+                for p in parts:
+                    n = by_file.get(str((self.root / p.path).resolve()))
+                    if not n:
+                        kept.append(p)
+                        continue
+                    deleted += n
+                    t = fetch_arrow(
+                        con,
+                        f"select * from read_parquet({self._file_list([p])}) "
+                        f"where not coalesce(({predicate}), false)",
+                        params,
+                    )
+                    if t.num_rows:
+                        kept.append(self.stage_part(name, t))
+                if not kept:
+                    kept = [
+                        self.stage_part(
+                            name, pq.read_schema(self.root / parts[0].path).empty_table()
+                        )
+                    ]
+            finally:
+                con.close()
+            state[name] = kept
+            return deleted
 
-    def clean_temp(self) -> int:
-        """Remove temp files left by a killed writer. Call with the write lock held."""
-        n = 0
-        for p in self.tables_dir.glob("*/*/.*.tmp"):
-            p.unlink(missing_ok=True)
-            n += 1
-        for p in self.tables_dir.glob("*/.current-*.tmp"):
-            p.unlink(missing_ok=True)
-            n += 1
-        for p in self.tables_dir.glob("*/.g[0-9]*.tmp"):  # a generation a writer left half done
-            shutil.rmtree(p, ignore_errors=True)
-            n += 1
-        for p in self.root.glob(f".{CATALOG}.*.tmp"):
-            p.unlink(missing_ok=True)
-            n += 1
-        return n
+    def compact(self, name: str | None = None) -> dict[str, tuple[int, int]]:
+        """Merge each table's small parts into one, in one commit. Returns, per table that
+        changed, (parts before, parts after)."""
+        out = {}
+        with self.transaction("compact"):
+            for t in [name] if name else sorted(self._state()):
+                before = len(self._state().get(t, []))
+                if self._compact_in(self._tx, t):
+                    out[t] = (before, len(self._state()[t]))
+        return out
+
+    def _compact_in(self, tx: _Tx, name: str) -> bool:
+        parts = tx.tables.get(name, [])
+        small = [p for p in parts if p.size < SMALL_PART_BYTES]
+        if len(small) < 2:
+            return False
+        failpoints.hit("compact")
+        con = duckdb.connect()
+        try:
+            t = fetch_arrow(
+                con, f"select * from read_parquet({self._file_list(small)}, union_by_name = true)"
+            )
+        finally:
+            con.close()
+        merged = self.stage_part(name, t if t.num_rows else t.schema.empty_table(), "compact")
+        at = parts.index(small[0])
+        rest = [p for p in parts if p not in small]
+        tx.tables[name] = rest[:at] + [merged] + rest[at:]
+        return True
+
+    def _file_list(self, parts: list[Part]) -> str:
+        paths = [sql_literal(glob_escape(str(self.root / p.path))) for p in parts]
+        return "[" + ", ".join(paths) + "]"
+
+    # ------------------------------------------------------------------ tables
+    def has_table(self, name: str) -> bool:
+        return check_name(name) in self.snapshot().tables
+
+    def table_names(self) -> list[str]:
+        return sorted(self.snapshot().tables)
+
+    def table_path(self, name: str) -> Path:
+        """The folder of the table's part files."""
+        if not self.has_table(name):
+            raise UnknownTableError(f"the lake has no table '{name}'")
+        return self.tables_dir / name
+
+    def parts(self, name: str) -> list[Path]:
+        """The table's live part files, in write order."""
+        return [self.root / p.path for p in self.snapshot().tables.get(check_name(name), [])]
+
+    def part_info(self, name: str) -> list[Part]:
+        return list(self.snapshot().tables.get(check_name(name), []))
 
     def read_table(self, name: str) -> pa.Table:
         return self.query_arrow(f"select * from {quote_ident(check_name(name))}")
 
     # ------------------------------------------------------------------ locking
     @contextlib.contextmanager
-    def lock(self, command: str = "", wait: float | None = None) -> Iterator[None]:
+    def lock(
+        self, command: str = "", wait: float | None = None, sync: bool = True
+    ) -> Iterator[None]:
         """Hold the lake's write lock. Re-entrant within one process.
 
         A second writer waits up to ``wait`` seconds, then gets a ``LakeLockedError`` that names
-        the holder.
+        the holder. Taking the lock sweeps what a killed writer left; releasing it brings the
+        catalog up to date with the commits made under it (``sync=False`` leaves that to the
+        next writer or to the end of the process: a single write's own lock does).
         """
         if self._lock_depth:
             self._lock_depth += 1
@@ -364,7 +716,10 @@ class Lake:
                 self._lock_depth -= 1
             return
         self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise LakeError(f"cannot write to the lake {self.root}: {e.strerror}") from None
         deadline = time.monotonic() + (self.lock_wait if wait is None else wait)
         while True:
             try:
@@ -381,31 +736,38 @@ class Lake:
                 time.sleep(0.2)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}: mkailin {command}".encode(), 0)
-        self._lock_fd, self._lock_depth = fd, 1
+        self._lock_fd, self._lock_depth, self._lock_command = fd, 1, command
         try:
-            self.clean_temp()
-            yield
+            self._adopt_unlogged()
+            self.sweep()
+            try:
+                yield
+            finally:
+                if sync:
+                    self.refresh_catalog()
         finally:
             self._lock_depth = 0
             self._lock_fd = None
+            self._lock_command = ""
             os.ftruncate(fd, 0)
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
     # ------------------------------------------------------------------ SQL
-    def _table_view_sql(self, name: str) -> str:
-        # through `current` (so the catalog follows later swaps) unless a copy broke the link
-        folder, how = self._live(name)
-        folder = self._current(name) if how in ("link", "folder") else folder
-        glob = glob_escape(str(folder)) + "/*.parquet"
+    def _table_view_sql(self, name: str, relative: bool = False) -> str:
+        parts = self.snapshot().tables[name]
+        if relative:  # the catalog's form: opened from the lake folder, wherever it lies
+            files = "[" + ", ".join(sql_literal(p.path) for p in parts) + "]"
+        else:
+            files = self._file_list(parts)
         return (
             f"create or replace view {quote_ident(name)} as select * from "
-            f"read_parquet({sql_literal(glob)}, union_by_name = true)"
+            f"read_parquet({files}, union_by_name = true)"
         )
 
-    def _statements(self) -> list[tuple[str, str]]:
+    def _statements(self, relative: bool = False) -> list[tuple[str, str]]:
         """(key, sql) in the order they are applied: table views, then the sql/ files."""
-        out = [(f"table:{n}", self._table_view_sql(n)) for n in self.table_names()]
+        out = [(f"table:{n}", self._table_view_sql(n, relative)) for n in self.table_names()]
         out += [(f"sql:{p.name}", p.read_text()) for p in sql_files()]
         return out
 
@@ -414,7 +776,7 @@ class Lake:
 
         The views live in one in-memory database per Lake and process, and each call returns a
         new cursor on it (its own temp tables and registrations), so a query costs no catalog
-        set-up: only statements that changed since the last call (a new table, a copied lake's
+        set-up: only statements that changed since the last call (a commit, a copied lake's
         folder, an edited sql/ file) are applied again. It never locks ``mkailin.duckdb``, so a
         user's duckdb CLI session on the catalog does not block a stage.
         """
@@ -435,12 +797,25 @@ class Lake:
                 self._db_applied[key] = stmt
             return self._db.cursor()
 
+    def refresh_catalog(self) -> None:
+        """Bring ``mkailin.duckdb`` up to the newest commit when it is behind. The catalog is
+        derived: a failed refresh is retried by the next writer."""
+        _STALE_CATALOGS.discard(self)
+        seq = self.snapshot().seq
+        mark = self.log_dir / "catalog-seq"
+        with contextlib.suppress(OSError):
+            if mark.read_text().strip() == str(seq):
+                return
+        with contextlib.suppress(LakeError, QueryError, duckdb.Error, OSError):
+            if not self.sync_catalog().get("busy"):
+                mark.write_text(f"{seq}\n")
+
     def sync_catalog(self) -> dict[str, int]:
         """Write the table views and sql/ files into ``mkailin.duckdb``, recorded by checksum.
 
         Unchanged statements are skipped, so re-applying is safe and cheap. Returns counts of
         applied and skipped statements. If another process holds the catalog open, the sync is
-        skipped (the views bind late, so only a new table or changed sql/ file waits).
+        skipped (``busy``) and the next writer tries again.
         """
         with _attachable(self.catalog_path) as path:
             return self._sync_catalog(path)
@@ -458,6 +833,8 @@ class Lake:
             raise LakeError(f"cannot open the catalog {self.catalog_path}: {e}") from None
         try:
             con.execute("use lake")
+            # the views name their files relative to the lake, found through the search path
+            con.execute(f"set file_search_path = {sql_literal(str(self.root))}")
             con.execute(
                 "create table if not exists _mkailin_sql ("
                 "key varchar primary key, checksum varchar, applied_at timestamptz)"
@@ -465,7 +842,7 @@ class Lake:
             done = dict(con.execute("select key, checksum from _mkailin_sql").fetchall())
             applied = skipped = 0
             con.execute("begin")
-            for key, stmt in self._statements():
+            for key, stmt in self._statements(relative=True):
                 digest = hashlib.sha256(stmt.encode()).hexdigest()
                 if done.get(key) == digest:
                     skipped += 1
@@ -611,36 +988,65 @@ def _attachable(path: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _generations(tdir: Path) -> list[Path]:
-    """The generation folders of a table, oldest first."""
-    if not tdir.is_dir():
-        return []
-    gens = [p for p in tdir.iterdir() if _GEN.match(p.name) and p.is_dir() and not p.is_symlink()]
-    return sorted(gens, key=lambda p: int(p.name[1:]))
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
-def _next_gen_name(tdir: Path) -> str:
-    gens = _generations(tdir)
-    return f"g{(int(gens[-1].name[1:]) + 1) if gens else 1:06d}"
+def _parts_of(lake: Lake, files: Iterable[Path], say: bool) -> list[Part]:
+    out = []
+    for f in sorted(files):
+        try:
+            rows = pq.read_metadata(f).num_rows
+        except (OSError, pa.ArrowException) as e:
+            if say:
+                print(f"not adopted: {f}: unreadable Parquet ({e})", file=sys.stderr)
+            continue
+        out.append(Part(lake.rel(f), rows, f.stat().st_size))
+    return out
 
 
-def _has_parts(folder: Path) -> bool:
-    return any(folder.glob("*.parquet"))
+def _legacy_tables(lake: Lake, say: bool = False) -> dict[str, list[Part]]:
+    """The tables of a lake with no log. A lake written before the log keeps each table in
+    generation folders with a ``current`` link (or what a copy tool made of it: a plain file
+    naming the generation, a folder copy, or nothing); its live generation is the one
+    ``current`` names, else the newest holding parts. A lake that lost its log keeps its parts
+    flat in the table folder: all of them are taken."""
+    out: dict[str, list[Part]] = {}
+    if not lake.tables_dir.is_dir():
+        return out
+    for tdir in sorted(lake.tables_dir.iterdir()):
+        if not (_NAME.match(tdir.name) and tdir.is_dir()):
+            continue
+        folder = _legacy_live(tdir)
+        files = [p for p in (folder or tdir).glob("*.parquet") if not p.name.startswith(".")]
+        parts = _parts_of(lake, files, say)
+        if parts:
+            out[tdir.name] = parts
+    return out
 
 
-def _read_small(path: Path) -> str:
-    try:
-        with open(path, "rb") as f:
-            return f.read(256).decode("utf-8", "replace").strip().rstrip("/")
-    except OSError:
-        return ""
-
-
-def _swap_link(tdir: Path, target: str) -> None:
-    """Point ``tdir/current`` at ``target`` in one atomic rename."""
-    link = tdir / f".current-{uuid.uuid4().hex[:8]}.tmp"
-    os.symlink(target, link)
-    os.replace(link, tdir / "current")
+def _legacy_live(tdir: Path) -> Path | None:
+    cur = tdir / "current"
+    if cur.is_dir() and any(cur.glob("*.parquet")):  # a link, or a folder a copy made of it
+        return tdir / os.readlink(cur) if cur.is_symlink() else cur
+    if cur.is_file() and not cur.is_symlink():
+        try:
+            named = cur.read_text(errors="replace").strip().rstrip("/")
+        except OSError:
+            named = ""
+        if _GEN.match(named) and (tdir / named).is_dir():
+            return tdir / named
+    gens = sorted(
+        (g for g in tdir.iterdir() if _GEN.match(g.name) and g.is_dir() and not g.is_symlink()),
+        key=lambda g: int(g.name[1:]),
+    )
+    gens = [g for g in gens if any(g.glob("*.parquet"))]
+    return gens[-1] if gens else None
 
 
 def json_dumps(obj) -> str:

@@ -148,13 +148,10 @@ def copy_tables(
         "ingested_files",
     ),
 ):
-    """Give lake ``dst`` the current generation of ``src``'s tables (cheap: small files)."""
-    import shutil
-
-    for t in tables:
-        shutil.rmtree(dst.tables_dir / t, ignore_errors=True)
-        shutil.copytree(src.tables_dir / t, dst.tables_dir / t, symlinks=True)
-    dst.sync_catalog()
+    """Give lake ``dst`` copies of ``src``'s tables, in one commit (cheap: small files)."""
+    with dst.lock("copy tables"), dst.transaction():
+        for t in tables:
+            dst.copy_parts(t, src.parts(t))
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ import shutil
 import pytest
 
 from mkailin.errors import InputError
-from mkailin.ingest.pubmed import ingest_pubmed
+from mkailin.ingest.common import file_key
+from mkailin.ingest.pubmed import ingest_file, ingest_pubmed
 
 from conftest import FIXTURES, shared
 
@@ -96,14 +97,16 @@ def test_chunked_parts_hold_every_record_once(lake):
     assert lake.query("select count(*), count(distinct pmid) from article_records") == [(3, 3)]
 
 
-def test_killed_run_leftovers_are_replaced_not_doubled(lake):
-    # a run killed after writing parts but before the ledger: the next run rewrites that file
-    ingest_pubmed(lake, [SMALL], progress=False)
-    lake.delete_parts("ingested_files", "*")
-    lake.ensure_table("ingested_files")
+def test_parts_of_a_killed_run_are_never_seen_and_are_swept(lake):
+    # a worker that parsed the file and wrote its parts, then a kill before the commit
+    stats = ingest_file(str(lake.root), str(SMALL), file_key(SMALL), 1)
+    staged = [lake.root / part.path for _, part in stats["parts"]]
+    assert staged and all(p.exists() for p in staged)
+    assert lake.count("article_records") == 0  # staged parts are not in the table
     s = ingest_pubmed(lake, [SMALL], progress=False)
     assert s.files == 1
     assert lake.query("select count(*) from article_records") == [(3,)]
+    assert not any(p.exists() for p in staged)  # the next writer swept them
 
 
 def test_real_records(lake):

@@ -11,7 +11,7 @@ import pytest
 
 from mkailin import schema
 from mkailin.errors import LakeError, LakeLockedError, QueryError, UnknownTableError
-from mkailin.lake import Lake
+from mkailin.lake import CATALOG, KEEP_SNAPSHOTS, Lake
 
 
 def test_init_creates_every_contract_table_empty(lake):
@@ -40,13 +40,17 @@ def test_write_part_appends_and_conforms_to_the_contract(lake):
     assert not list(lake.table_path("questions").glob(".*"))
 
 
-def test_replace_table_swaps_generations_atomically(lake):
+def test_replace_table_swaps_parts_in_one_commit(lake):
     lake.write_part("questions", pa.Table.from_pylist([{"question_id": "old", "pmid": 1}]))
-    old_gen = lake.table_path("questions")
+    old_parts = lake.parts("questions")
     lake.replace_table("questions", pa.Table.from_pylist([{"question_id": "new", "pmid": 2}]))
     assert lake.query("select question_id from questions") == [("new",)]
-    assert lake.table_path("questions") != old_gen
-    assert not old_gen.exists()  # the old generation is removed after the swap
+    assert not set(old_parts) & set(lake.parts("questions"))
+    # the old part stays while a kept snapshot names it, for readers of that snapshot
+    assert all(p.exists() for p in old_parts)
+    for i in range(KEEP_SNAPSHOTS):
+        lake.write_part("scratch_notes", pa.table({"i": [i]}))
+    assert not any(p.exists() for p in old_parts)
 
 
 def test_one_database_per_lake_sees_every_later_write(lake, tmp_path, monkeypatch):
@@ -124,34 +128,42 @@ def test_stock_duckdb_cli_reads_the_catalog(lake):
     exe = duckdb_cli()
     lake.write_part("questions", pa.Table.from_pylist([{"question_id": "q1", "pmid": 42}]))
     lake.sync_catalog()
-    out = subprocess.run(
-        [exe, "-json", str(lake.catalog_path), "-c", "select question_id, pmid from questions"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert json.loads(out.stdout) == [{"question_id": "q1", "pmid": 42}]
+    # the documented commands: from the lake folder, or with the lake as the file search path
+    for cmd, cwd in (
+        ([exe, "-readonly", "-json", CATALOG], lake.root),
+        ([exe, "-cmd", f"set file_search_path = '{lake.root}'", "-json", lake.catalog_path], None),
+    ):
+        out = subprocess.run(
+            [*map(str, cmd), "-c", "select question_id, pmid from questions"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=cwd,
+        )
+        assert json.loads(out.stdout) == [{"question_id": "q1", "pmid": 42}]
     # every view in the catalog binds in the stock CLI, not only in the Python duckdb
     out = subprocess.run(
         [
             exe,
             "-json",
-            str(lake.catalog_path),
+            CATALOG,
             "-c",
             "select table_name from information_schema.tables",
         ],
         capture_output=True,
         text=True,
         check=True,
+        cwd=lake.root,
     )
     names = {r["table_name"] for r in json.loads(out.stdout)}
     for view in ("articles", "article_mesh", "mesh_names", "runs"):
         assert view in names
         subprocess.run(
-            [exe, str(lake.catalog_path), "-c", f"select count(*) from {view}"],
+            [exe, CATALOG, "-c", f"select count(*) from {view}"],
             capture_output=True,
             text=True,
             check=True,
+            cwd=lake.root,
         )
 
 

@@ -11,7 +11,7 @@ from mkailin.agents.question import clean_question, generate_questions, title_to
 from mkailin.config import Config
 from mkailin.ingest.pubmed import ingest_pubmed
 
-from conftest import FIXTURES
+from conftest import FIXTURES, copy_tables
 
 ABSTRACT = "Inhaled corticosteroids reduced asthma exacerbations in children with mild asthma."
 INSTRUCTION = "Read this text and write one question about it. Reply with the question only."
@@ -126,11 +126,7 @@ def test_both_agents_write_questions_with_a_real_model(mesh_lake, tmp_path, smol
     from mkailin.lake import Lake
 
     lake = Lake.init(tmp_path / "lake")
-    import shutil
-
-    for t in ("article_records", "article_mesh_records", "pubmedqa"):
-        shutil.rmtree(lake.tables_dir / t)
-        shutil.copytree(mesh_lake.tables_dir / t, lake.tables_dir / t, symlinks=True)
+    copy_tables(mesh_lake, lake, ("article_records", "article_mesh_records", "pubmedqa"))
     cfg = _tiny(Config())
     results = generate_questions(lake, cfg, ("domain", "general"), progress=False)
     for r in results:
@@ -159,15 +155,11 @@ def test_agents_on_an_openai_compatible_server_same_backend_ablation(
 ):
     """The paper's "Same Agent Backend" ablation: both agents on one model (here a real
     llama.cpp server); the agents still differ by prompt."""
-    import shutil
-
     from mkailin.config import ModelSpec
     from mkailin.lake import Lake
 
     lake = Lake.init(tmp_path / "lake")
-    for t in ("article_records", "article_mesh_records", "pubmedqa"):
-        shutil.rmtree(lake.tables_dir / t)
-        shutil.copytree(mesh_lake.tables_dir / t, lake.tables_dir / t, symlinks=True)
+    copy_tables(mesh_lake, lake, ("article_records", "article_mesh_records", "pubmedqa"))
     cfg = _tiny(Config())
     cfg.models["served"] = ModelSpec(
         backend="openai", model="smollm2", base_url=f"{llama_server_url}/v1"
@@ -195,8 +187,6 @@ def _question_loglik(gen, records: list[dict]) -> float:
 
 @pytest.mark.slow
 def test_sft_loss_falls_and_the_adapter_generates(mesh_lake, tmp_path, smollm2_available):
-    import shutil
-
     from mkailin.agents.question import question_stage, sample_sql
     from mkailin.backends.generation import GenParams, TransformersGenerator
     from mkailin.lake import Lake
@@ -204,9 +194,7 @@ def test_sft_loss_falls_and_the_adapter_generates(mesh_lake, tmp_path, smollm2_a
     from mkailin.train.sft import qg_records, train_qg
 
     lake = Lake.init(tmp_path / "lake")
-    for t in ("article_records", "article_mesh_records", "pubmedqa"):
-        shutil.rmtree(lake.tables_dir / t)
-        shutil.copytree(mesh_lake.tables_dir / t, lake.tables_dir / t, symlinks=True)
+    copy_tables(mesh_lake, lake, ("article_records", "article_mesh_records", "pubmedqa"))
     cfg = _tiny(Config())
     cfg.models["smollm2"].dtype = "auto-bf16"  # the demo's: bfloat16 where the CPU has it
     cfg.generate.max_input_chars = 300

@@ -201,11 +201,12 @@ def ingest_bioasq(lake: Lake, path: str | Path, replace: bool = False) -> Ingest
                 summary.seconds = timer.elapsed()
                 return summary
             merged, summary.outcome, added = _merge(lake, rows, replace)
-            lake.replace_table("seed_qa", merged)
-            if key not in ledger.complete:
-                lake.quarantine(quarantine)
-            ledger.record(path, key, ledger.next_seq(), len(rows), len(quarantine), "complete")
-            lake.sync_catalog()
+            with lake.transaction():  # the questions, quarantine and ledger rows: one commit
+                lake.replace_table("seed_qa", merged)
+                if key not in ledger.complete:
+                    lake.quarantine(quarantine)
+                seq = ledger.next_seq()
+                ledger.record(path, key, seq, len(rows), len(quarantine), "complete")
     summary.seconds = timer.seconds
     summary.files = 1
     summary.read = len(data["questions"])

@@ -226,6 +226,9 @@ class Ledger:
             "select file_key, status, file_seq from ingested_files where source = ?", [source]
         )
         self.complete = {k for k, s, _ in rows if s == "complete"}
+        # files whose rows are in the lake only in part (a fault), by key: their file_seq
+        self.partial = {k: q for k, s, q in sorted(rows, key=lambda r: r[2]) if s == "partial"}
+        self.partial = {k: q for k, q in self.partial.items() if k not in self.complete}
         seqs = lake.query("select coalesce(max(file_seq), 0) from ingested_files")
         self._next_seq = int(seqs[0][0]) + 1
 

@@ -14,13 +14,22 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 
 import pyarrow as pa
 from lxml import etree
 
 from mkailin.errors import InputError
-from mkailin.ingest.common import IngestSummary, Timer, check_input, open_bytes, read_head
+from mkailin.ingest.common import (
+    IngestSummary,
+    Ledger,
+    Timer,
+    check_input,
+    file_key,
+    open_bytes,
+    read_head,
+)
 from mkailin.lake import Lake
 
 SOURCE = "mesh"
@@ -173,6 +182,12 @@ def build_tables(descriptors: dict) -> tuple[pa.Table, pa.Table]:
     return pa.Table.from_pylist(drows), pa.Table.from_pylist(trows)
 
 
+def release(path: Path) -> str:
+    """The MeSH release a file holds, from its name (``desc2017.xml``, ``mtrees2017.bin``)."""
+    m = re.search(r"(?<![0-9])(19|20)[0-9]{2}(?![0-9])", path.name)
+    return f"MeSH {m.group(0)}" if m else path.name
+
+
 def ingest_mesh(lake: Lake, inputs: list[str | Path]) -> IngestSummary:
     files = [check_input(p) for p in inputs]
     formats = [(f, detect_format(f)) for f in files]
@@ -187,10 +202,19 @@ def ingest_mesh(lake: Lake, inputs: list[str | Path]) -> IngestSummary:
             raise InputError(f"{', '.join(map(str, files))}: no MeSH descriptors found")
         dtab, ttab = build_tables(descriptors)
         with lake.lock("ingest mesh"):
-            lake.replace_table("mesh_descriptors", dtab)
-            lake.replace_table("mesh_tree", ttab)
-            lake.quarantine(quarantine)
-            lake.sync_catalog()
+            ledger = Ledger(lake, SOURCE)
+            before = lake.query(
+                "select path from ingested_files where source = ? order by file_seq desc limit 1",
+                [SOURCE],
+            )
+            seq = ledger.next_seq()
+            # the descriptors, the tree, quarantine and ledger rows: one commit
+            with lake.transaction():
+                lake.replace_table("mesh_descriptors", dtab)
+                lake.replace_table("mesh_tree", ttab)
+                lake.quarantine(quarantine)
+                for f in files:
+                    ledger.record(f, file_key(f), seq, dtab.num_rows, len(quarantine), "complete")
     summary.seconds = timer.seconds
     summary.written = dtab.num_rows + ttab.num_rows
     summary.quarantined = len(quarantine)
@@ -199,4 +223,10 @@ def ingest_mesh(lake: Lake, inputs: list[str | Path]) -> IngestSummary:
         "tree numbers": ttab.num_rows,
         "descriptors without a tree number": sum(1 for d in descriptors.values() if not d["trees"]),
     }
+    new = f"{release(files[0])} ({', '.join(f.name for f in files)})"
+    if before:
+        old = Path(before[0][0])
+        summary.outcome = f"{SOURCE}: {new} replaced {release(old)} ({old.name}) in one commit"
+    else:
+        summary.outcome = f"{SOURCE}: {new} loaded"
     return summary

@@ -584,7 +584,8 @@ class _Columns:
 def ingest_file(
     lake_root: str, path: str, key: str, file_seq: int, chunk_rows: int = CHUNK_ROWS
 ) -> dict:
-    """Parse one file and write its parts. Runs in a worker process."""
+    """Parse one file and write its parts, staged: none is visible until the lock holder
+    commits them with the file's ledger row (``stats["parts"]``). Runs in a worker process."""
     lake = Lake(lake_root)
     p = Path(path)
     name = p.name
@@ -602,14 +603,12 @@ def ingest_file(
         "quarantined": 0,
         "repaired": 0,
         "fault": None,
+        "parts": [],
     }
-    chunk = 0
 
     def flush():
-        nonlocal chunk
         for table, t in cols.take():
-            lake.write_part(table, t, f"{prefix}-{chunk:05d}")
-        chunk += 1
+            stats["parts"].append((table, lake.stage_part(table, t, prefix)))
 
     index = 0
     seen: dict[int, int] = {}
@@ -690,7 +689,8 @@ def ingest_file(
         flush()
     stats["records"] = index
     if quarantine:
-        lake.write_part("quarantine", _quarantine_table(quarantine), f"{prefix}-q")
+        q = _quarantine_table(quarantine)
+        stats["parts"].append(("quarantine", lake.stage_part("quarantine", q, prefix)))
     return stats
 
 
@@ -743,9 +743,6 @@ def ingest_pubmed(
             if key in ledger.complete or key in {k for _, k, _ in todo}:
                 summary.skipped_files += 1
                 continue
-            # parts left by a killed or faulty earlier run of this file are replaced, not doubled
-            for table in ("article_records", "article_mesh_records", "quarantine"):
-                lake.delete_parts(table, f"part-{key[:16]}-*")
             todo.append((f, key, ledger.next_seq()))
         jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
         totals = dict.fromkeys(
@@ -770,30 +767,58 @@ def ingest_pubmed(
             leave=False,
         )
         args = [(str(lake.root), str(f), key, seq, chunk_rows) for f, key, seq in todo]
-        results = []
+        done = []
+
+        def land(a, stats):
+            """One file's rows, quarantine rows and ledger row, in one commit."""
+            path, key, seq = Path(a[1]), a[2], a[3]
+            with lake.transaction():
+                if key in ledger.partial:  # an earlier run's rows of this file go first
+                    old = ledger.partial[key]
+                    for table in ("article_records", "article_mesh_records"):
+                        lake.delete_where(table, f"ingest_seq // {SEQ_BASE} = ?", [old])
+                    lake.delete_where(
+                        "quarantine",
+                        "source = ? and (record_key = ? or starts_with(record_key, ?))",
+                        [SOURCE, path.name, path.name + "#"],
+                    )
+                for table, part in stats["parts"]:
+                    lake.add_parts(table, [part])
+                status = "partial" if stats["fault"] else "complete"
+                ledger.record(path, key, seq, stats["records"], stats["quarantined"], status)
+            for k in totals:
+                totals[k] += stats[k]
+            if stats["fault"]:
+                summary.errors.append(stats["fault"])
+            summary.files += 1
+            done.append(seq)
+            bar.update(path.stat().st_size)
+
+        def failed(a, e: BaseException):
+            summary.errors.append(f"{a[1]}: {type(e).__name__}: {e}; nothing of it was written")
+
         if jobs == 1:
             for a in args:
-                results.append((a, ingest_file(*a)))
-                bar.update(Path(a[1]).stat().st_size)
+                try:
+                    stats = ingest_file(*a)
+                except Exception as e:  # noqa: BLE001 - one file's failure is reported, the rest land
+                    failed(a, e)
+                    continue
+                land(a, stats)
         else:
             with cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
                 futs = {pool.submit(ingest_file, *a): a for a in args}
                 for fut in cf.as_completed(futs):
                     a = futs[fut]
-                    results.append((a, fut.result()))
-                    bar.update(Path(a[1]).stat().st_size)
+                    try:
+                        stats = fut.result()
+                    except Exception as e:  # noqa: BLE001 - one file's failure is reported, the rest land
+                        failed(a, e)
+                        continue
+                    land(a, stats)
         bar.close()
-        for a, stats in sorted(results, key=lambda r: r[0][3]):
-            path, key, seq = Path(a[1]), a[2], a[3]
-            for k in totals:
-                totals[k] += stats[k]
-            status = "partial" if stats["fault"] else "complete"
-            ledger.record(path, key, seq, stats["records"], stats["quarantined"], status)
-            if stats["fault"]:
-                summary.errors.append(stats["fault"])
-            summary.files += 1
-        unknown = _flag_unknown_descriptors(lake, [a[3] for a, _ in results])
-        lake.sync_catalog()
+        results = done
+        unknown = _flag_unknown_descriptors(lake, results)
     summary.seconds = timer.seconds
     summary.read = totals["records"]
     summary.written = totals["articles"] + totals["deleted"]

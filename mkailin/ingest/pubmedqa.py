@@ -263,8 +263,6 @@ def ingest_pubmedqa(
                 + (f"; {len(quarantine):,} record(s) unusable{first}" if quarantine else "")
             )
         merged, summary.outcome = _merge(lake, qa_rows, replace)
-        lake.replace_table("pubmedqa", merged)
-        lake.quarantine(gt_quarantine)
         if fresh and names:
             counts: dict[str, int] = {}
             for r in qa_rows:
@@ -288,21 +286,20 @@ def ingest_pubmedqa(
                 }
                 for m, n in sorted(counts.items())
             ]
+        # the items, their articles and MeSH rows, quarantine and ledger rows: one commit
+        with lake.transaction():
+            lake.replace_table("pubmedqa", merged)
+            lake.quarantine(gt_quarantine)
+            if fresh:
+                lake.write_part("article_records", pa.Table.from_pylist(art_rows))
+                if mesh_rows:
+                    lake.write_part("article_mesh_records", pa.Table.from_pylist(mesh_rows))
+                lake.quarantine(quarantine)
+                ledger.record(path, key, seq, len(art_rows), len(quarantine), "complete")
         if fresh:
-            prefix = f"part-{key[:16]}"
-            for table in ("article_records", "article_mesh_records"):
-                lake.delete_parts(table, f"{prefix}-*")
-            lake.write_part("article_records", pa.Table.from_pylist(art_rows), f"{prefix}-00000")
-            if mesh_rows:
-                lake.write_part(
-                    "article_mesh_records", pa.Table.from_pylist(mesh_rows), f"{prefix}-00000"
-                )
-            lake.quarantine(quarantine)
-            ledger.record(path, key, seq, len(art_rows), len(quarantine), "complete")
             summary.files = 1
         else:
             summary.skipped_files = 1
-        lake.sync_catalog()
     summary.seconds = timer.seconds
     summary.written = len(qa_rows)
     summary.quarantined = sum(
