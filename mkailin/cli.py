@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from mkailin.errors import MkailinError
+from mkailin.errors import ENV_FAULTS, MkailinError
 
 
 class App:
@@ -40,6 +40,7 @@ class App:
         return Lake.open(self.lake_path, create=create)
 
 
+CATALOG_NAME = "mkailin.duckdb"
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 
 
@@ -52,6 +53,14 @@ class MkailinGroup(click.Group):
             return super().invoke(ctx)
         except MkailinError as e:
             raise click.ClickException(str(e)) from None
+        except OSError as e:
+            if e.errno not in ENV_FAULTS:
+                raise
+            where = f" ({e.filename})" if e.filename else ""
+            raise click.ClickException(
+                f"{ENV_FAULTS[e.errno]}{where}: the command stopped; what it had not committed"
+                " is not in the lake, and the lake holds every row it held before"
+            ) from None
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             ctx.exit(INTERRUPTED_EXIT)
@@ -134,7 +143,69 @@ def init(app, path):
 
     lake = Lake.init(path or app.lake_path)
     click.echo(f"lake ready at {lake.root} ({len(lake.table_names())} tables)")
-    click.echo(f'query it with: duckdb {lake.catalog_path} -c "select count(*) from articles"')
+    click.echo(
+        f"query it with: cd {lake.root} && duckdb -readonly {CATALOG_NAME} "
+        '-c "select count(*) from articles"'
+    )
+
+
+@cli.group("lake")
+def lake_group():
+    """Check, repair and compact the lake's tables."""
+
+
+@lake_group.command("verify")
+@pass_app
+def lake_verify(app):
+    """Check that every part file is whole and every ingested row accounted for (writes
+    nothing; exit 1 when something is wrong).
+
+    Example:
+
+        mkailin lake verify
+    """
+    from mkailin.lake_check import verify
+
+    report = verify(app.lake())
+    for line in report.lines():
+        click.echo(line)
+    if report.problems:
+        raise SystemExit(1)
+
+
+@lake_group.command("repair")
+@pass_app
+def lake_repair(app):
+    """Commit the lake without its damaged parts; files whose rows were lost leave the ledger,
+    so ingesting them again restores them. Says what it cannot restore.
+
+    Example:
+
+        mkailin lake repair
+    """
+    from mkailin.lake_check import repair
+
+    for line in repair(app.lake()):
+        click.echo(line)
+
+
+@lake_group.command("compact")
+@click.argument("table", required=False)
+@pass_app
+def lake_compact(app, table):
+    """Merge each table's small part files into one (commits do it past 32 parts).
+
+    Example:
+
+        mkailin lake compact article_records
+    """
+    lake = app.lake()
+    with lake.lock("lake compact"):
+        done = lake.compact(table)
+    for name, (before, after) in done.items():
+        click.echo(f"{name}: {before:,} part files -> {after:,}")
+    if not done:
+        click.echo("nothing to compact: every table has at most one small part file")
 
 
 @cli.command()

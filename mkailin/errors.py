@@ -1,5 +1,21 @@
 """Named errors. The CLI turns every one of them into ``Error: …`` and a non-zero exit."""
 
+import errno
+
+# faults of the machine, not of an input: they stop a command (one Error line), never one file
+ENV_FAULTS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EIO: "an input/output error on the device",
+}
+
+
+def is_env_fault(e: BaseException) -> bool:
+    return isinstance(e, OSError) and e.errno in ENV_FAULTS
+
 
 class MkailinError(Exception):
     """Base class of every error a user can cause or fix."""

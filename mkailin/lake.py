@@ -280,6 +280,11 @@ class Lake:
         lake = cls(root)
         if lake.root.exists() and not lake.root.is_dir():
             raise LakeError(f"{lake.root} exists and is not a folder")
+        if "," in str(lake.root):
+            raise LakeError(
+                f"{lake.root}: a lake path cannot hold a comma (DuckDB's file_search_path, "
+                "through which the catalog finds the tables, splits on it); choose another name"
+            )
         for d in (lake.root, lake.tables_dir, lake.vectors_dir, lake.artifacts_dir):
             d.mkdir(parents=True, exist_ok=True)
         marker = lake.root / _MARKER
@@ -765,6 +770,32 @@ class Lake:
             f"read_parquet({files}, union_by_name = true)"
         )
 
+    def _damaged_view(self, name: str, e: Exception, relative: bool = False) -> str:
+        """A view for a table with a part that cannot be read (deleted, truncated): it has the
+        columns of the readable parts, and any query of it fails with a message naming the
+        damage, so views over it still bind and queries of other tables go on."""
+        first = str(e).splitlines()[0].replace("'", "")
+        msg = sql_literal(f"table {name} cannot be read ({first}); run: mkailin lake verify")
+        ok = [p for p in self.snapshot().tables.get(name, []) if _readable(self.root / p.path)]
+        if not ok:
+            cols = "error(" + msg + ") as error"
+            if name in schema.TABLES:  # the contract's columns, so views over it bind
+                cols = ", ".join(
+                    f"cast(null as {_sql_type(f.type)}) as {quote_ident(f.name)}"
+                    for f in schema.TABLES[name]
+                )
+                cols += f" where error({msg}) is null"
+            return f"create or replace view {quote_ident(name)} as select {cols}"
+        files = (
+            "[" + ", ".join(sql_literal(p.path) for p in ok) + "]"
+            if relative
+            else self._file_list(ok)
+        )
+        return (
+            f"create or replace view {quote_ident(name)} as select * from "
+            f"read_parquet({files}, union_by_name = true) where error({msg}) is null"
+        )
+
     def _statements(self, relative: bool = False) -> list[tuple[str, str]]:
         """(key, sql) in the order they are applied: table views, then the sql/ files."""
         out = [(f"table:{n}", self._table_view_sql(n, relative)) for n in self.table_names()]
@@ -793,7 +824,10 @@ class Lake:
                 try:
                     self._db.execute(stmt)
                 except duckdb.Error as e:
-                    raise QueryError(f"{key}: {e}") from None
+                    if not key.startswith("table:"):
+                        raise QueryError(f"{key}: {e}") from None
+                    # a damaged part fails its own table only: queries of others go on
+                    self._db.execute(self._damaged_view(key[6:], e))
                 self._db_applied[key] = stmt
             return self._db.cursor()
 
@@ -850,8 +884,11 @@ class Lake:
                 try:
                     con.execute(stmt)
                 except duckdb.Error as e:
-                    con.execute("rollback")
-                    raise QueryError(f"{key}: {e}") from None
+                    if not key.startswith("table:"):
+                        con.execute("rollback")
+                        raise QueryError(f"{key}: {e}") from None
+                    con.execute(self._damaged_view(key[6:], e, relative=True))
+                    continue  # recorded as not applied: the next sync tries again
                 con.execute(
                     "insert or replace into _mkailin_sql values (?, ?, now())", [key, digest]
                 )
@@ -872,12 +909,23 @@ class Lake:
                 return fetch(con, sql, params or [])
             except duckdb.IOException as e:
                 if attempt == attempts - 1 or not _SWAP_RACE.search(str(e)):
-                    raise QueryError(str(e).splitlines()[0]) from None
+                    raise QueryError(self._explain(str(e).splitlines()[0])) from None
                 time.sleep(0.01 * (attempt + 1))
             except duckdb.Error as e:
                 raise QueryError(str(e).splitlines()[0]) from None
             finally:
                 con.close()
+
+    def _explain(self, error: str) -> str:
+        """An I/O error on a part file the newest snapshot names, as the damage it is."""
+        for name, parts in self.snapshot().tables.items():
+            for p in parts:
+                if p.path in error and not (self.root / p.path).exists():
+                    return (
+                        f"table {name} cannot be read (its part {p.path} is missing); "
+                        "run: mkailin lake verify"
+                    )
+        return error
 
     def query_arrow(self, sql: str, params: list | None = None) -> pa.Table:
         return self._read(fetch_arrow, sql, params)
@@ -986,6 +1034,24 @@ def _attachable(path: Path) -> Iterator[Path]:
             staged.unlink(missing_ok=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _sql_type(t: pa.DataType) -> str:
+    if pa.types.is_list(t):
+        return _sql_type(t.value_type) + "[]"
+    if pa.types.is_timestamp(t):
+        return "timestamptz" if t.tz else "timestamp"
+    names = {"string": "varchar", "large_string": "varchar", "int64": "bigint", "int32": "integer"}
+    names |= {"double": "double", "float": "float", "bool": "boolean", "date32[day]": "date"}
+    return names.get(str(t), "varchar")
+
+
+def _readable(path: Path) -> bool:
+    try:
+        pq.read_metadata(path)
+        return True
+    except (OSError, pa.ArrowException):
+        return False
 
 
 def _fsync_dir(folder: Path) -> None:

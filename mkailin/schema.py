@@ -53,6 +53,7 @@ TABLES: dict[str, pa.Schema] = {
         ("quarantined", _i64),
         ("status", _str),  # complete | partial
         ("ingested_at", _ts),
+        ("rows", _i64),  # the rows it put in article_records (lake verify checks them)
     ),
     "mesh_descriptors": _schema(
         ("descriptor_ui", _str),

@@ -1,7 +1,8 @@
-"""A lake that keeps every row (the issue of that name): a copy that drops or flattens the
-`current` symlinks still holds all its data, and `init` and every write after it recover
-instead of recreating; an export holds the lock and replaces its set of files whole; glob
-characters in the lake path match only that path."""
+"""A lake that keeps every row: a copied, moved or zipped lake reads its own data (through
+mkailin and the stock CLI); a lake written before the commit log, or one that lost it, is
+adopted in place; a commit that fails or is killed between its tables leaves nothing; an export
+holds the lock and replaces its set of files whole; glob characters in the lake path match
+only that path."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ import time
 import zipfile
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pytest
 
@@ -103,25 +103,91 @@ def _after_init_the_lake_is_whole_and_writable(runner, path: Path) -> str:
     out = _init(runner, path)
     lake = Lake.open(path)
     assert _counts(lake) == COUNTS
-    for t in COUNTS:
-        assert lake._current(t).is_symlink(), t
-    # every later write works on the recovered generation, none loses a row
+    # every later write works, none loses a row
     lake.write_part("article_records", pa.Table.from_pylist([{"pmid": 9999, "ingest_seq": 9999}]))
     assert lake.count("article_records") == 2003
     lake.replace_table("questions", pa.Table.from_pylist([{"question_id": "q", "pmid": 1}]))
     assert lake.count("questions") == 1
     lake.write_part("questions", pa.Table.from_pylist([{"question_id": "q2", "pmid": 2}]))
     assert lake.count("questions") == 2
-    assert _init(runner, path).count("recovered") == 0  # whole again: nothing more to say
+    assert "adopted" not in _init(runner, path)  # whole: nothing more to say
     assert Lake.open(path).count("article_records") == 2003
     return out
 
 
+def _stock_cli_count(lake_root: Path, table: str) -> int:
+    from conftest import duckdb_cli
+
+    out = subprocess.run(
+        [
+            duckdb_cli(),
+            "-readonly",
+            "-json",
+            "mkailin.duckdb",
+            "-c",
+            f"select count(*) as n from {table}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=lake_root,
+    )
+    return json.loads(out.stdout)[0]["n"]
+
+
 # ------------------------------------------------------------------------------ case 1
+def _copy(how: str, src: Path, dst: Path) -> None:
+    """Copy a lake folder the way a user's tool would."""
+    if how in ("cp -a", "cp -rL"):
+        need(shutil.which("cp"), "cp is not on PATH")
+        subprocess.run(["cp", *how.split()[1:], str(src), str(dst)], check=True)
+    elif how == "zip":
+        need(shutil.which("zip") and shutil.which("unzip"), "zip and unzip are not on PATH")
+        subprocess.run(["zip", "-qr", str(dst) + ".zip", src.name], cwd=src.parent, check=True)
+        subprocess.run(["unzip", "-q", str(dst) + ".zip", "-d", str(dst) + ".x"], check=True)
+        os.rename(Path(str(dst) + ".x") / src.name, dst)
+    elif how == "zipfile":
+        shutil.make_archive(str(dst), "zip", src.parent, src.name)
+        with zipfile.ZipFile(str(dst) + ".zip") as z:
+            z.extractall(str(dst) + ".x")
+        os.rename(Path(str(dst) + ".x") / src.name, dst)
+    elif how == "move":
+        os.rename(src, dst)
+
+
+@pytest.mark.parametrize("how", ["cp -a", "cp -rL", "zip", "zipfile", "move"])
+def test_a_copied_or_moved_lake_reads_its_own_data(full_lake, runner, tmp_path, how):
+    full_lake.sync_catalog()
+    copy = tmp_path / "copy"
+    _copy(how, full_lake.root, copy)
+    if how != "move":  # the original goes on; the copy must not see it
+        full_lake.write_part("article_records", pa.table({"pmid": [7777], "ingest_seq": [7777]}))
+        full_lake.sync_catalog()
+        assert full_lake.count("article_records") == 2003
+    assert _counts(Lake.open(copy)) == COUNTS
+    assert _stock_cli_count(copy, "article_records") == 2002
+    out = _after_init_the_lake_is_whole_and_writable(runner, copy)
+    assert "adopted" not in out
+    assert _stock_cli_count(copy, "article_records") == 2003
+
+
+def _legacy(lake: Lake) -> None:
+    """Rewrite ``lake`` in the layout of lakes written before the log: each table's parts in
+    ``tables/<name>/g000001/`` with a ``current`` link, and no ``_log``."""
+    for name, parts in lake.snapshot().tables.items():
+        gen = lake.tables_dir / name / "g000001"
+        gen.mkdir()
+        for part in parts:
+            os.rename(lake.root / part.path, gen / Path(part.path).name)
+        os.symlink("g000001", lake.tables_dir / name / "current")
+    for p in lake.tables_dir.glob("*/*.parquet"):  # parts only old snapshots named
+        p.unlink()
+    shutil.rmtree(lake.log_dir)
+
+
 def _break(lake: Lake, how: str) -> None:
-    """What a copy tool leaves of every table's `current` symlink."""
-    for t in lake._table_dirs():
-        cur = lake._current(t)
+    """What a copy tool leaves of every table's `current` symlink in a pre-log lake."""
+    for cur in lake.tables_dir.glob("*/current"):
         target = os.readlink(cur)
         if how == "dropped":  # rsync without -l, backup tools that skip symlinks
             cur.unlink()
@@ -131,95 +197,85 @@ def _break(lake: Lake, how: str) -> None:
         elif how == "folder":  # cp -rL, zip without -y and unzip
             cur.unlink()
             shutil.copytree(cur.parent / target, cur)
+            shutil.rmtree(cur.parent / target)
         elif how == "dangling":  # the link copied, its generation not
             cur.unlink()
             os.symlink("g000099", cur)
 
 
-@pytest.mark.parametrize("how", ["dropped", "file", "folder", "dangling"])
-def test_a_lake_whose_current_links_a_copy_broke_keeps_every_row(full_lake, runner, how):
-    _break(full_lake, how)
-    assert _counts(Lake.open(full_lake.root)) == COUNTS  # it reads its own data before any repair
+@pytest.mark.parametrize("how", ["link", "dropped", "file", "folder", "dangling"])
+def test_a_lake_written_before_the_log_is_adopted_in_place(full_lake, runner, how):
+    _legacy(full_lake)
+    if how != "link":
+        _break(full_lake, how)
+    assert _counts(Lake.open(full_lake.root)) == COUNTS  # it reads its data before any write
     out = _after_init_the_lake_is_whole_and_writable(runner, full_lake.root)
-    assert "recovered table 'article_records' (2,002 rows): 'current' was " in out, out
-    lines = [line for line in out.splitlines() if line.startswith("recovered table")]
-    assert len(lines) == len(full_lake._table_dirs())  # one line a table, nothing else
+    lines = [line for line in out.splitlines() if "adopted" in line]
+    assert len(lines) == 1 and "as snapshot 1 (nothing moved or deleted)" in lines[0], out
+    # the links are gone; a folder copy of a generation holds live parts and stays
+    assert not [c for c in full_lake.tables_dir.glob("*/current") if not c.is_dir()]
 
 
-def test_a_write_without_init_recovers_instead_of_recreating_the_table(full_lake):
-    full_lake._current("article_records").unlink()
-    with full_lake.lock("test"):
-        full_lake.ensure_table("article_records")
-        full_lake.write_part("article_records", pa.table({"pmid": [5000], "ingest_seq": [5000]}))
-    assert full_lake.count("article_records") == 2003
-    full_lake._current("contexts").unlink()
-    full_lake.delete_parts("contexts", "part-nothing-*")
-    assert full_lake.count("contexts") == 16
-
-
-def test_cp_rl_copy_then_init(full_lake, runner, tmp_path):
-    need(shutil.which("cp"), "cp is not on PATH")
-    copy = tmp_path / "copy"
-    subprocess.run(["cp", "-rL", str(full_lake.root), str(copy)], check=True)
-    assert (copy / "tables" / "questions" / "current").is_dir()
-    assert not (copy / "tables" / "questions" / "current").is_symlink()
-    _after_init_the_lake_is_whole_and_writable(runner, copy)
-
-
-def test_zip_round_trips_then_init(full_lake, runner, tmp_path):
-    need(shutil.which("zip") and shutil.which("unzip"), "zip and unzip are not on PATH")
-    # zip -y stores the links as links; Python's zipfile extracts them as plain files
-    subprocess.run(
-        ["zip", "-qry", str(tmp_path / "links.zip"), "lake"], cwd=full_lake.root.parent, check=True
-    )
-    with zipfile.ZipFile(tmp_path / "links.zip") as z:
-        z.extractall(tmp_path / "a")
-    assert (tmp_path / "a" / "lake" / "tables" / "questions" / "current").is_file()
-    _after_init_the_lake_is_whole_and_writable(runner, tmp_path / "a" / "lake")
-    # plain zip follows the links: `current` comes back as a folder copy
-    subprocess.run(
-        ["zip", "-qr", str(tmp_path / "copies.zip"), "lake"], cwd=full_lake.root.parent, check=True
-    )
-    subprocess.run(
-        ["unzip", "-q", str(tmp_path / "copies.zip"), "-d", str(tmp_path / "b")], check=True
-    )
-    assert (tmp_path / "b" / "lake" / "tables" / "questions" / "current").is_dir()
-    _after_init_the_lake_is_whole_and_writable(runner, tmp_path / "b" / "lake")
+def test_a_lake_that_lost_its_log_keeps_every_row(full_lake, runner):
+    shutil.rmtree(full_lake.log_dir)  # a sync tool that skipped the folder, say
+    assert _counts(Lake.open(full_lake.root)) == COUNTS
+    out = _after_init_the_lake_is_whole_and_writable(runner, full_lake.root)
+    assert "the lake had no commit log: adopted" in out
 
 
 def test_init_on_a_whole_lake_changes_nothing(full_lake, runner):
-    before = {t: os.readlink(full_lake._current(t)) for t in full_lake._table_dirs()}
-    assert "recovered" not in _init(runner, full_lake.root)
-    assert {t: os.readlink(full_lake._current(t)) for t in full_lake._table_dirs()} == before
+    seq = full_lake.snapshot().seq
+    assert "adopted" not in _init(runner, full_lake.root)
+    assert Lake.open(full_lake.root).snapshot().seq == seq
     assert _counts(full_lake) == COUNTS
 
 
-def test_a_generation_left_half_written_is_never_taken_for_the_live_one(full_lake, monkeypatch):
-    tdir = full_lake.tables_dir / "questions"
-    live = full_lake.table_path("questions")
+def test_a_commit_that_fails_midway_leaves_nothing_and_no_files(full_lake, monkeypatch):
+    before = sorted(p.name for p in full_lake.tables_dir.rglob("*.parquet"))
     calls = []
 
-    def die_on_the_second_part(name):
+    def die_on_the_third_part(name):
         if name == "parquet-write":
             calls.append(name)
-            if len(calls) == 2:
+            if len(calls) == 3:
                 raise KeyboardInterrupt
 
-    monkeypatch.setattr(failpoints, "hit", die_on_the_second_part)
+    monkeypatch.setattr(failpoints, "hit", die_on_the_third_part)
     with pytest.raises(KeyboardInterrupt):
-        full_lake.replace_table("questions", [pa.table({"question_id": ["x"], "pmid": [1]})] * 3)
+        with full_lake.transaction():
+            full_lake.replace_table("questions", pa.table({"question_id": ["x"], "pmid": [1]}))
+            full_lake.write_part("answers", pa.table({"question_id": ["x"], "answer": ["y"]}))
+            full_lake.write_part("contexts", pa.table({"question_id": ["x"], "rank": [1]}))
     monkeypatch.undo()
-    assert sorted(p.name for p in tdir.iterdir()) == ["current", live.name]
-    # a killed writer's half generation (SIGKILL: nothing removed it), then the link dropped
-    number = int(live.name[1:]) + 1
-    half = tdir / f".g{number:06d}-deadbeef.tmp"
-    half.mkdir()
-    shutil.copy(next(live.glob("*.parquet")), half / f"part-g{number:06d}-000000.parquet")
-    full_lake._current("questions").unlink()
-    assert full_lake.count("questions") == 4
-    with full_lake.lock("test"):  # the lock clears what killed writers left
-        assert full_lake.repair_table("questions") == live
-    assert not half.exists() and full_lake.count("questions") == 4
+    assert _counts(full_lake) == COUNTS
+    assert sorted(p.name for p in full_lake.tables_dir.rglob("*.parquet")) == before
+
+
+_TWO_TABLES = """
+import sys
+import pyarrow as pa
+from mkailin.lake import Lake
+lake = Lake.open(sys.argv[1])
+with lake.transaction("two tables"):
+    lake.replace_table("mesh_descriptors", pa.table({"descriptor_ui": ["D1", "D2"]}))
+    lake.replace_table("mesh_tree", pa.table({"descriptor_ui": ["D1"], "tree_number": ["A01"]}))
+"""
+
+
+def test_a_kill_between_the_tables_of_one_commit_leaves_both_old_then_both_new(full_lake):
+    """The issue's MeSH case: SIGKILL after the first table's parts and before the commit."""
+    env = {**os.environ, "MKAILIN_FAILPOINT": "snapshot-commit:30"}
+    p = subprocess.Popen([sys.executable, "-c", _TWO_TABLES, str(full_lake.root)], env=env)
+    deadline = time.monotonic() + 60
+    while not list(full_lake.log_dir.glob(".*.tmp")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    assert (full_lake.count("mesh_descriptors"), full_lake.count("mesh_tree")) == (0, 0)
+    orphans = len(list(full_lake.tables_dir.glob("mesh_*/*.parquet")))
+    subprocess.run([sys.executable, "-c", _TWO_TABLES, str(full_lake.root)], check=True)
+    assert (full_lake.count("mesh_descriptors"), full_lake.count("mesh_tree")) == (2, 1)
+    assert len(list(full_lake.tables_dir.glob("mesh_*/*.parquet"))) <= orphans  # swept
 
 
 # ------------------------------------------------------------------------------ case 2
@@ -372,7 +428,7 @@ def test_glob_escape():
 
 @pytest.mark.parametrize(
     ("name", "neighbour"),
-    [("lake[1]", "lake1"), ("lake?", "lakeX"), ("lake*", "lakeXY"), ("lake{a,b}", "lakea")],
+    [("lake[1]", "lake1"), ("lake?", "lakeX"), ("lake*", "lakeXY"), ("lake{a}", "lakea")],
 )
 def test_glob_characters_in_the_lake_path_match_only_that_lake(tmp_path, runner, name, neighbour):
     other = Lake.init(tmp_path / neighbour)
@@ -388,8 +444,11 @@ def test_glob_characters_in_the_lake_path_match_only_that_lake(tmp_path, runner,
     assert r.exit_code == 0 and "Traceback" not in r.output, r.output
     # the catalog a stock duckdb opens reads the same
     lake.sync_catalog()
-    con = duckdb.connect(str(lake.catalog_path), read_only=True)
-    try:
-        assert con.execute("select count(*) from questions").fetchone() == (1,)
-    finally:
-        con.close()
+    assert _stock_cli_count(lake.root, "questions") == 1
+
+
+def test_a_comma_in_the_lake_path_is_refused_at_init(tmp_path, runner):
+    r = runner.invoke(cli, ["init", str(tmp_path / "lake{a,b}")])
+    assert r.exit_code != 0 and "Traceback" not in r.output
+    assert r.output.startswith("Error: ") and "cannot hold a comma" in r.output
+    assert not (tmp_path / "lake{a,b}").exists()

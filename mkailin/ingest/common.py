@@ -237,7 +237,14 @@ class Ledger:
         return seq
 
     def record(
-        self, path: Path, key: str, seq: int, records: int, quarantined: int, status: str
+        self,
+        path: Path,
+        key: str,
+        seq: int,
+        records: int,
+        quarantined: int,
+        status: str,
+        rows: int | None = None,
     ) -> None:
         self.lake.write_part(
             "ingested_files",
@@ -253,6 +260,7 @@ class Ledger:
                         "quarantined": quarantined,
                         "status": status,
                         "ingested_at": now(),
+                        "rows": rows,
                     }
                 ]
             ),

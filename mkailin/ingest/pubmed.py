@@ -30,7 +30,7 @@ from pathlib import Path
 import pyarrow as pa
 from lxml import etree
 
-from mkailin.errors import InputError
+from mkailin.errors import InputError, is_env_fault
 from mkailin.ingest.common import (
     ByteSource,
     IngestSummary,
@@ -785,7 +785,10 @@ def ingest_pubmed(
                 for table, part in stats["parts"]:
                     lake.add_parts(table, [part])
                 status = "partial" if stats["fault"] else "complete"
-                ledger.record(path, key, seq, stats["records"], stats["quarantined"], status)
+                rows = sum(p.rows for t, p in stats["parts"] if t == "article_records")
+                ledger.record(
+                    path, key, seq, stats["records"], stats["quarantined"], status, rows=rows
+                )
             for k in totals:
                 totals[k] += stats[k]
             if stats["fault"]:
@@ -795,6 +798,8 @@ def ingest_pubmed(
             bar.update(path.stat().st_size)
 
         def failed(a, e: BaseException):
+            if is_env_fault(e):  # a full disk fails every file: stop, nothing half-committed
+                raise e
             summary.errors.append(f"{a[1]}: {type(e).__name__}: {e}; nothing of it was written")
 
         if jobs == 1:

@@ -295,7 +295,9 @@ def ingest_pubmedqa(
                 if mesh_rows:
                     lake.write_part("article_mesh_records", pa.Table.from_pylist(mesh_rows))
                 lake.quarantine(quarantine)
-                ledger.record(path, key, seq, len(art_rows), len(quarantine), "complete")
+                ledger.record(
+                    path, key, seq, len(art_rows), len(quarantine), "complete", rows=len(art_rows)
+                )
         if fresh:
             summary.files = 1
         else:
