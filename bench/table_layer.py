@@ -18,23 +18,29 @@ Every layer gets the same seeded synthetic data and is read through DuckDB:
   (the same reader again, best of 3).
 - **mesh**: ``--releases`` times, one commit that replaces ``bench_desc`` and ``bench_tree``;
   seconds per replace, then the count query.
-- **small**: ``--small`` one-row appends to ``bench_small``, each its own commit; the count, the
-  layer's compaction (timed), the count again and one more append; files before and after.
+- **small**: ``--small`` one-row appends to ``bench_small``, each its own commit (a layer still
+  appending after ``--small-budget`` seconds stops there, and says so); ms per append overall
+  and over the first and last 100; the count, the layer's compaction (timed), the count again
+  and one more append; files before and after.
 - **properties**, tested on the ingest layer: whether a commit across tables is atomic (a write
   to the second table fails; does the first table's write show?); whether a ``shutil.copytree``
   of the folder reads its own older data after one more commit to the original, and still reads
   with the original moved away; whether a reader in another process can read while a writer
-  holds the layer mid-commit; what DuckDB without extensions reads (the layer's own scan with
-  autoloading off, and a plain ``read_parquet`` glob of the folder, which counts stale files);
-  files written per commit.
+  holds the layer mid-commit; files written per commit. And on the mesh layer, after its
+  replaces: what DuckDB without extensions reads (the layer's own scan with autoloading off,
+  the same in the stock CLI, and a plain ``read_parquet`` glob of the folder, which counts
+  files a replace left behind).
 
 Layers without a multi-table transaction (Delta, pyiceberg) commit the tables of one step one
 after another. Delta and Iceberg are read in DuckDB by ``read_parquet`` over the data files their
 log or manifests list (``delta_scan`` and ``iceberg_scan`` need extensions). pyiceberg has no
 compaction: the bench rewrites the table with ``overwrite(scan)`` in its place.
 ``--ducklake-inline-rows N`` runs DuckLake with data inlining (rows of small commits kept in the
-catalog, not in Parquet files), recorded as ``ducklake+inlineN``. Each layer's results note the
-machine, the versions, and the load average before and after it ran.
+catalog, not in Parquet files), recorded as ``ducklake+inlineN``. The stock ``duckdb`` CLI
+(``--duckdb-cli``; default the one on PATH or beside this python) is tried on each layer as
+installed. Before each layer the run waits up to ``--wait-quiet`` seconds for other processes
+to go idle; the results note the machine, the versions, the cores other processes used (at the
+start and during each timed loop) and the load average before and after each layer.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import string
 import subprocess
@@ -59,7 +66,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from loadmeter import Timer, cpu_and_memory  # bench/ is on sys.path as a script
+from loadmeter import Timer, cpu_and_memory, wait_quiet  # bench/ is on sys.path as a script
 
 LAYERS = ("ducklake", "delta", "iceberg", "mkailin")
 WORKLOADS = ("ingest", "mesh", "small", "properties")
@@ -69,6 +76,10 @@ SMALL = "bench_small"
 COUNT_SQL = "select count(*) from bench_articles"
 JOIN_SQL = "select count(*) from bench_articles a join bench_article_mesh m using (pmid)"
 SUM_SQL = "select count(*), sum(year) from bench_articles"  # reads column data, not stats
+SIZES = (  # the flags recorded with each layer's results
+    "commits", "articles", "mesh_per_article", "desc", "tree", "releases", "small", "small_budget",
+    "seed",
+)  # fmt: skip
 MESH_SQL = "select (select count(*) from bench_desc), (select count(*) from bench_tree)"
 
 CELL = 150  # the widest markdown cell; the JSON keeps whole messages
@@ -229,6 +240,10 @@ class Layer:
         """Read ``name`` the layer's own way in DuckDB without extensions."""
         raise NotImplementedError
 
+    def cli_args(self, name: str) -> tuple[Path | None, list[str]]:
+        """The folder to run the duckdb CLI in and its arguments that count ``name``."""
+        raise NotImplementedError
+
     def glob(self, name: str) -> str:
         """A glob of the table's data files on disk, current or not."""
         raise NotImplementedError
@@ -241,6 +256,7 @@ class DuckLake(Layer):
 
     def __init__(self, root: Path, override_data_path: bool = False, inline_rows: int = 0):
         super().__init__(root)
+        self.ext = self.extension_path()  # a Skip here says why DuckLake cannot run
         self.con: duckdb.DuckDBPyConnection | None = None
         self.override, self.inline_rows = override_data_path, inline_rows
 
@@ -248,7 +264,14 @@ class DuckLake(Layer):
     def extension_path() -> str:
         from importlib import metadata
 
-        dist = metadata.distribution("duckdb-ext-ducklake")
+        try:
+            dist = metadata.distribution("duckdb-ext-ducklake")
+        except metadata.PackageNotFoundError:
+            raise Skip("the duckdb-ext-ducklake wheel is not installed here") from None
+        if dist.requires and f"duckdb=={duckdb.__version__}" not in dist.requires:
+            raise Skip(
+                f"duckdb-ext-ducklake needs {dist.requires}, not duckdb {duckdb.__version__}"
+            )
         for f in dist.files or []:
             if f.name == "ducklake.duckdb_extension":
                 return str(dist.locate_file(f))
@@ -257,7 +280,7 @@ class DuckLake(Layer):
     def _connect(self, options: str = "") -> None:
         con = duckdb.connect()
         con.execute("set autoinstall_known_extensions = false")
-        con.execute(f"load {_quote(self.extension_path())}")
+        con.execute(f"load {_quote(self.ext)}")
         meta = f"ducklake:{self.root}/meta.ducklake"
         con.execute(f"attach {_quote(meta)} as lk {options}")
         con.execute("use lk")
@@ -343,6 +366,10 @@ class DuckLake(Layer):
         con.execute(f"attach {_quote(meta)} as lk (READ_ONLY)")
         return con.execute(f"select count(*) from lk.{name}").fetchall()
 
+    def cli_args(self, name: str) -> tuple[Path | None, list[str]]:
+        meta = _quote(f"ducklake:{self.root}/meta.ducklake")
+        return None, ["-c", f"attach {meta} as lk (read_only); select count(*) from lk.{name}"]
+
     def glob(self, name: str) -> str:
         return f"{self.root}/data/main/{name}/*.parquet"
 
@@ -353,8 +380,10 @@ class Delta(Layer):
 
     def __init__(self, root: Path):
         super().__init__(root)
-        import deltalake
-
+        try:
+            import deltalake
+        except ImportError as e:
+            raise Skip(f"deltalake is not installed here ({e})") from None
         self.dl = deltalake
 
     def _path(self, name: str) -> str:
@@ -390,8 +419,10 @@ class Delta(Layer):
         return len(self.dl.DeltaTable(self._path(name)).file_uris())
 
     def native_read(self, name: str) -> list[tuple]:
-        sql = f"select count(*) from delta_scan({_quote(self._path(name))})"
-        return _bare_duckdb().execute(sql).fetchall()
+        return _bare_duckdb().execute(self.cli_args(name)[1][1]).fetchall()
+
+    def cli_args(self, name: str) -> tuple[Path | None, list[str]]:
+        return None, ["-c", f"select count(*) from delta_scan({_quote(self._path(name))})"]
 
     def glob(self, name: str) -> str:
         return f"{self._path(name)}/*.parquet"
@@ -403,6 +434,10 @@ class Iceberg(Layer):
 
     def __init__(self, root: Path):
         super().__init__(root)
+        try:
+            import pyiceberg.catalog.sql  # noqa: F401
+        except ImportError as e:
+            raise Skip(f"pyiceberg[sql-sqlite] is not installed here ({e})") from None
         self.catalog = None
         self.tables: dict = {}
 
@@ -476,9 +511,11 @@ class Iceberg(Layer):
         return len(self._files(self._table(name)))
 
     def native_read(self, name: str) -> list[tuple]:
+        return _bare_duckdb().execute(self.cli_args(name)[1][1]).fetchall()
+
+    def cli_args(self, name: str) -> tuple[Path | None, list[str]]:
         loc = self._table(name).metadata_location.removeprefix("file://")
-        sql = f"select count(*) from iceberg_scan({_quote(loc)})"
-        return _bare_duckdb().execute(sql).fetchall()
+        return None, ["-c", f"select count(*) from iceberg_scan({_quote(loc)})"]
 
     def glob(self, name: str) -> str:
         return f"{self.root}/warehouse/bench/{name}/data/*.parquet"
@@ -556,6 +593,9 @@ class Mkailin(Layer):
         con.execute(f"attach {_quote(str(self.root / 'mkailin.duckdb'))} as mk (READ_ONLY)")
         return con.execute(f"select count(*) from mk.{name}").fetchall()
 
+    def cli_args(self, name: str) -> tuple[Path | None, list[str]]:
+        return self.root, ["-readonly", "-c", f"select count(*) from {name}", "mkailin.duckdb"]
+
     def glob(self, name: str) -> str:
         return f"{self.root}/tables/{name}/**/*.parquet"
 
@@ -631,20 +671,30 @@ def mesh(layer: Layer, releases: list[Writes], a: argparse.Namespace) -> dict:
         "count_ok": q["rows"] == [[a.desc, a.tree]],
         "disk": disk(layer.root),
         "live_files_desc": layer.live_files("bench_desc"),
-        "plain_duckdb": plain_duckdb(layer, "bench_desc", a.desc),
+        "plain_duckdb": plain_duckdb(layer, "bench_desc", a.desc, a.duckdb_cli),
     }
 
 
 def small(layer: Layer, data: Data, a: argparse.Namespace) -> dict:
     layer.create()
     rows = [data.small_row(i) for i in range(a.small + 1)]
+    each, deadline = [], time.perf_counter() + a.small_budget
     with Timer() as t:
         for writes in rows[: a.small]:
+            t0 = time.perf_counter()
             layer.commit(writes)
+            each.append(time.perf_counter() - t0)
+            if t0 > deadline:
+                break
+    done, k = len(each), min(100, len(each))
     sql = f"select count(*) from {SMALL}"
     out = {
+        "appends": done,
+        "stopped_by_budget": done < a.small,
         "seconds": t.seconds,
-        "ms_per_append": t.seconds / a.small * 1000,
+        "ms_per_append": t.seconds / done * 1000,
+        "ms_per_append_first_100": sum(each[:k]) / k * 1000,
+        "ms_per_append_last_100": sum(each[-k:]) / k * 1000,
         "other_cores": t.other,
         "count_before": timed_query(layer, (SMALL,), sql),
         "live_files_before": layer.live_files(SMALL),
@@ -664,20 +714,40 @@ def small(layer: Layer, data: Data, a: argparse.Namespace) -> dict:
     out["one_more_append_ms"] = t.seconds * 1000
     final = layer.reader((SMALL,))(sql)
     out["count_ok"] = (
-        out["count_before"]["rows"] == [[a.small]]
-        and out["count_after"]["rows"] == [[a.small]]
-        and final == [(a.small + 1,)]
+        out["count_before"]["rows"] == [[done]]
+        and out["count_after"]["rows"] == [[done]]
+        and final == [(done + 1,)]
     )
     return out
 
 
-def plain_duckdb(layer: Layer, name: str, true_count: int) -> dict:
-    """What DuckDB with no extensions reads: the layer's own scan, and a glob of the folder."""
+def plain_duckdb(layer: Layer, name: str, true_count: int, cli: str) -> dict:
+    """What DuckDB with no extensions reads: the layer's own scan, in this process and in the
+    stock ``duckdb`` CLI as installed (its own extension settings; offline it can install none),
+    and a plain glob of the folder. Closes the layer (the CLI is another process)."""
     out: dict = {"needs": layer.native_scan}
     try:
         out["native"] = layer.native_read(name)[0][0]
     except Exception as e:
         out["native"] = _first_line(e)
+    cwd, args = layer.cli_args(name)
+    layer.close()
+    if cli:
+        try:
+            v = subprocess.run([cli, "-version"], capture_output=True, text=True, timeout=30)
+            out["cli_version"] = v.stdout.strip()
+            p = subprocess.run(
+                [cli, "-csv", "-noheader", *args],
+                cwd=cwd,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            lines = p.stdout.strip().splitlines()
+            ok = p.returncode == 0 and lines and lines[-1].isdigit()
+            out["cli"] = int(lines[-1]) if ok else (p.stderr or p.stdout).strip()[:300]
+        except (OSError, subprocess.TimeoutExpired) as e:
+            out["cli"] = _first_line(e)
     sql = f"select count(*) from read_parquet({_quote(layer.glob(name))}, union_by_name=true)"
     try:
         out["glob_count"] = _bare_duckdb().execute(sql).fetchone()[0]
@@ -779,9 +849,10 @@ def run_layer(name: str, a: argparse.Namespace, data: Data, work: Path, batches,
             **cpu_and_memory(),
         },
         "versions": versions(name),
-        "sizes": {k: getattr(a, k) for k in ("commits", "articles", "small", "desc", "tree")},
+        "sizes": {k: getattr(a, k) for k in SIZES},
         "workloads": a.workloads,
         "ducklake_inline_rows": a.ducklake_inline_rows if name == "ducklake" else None,
+        "other_cores_at_start": wait_quiet(a.wait_quiet),
         "load_before": os.getloadavg(),
     }
     t0 = time.perf_counter()
@@ -861,7 +932,8 @@ def table(layers: dict) -> str:
         ("mesh: s/replace (mean)", lambda r: _get(r, "mesh", "mean_s", fmt="{:.2f}")),
         ("mesh: count ms cold (open) / warm", lambda r: _pair(r, "mesh", "count")),
         ("mesh: files on disk", lambda r: _get(r, "mesh", "disk", "files")),
-        ("small: ms/append", lambda r: _get(r, "small", "ms_per_append", fmt="{:.1f}")),
+        ("small: appends done", lambda r: _get(r, "small", "appends")),
+        ("small: ms/append (first / last 100)", _append_ms),
         ("small: count ms cold (open) / warm", lambda r: _pair(r, "small", "count_before")),
         ("small: live/disk files", lambda r: _files(r, "before")),
         ("small: compaction s", _compaction),
@@ -874,6 +946,7 @@ def table(layers: dict) -> str:
         ("copy reads with original moved", _moved),
         ("reader in other process mid-write", _reader),
         ("DuckDB w/o extensions: own scan", _plain),
+        ("stock duckdb CLI: own scan", _cli),
         ("DuckDB w/o extensions: glob / true", _glob),
         ("load avg before / after", _load),
     ]
@@ -882,15 +955,24 @@ def table(layers: dict) -> str:
         cells = []
         for n in names:
             r = layers[n]
-            cell = f"skipped: {r['skipped']}" if "skipped" in r else fn(r)
+            cell = "skipped" if "skipped" in r else fn(r)
             cells.append(cell if len(cell) <= CELL else cell[: CELL - 3] + "...")
         out.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(out)
+    skipped = [f"{n}: skipped: {layers[n]['skipped']}" for n in names if "skipped" in layers[n]]
+    return "\n".join(out + ([""] + skipped if skipped else []))
 
 
 def _pair(r: dict, w: str, k: str) -> str:
     d = r.get(w, {}).get(k)
     return f"{_ms(d, 'cold_ms')} ({_ms(d, 'open_ms')}) / {_ms(d, 'warm_ms')}"
+
+
+def _append_ms(r: dict) -> str:
+    s = r.get("small", {})
+    if "ms_per_append" not in s:
+        return "-"
+    first, last = s["ms_per_append_first_100"], s["ms_per_append_last_100"]
+    return f"{s['ms_per_append']:.1f} ({first:.1f} / {last:.1f})"
 
 
 def _files(r: dict, when: str) -> str:
@@ -948,6 +1030,17 @@ def _plain(r: dict) -> str:
     return f"yes: {v} rows" if isinstance(v, int) else f"no: needs the {p.get('needs')}"
 
 
+def _cli(r: dict) -> str:
+    p = r.get("mesh", {}).get("plain_duckdb", {})
+    if "cli" not in p:
+        return "-"
+    v = p["cli"]
+    if isinstance(v, int):
+        return f"yes: {v} rows"
+    ext = re.search(r"""extension ["']?(\w+)""", v)
+    return f"no: needs the {ext[1]} extension (not installable offline)" if ext else f"no: {v}"
+
+
 def _glob(r: dict) -> str:
     p = r.get("mesh", {}).get("plain_duckdb", {})
     return f"{p.get('glob_count', '-')} / {p.get('true_count', '-')}"
@@ -959,6 +1052,11 @@ def _load(r: dict) -> str:
 
 
 # ---------------------------------------------------------------------------------- main
+def default_cli() -> str:
+    beside = Path(sys.executable).parent / "duckdb"
+    return shutil.which("duckdb") or (str(beside) if beside.exists() else "")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--layers", default="ducklake,delta,iceberg", help=",".join(LAYERS))
@@ -970,12 +1068,30 @@ def main() -> None:
     ap.add_argument("--tree", type=int, default=60_000)
     ap.add_argument("--releases", type=int, default=3)
     ap.add_argument("--small", type=int, default=1000)
+    ap.add_argument(
+        "--small-budget",
+        type=float,
+        default=120,
+        help="seconds of small appends after which a layer stops early (recorded)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
         "--ducklake-inline-rows",
         type=int,
         default=0,
         help="DuckLake DATA_INLINING_ROW_LIMIT (0: off, the catalog default)",
+    )
+    ap.add_argument(
+        "--duckdb-cli",
+        default=default_cli(),
+        help="the stock duckdb CLI to try on each layer ('' to skip; default: duckdb on PATH "
+        "or next to this python)",
+    )
+    ap.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=30,
+        help="seconds to wait, before each layer, for other processes to go idle",
     )
     ap.add_argument("--workdir", help="where the layers are written (default: a temp folder)")
     ap.add_argument("--keep", action="store_true", help="keep the layers' folders")
@@ -1017,7 +1133,12 @@ def main() -> None:
 
     out = Path(a.out)
     merged = json.loads(out.read_text()) if out.exists() else {}
-    merged.setdefault("layers", {}).update(results)
+    layers = merged.setdefault("layers", {})
+    for key, res in results.items():
+        if "skipped" in res and "skipped" not in layers.get(key, {"skipped": ""}):
+            print(f"{key}: skipped here; kept the results already in {out}", file=sys.stderr)
+            continue
+        layers[key] = res
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(merged, indent=1, default=str) + "\n")
     print(table(merged["layers"]))

@@ -130,3 +130,61 @@ def test_a_lost_log_loses_no_row_and_init_adopts(ingested, runner):
     r = runner.invoke(cli, ["init", str(ingested.root)])
     assert r.exit_code == 0 and "adopted" in r.output
     assert Lake.open(ingested.root).count("article_records") >= n
+
+
+# ------------------------------------------------------------------------------ input limits
+_REC = (
+    '<PubmedArticle><MedlineCitation Status="MEDLINE" Owner="NLM"><PMID Version="1">{p}</PMID>'
+    "<Article><ArticleTitle>T{p}</ArticleTitle><Abstract><AbstractText>{a}</AbstractText>"
+    "</Abstract></Article></MedlineCitation></PubmedArticle>"
+)
+
+
+def test_a_record_past_the_cap_is_left_out_and_the_rest_kept(lake, runner, tmp_path, monkeypatch):
+    """A decompression bomb's one huge record (here 3 MB against a 1 MB cap) is quarantined
+    without being held whole or parsed; the records around it go in."""
+    import gzip
+
+    monkeypatch.setenv("MKAILIN_MAX_RECORD_MB", "1")
+    f = tmp_path / "bomb.xml.gz"
+    with gzip.open(f, "wt") as g:
+        g.write("<PubmedArticleSet>" + _REC.format(p=1, a="ok"))
+        g.write(_REC.format(p=2, a="A" * 3_000_000) + _REC.format(p=3, a="fine"))
+        g.write("</PubmedArticleSet>")
+    r = _run(runner, lake, "ingest", "pubmed", str(f), "--jobs", "1")
+    assert r.exit_code == 0, r.output
+    assert sorted(p for (p,) in lake.query("select pmid from article_records")) == [1, 3]
+    ((key, error),) = lake.query("select record_key, error from quarantine")
+    assert key == "bomb.xml.gz#2" and "past the per-record cap of 1 MB" in error
+
+
+def test_a_file_past_the_cap_stops_there_with_a_fault(lake, runner, tmp_path, monkeypatch):
+    monkeypatch.setenv("MKAILIN_MAX_FILE_MB", "1")
+    f = tmp_path / "big.xml"
+    body = "".join(_REC.format(p=i, a="x" * 2000) for i in range(1, 1001))  # about 2.2 MB
+    f.write_text(f"<PubmedArticleSet>{body}</PubmedArticleSet>")
+    r = _run(runner, lake, "ingest", "pubmed", str(f), "--jobs", "1")
+    assert r.exit_code != 0 and "per-file cap" in r.output, r.output
+    kept = lake.count("article_records")
+    assert 0 < kept < 1000  # what came before the cap is kept, the ledger says partial
+    assert lake.query("select status from ingested_files") == [("partial",)]
+
+
+def test_an_oversized_mesh_tsv_field_is_quarantined(lake, runner, tmp_path):
+    f = tmp_path / "mtrees.tsv"
+    f.write_text(
+        "Tree Number\tDesc Ui\tTerm\nA01\tD001\tBody Regions\n"
+        f"A02\tD002\t{'x' * 200_000}\nA03\tD003\tMusculoskeletal System\n"
+    )
+    r = _run(runner, lake, "ingest", "mesh", str(f))
+    assert r.exit_code == 0, r.output
+    assert lake.count("mesh_descriptors") == 2
+    ((error,),) = lake.query("select error from quarantine")
+    assert "a field of 200,000 characters" in error
+
+
+def test_deeply_nested_json_is_one_error_line(lake, runner, tmp_path):
+    f = tmp_path / "deep.json"
+    f.write_text("[" * 100_000 + "]" * 100_000)
+    r = _run(runner, lake, "ingest", "pubmedqa", str(f))
+    assert r.exit_code != 0 and r.output.startswith("Error: ") and "nested deeper" in r.output

@@ -68,15 +68,41 @@ def _first_bad_line(path: Path) -> int:
     return 0
 
 
+# csv's own limit is 128 kB a field, past which it raises; fields are read up to 16 MB and any
+# longer than MAX_FIELD characters is quarantined with its line
+csv.field_size_limit(16 << 20)
+MAX_FIELD = 4096
+
+
 def read_tsv(path: Path, descriptors: dict, quarantine: list[dict]) -> int:
     n = 0
     with open_bytes(path) as raw:
         text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline="")
         reader = csv.reader(text, delimiter="\t", quoting=csv.QUOTE_NONE)
         try:
-            next(reader)
-            for lineno, row in enumerate(reader, start=2):
+            next(reader, None)
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as e:
+                    n += 1
+                    quarantine.append(_qrow(path, f"line {reader.line_num}", f"{e}", ""))
+                    continue
+                lineno = reader.line_num
                 n += 1
+                if any(len(c) > MAX_FIELD for c in row):
+                    quarantine.append(
+                        _qrow(
+                            path,
+                            f"line {lineno}",
+                            f"a field of {max(map(len, row)):,} characters, past the "
+                            f"{MAX_FIELD:,} a tree number, UI or term can have",
+                            "\t".join(row)[:2000],
+                        )
+                    )
+                    continue
                 if len(row) < 3 or not row[0].strip() or not row[1].strip():
                     quarantine.append(
                         _qrow(

@@ -289,6 +289,22 @@ def _prune(buf: bytes, end: int | None = None) -> bytes:
     return b"".join(out)
 
 
+class FileTooLarge(Exception):
+    """A file past the per-file cap of decompressed bytes (a decompression bomb, say)."""
+
+
+def max_record_bytes() -> int:
+    """The per-record cap: a record larger than this is left out with a quarantine row (real
+    PubMed records are at most a few hundred kB). ``MKAILIN_MAX_RECORD_MB``, default 16."""
+    return int(float(os.environ.get("MKAILIN_MAX_RECORD_MB") or 16) * (1 << 20))
+
+
+def max_file_bytes() -> int:
+    """The per-file cap on decompressed bytes (a baseline file is about 150 MB):
+    ``MKAILIN_MAX_FILE_MB``, default 4096."""
+    return int(float(os.environ.get("MKAILIN_MAX_FILE_MB") or 4096) * (1 << 20))
+
+
 class _Pruned(ByteSource):
     """A decompressed PubMed stream with the ``_PRUNE`` elements cut out, a block of whole
     records at a time. Like ``GzipReader`` it hands out every byte it has before raising the
@@ -302,18 +318,43 @@ class _Pruned(ByteSource):
         self._pos = 0
         self._eof = False
         self._error: BaseException | None = None
+        self._total = 0
+        self._skipping = False
+        # records left out for their size: (bytes, their first bytes), taken by iter_records
+        self.oversized: list[tuple[int, bytes]] = []
 
     def _refill(self) -> None:
         try:
             data = self._raw.read(self._block)
         except _FAULTS as e:
             data, self._error = b"", e
+        self._total += len(data)
+        if self._total > max_file_bytes():
+            data = b""
+            self._error = FileTooLarge(
+                f"more than {max_file_bytes() >> 20:,} MB decompressed (the per-file cap, "
+                "MKAILIN_MAX_FILE_MB); the rest of the file is not read"
+            )
+        if self._skipping:
+            rest = self._skip(data)
+            if rest is None:
+                self._out, self._pos = b"", 0
+                return
+            data = rest
         if not data:  # the rest as it is: an unfinished record is not pruned
             self._eof = True
             self._out, self._pos, self._carry = self._carry, 0, b""
             return
         buf = self._carry + data if self._carry else data
         cut = buf.rfind(_RECORD_END)
+        if cut < 0 and len(buf) > max_record_bytes():  # one record past the cap: leave it out
+            start = buf.rfind(b"<PubmedArticle")
+            start = 0 if start < 0 else start
+            self.oversized.append((len(buf) - start, buf[start : start + 2000]))
+            self._skipping = True
+            self._carry = b""
+            self._out, self._pos = _prune(buf, start), 0
+            return
         if cut < 0:  # no record ends in it yet: read on
             self._carry = buf
             self._out, self._pos = b"", 0
@@ -321,6 +362,23 @@ class _Pruned(ByteSource):
         cut += len(_RECORD_END)
         self._out, self._pos = _prune(buf, cut), 0
         self._carry = buf[cut:]
+
+    def _skip(self, data: bytes) -> bytes | None:
+        """Drop an oversized record's bytes up to its end tag; what follows it, or ``b""`` at
+        the end of the stream (``None`` while the record goes on)."""
+        if not data:
+            self._skipping = False
+            return b""
+        buf = self._carry + data
+        end = buf.find(_RECORD_END)
+        if end < 0:
+            size, head = self.oversized[-1]
+            self.oversized[-1] = (size + len(data), head)
+            self._carry = buf[-len(_RECORD_END) :]  # an end tag split across reads
+            return None
+        self._skipping = False
+        self._carry = b""
+        return buf[end + len(_RECORD_END) :] or b" "
 
     def read(self, n: int = -1) -> bytes:
         while self._pos >= len(self._out):
@@ -355,9 +413,11 @@ def iter_records(path: Path) -> Iterator[tuple]:
     fault = None
     try:
         with open_bytes(path) as f:
-            for _, elem in etree.iterparse(
-                _Pruned(f), events=("end",), tag=RECORD_TAGS, huge_tree=True
-            ):
+            src = _Pruned(f)
+            for _, elem in etree.iterparse(src, events=("end",), tag=RECORD_TAGS, huge_tree=True):
+                while src.oversized:  # a record left out before this one
+                    yield _oversized(*src.oversized.pop(0), done)
+                    done += 1
                 yield from _element_events(elem)
                 done += 1
                 elem.clear(keep_tail=True)
@@ -365,11 +425,27 @@ def iter_records(path: Path) -> Iterator[tuple]:
                 if parent is not None:
                     while elem.getprevious() is not None:
                         del parent[0]
+            for size, head in src.oversized:
+                yield _oversized(size, head, done)
+                done += 1
+    except FileTooLarge as e:
+        yield ("fault", str(e))
+        return
     except _FAULTS as e:
         fault = _fault_message(e)
     if fault is None:
         return
     yield from _resync(path, skip=done, first_fault=fault)
+
+
+def _oversized(size: int, head: bytes, index: int) -> tuple:
+    return (
+        "bad",
+        f"record {index + 1}: {size / (1 << 20):,.1f} MB or more, past the per-record cap of "
+        f"{max_record_bytes() / (1 << 20):,.0f} MB (MKAILIN_MAX_RECORD_MB); left out, not parsed",
+        head.decode("utf-8", "replace"),
+        "dropped",
+    )
 
 
 def _fault_message(e: Exception) -> str:
@@ -401,9 +477,16 @@ def _resync(path: Path, skip: int, first_fault: str) -> Iterator[tuple]:
     """Re-read the file record by record, keeping what parses, from record ``skip`` on."""
     buf = b""
     index = 0
+    dropping: bytes | None = None  # the end tag of an oversized record being left out
     for chunk in _stream_chunks(path):
         buf += chunk
         pos = 0
+        if dropping is not None:
+            end = buf.find(dropping)
+            if end < 0:
+                buf = buf[-len(dropping) :]
+                continue
+            buf, dropping = buf[end + len(dropping) :], None
         while True:
             m = _RECORD.search(buf, pos)
             if not m:
@@ -413,6 +496,12 @@ def _resync(path: Path, skip: int, first_fault: str) -> Iterator[tuple]:
             tag = m.group(1)
             end_tag = b"</" + tag + b">"
             end = buf.find(end_tag, m.end())
+            if end < 0 and len(buf) - m.start() > max_record_bytes():
+                if index >= skip:
+                    yield _oversized(len(buf) - m.start(), buf[m.start() : m.start() + 2000], index)
+                index += 1
+                dropping, pos = end_tag, len(buf)
+                break
             if end < 0:
                 pos = m.start()
                 break

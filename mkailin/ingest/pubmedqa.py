@@ -54,6 +54,11 @@ def load_json(path: Path) -> object:
         raise InputError(
             f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})"
         ) from None
+    except RecursionError:
+        raise InputError(
+            f"{path}: JSON nested deeper than the reader allows; PubMedQA and BioASQ files "
+            "nest three levels"
+        ) from None
 
 
 def _year(v) -> int | None:
