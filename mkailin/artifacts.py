@@ -1,5 +1,6 @@
 """Trained artifacts (LoRA adapters, judge checkpoints) under ``lake/artifacts``, found through
-the runs log: a training run records its adapter folder and base model in ``runs.detail``."""
+the runs log: a training run records its adapter folder (relative to the lake) and base model
+in ``runs.detail``."""
 
 from __future__ import annotations
 
@@ -25,10 +26,15 @@ def latest(lake: Lake, stage: str, base_model: str | None = None) -> dict | None
     for (detail,) in rows:
         d = json.loads(detail)
         path = d.get("adapter") or d.get("path")
-        if not path or not Path(path).exists():
+        if not path or not lake.resolve(path).exists():
             continue
         if base_model is not None and d.get("base_model") not in (None, base_model):
             continue
+        # paths are kept relative to the lake (older runs: absolute); hand them out absolute
+        for key in ("adapter", "path"):
+            if d.get(key):
+                d[key] = str(lake.resolve(d[key]))
+        d["base_adapters"] = [str(lake.resolve(a)) for a in d.get("base_adapters", [])]
         return d
     return None
 

@@ -188,3 +188,21 @@ def test_deeply_nested_json_is_one_error_line(lake, runner, tmp_path):
     f.write_text("[" * 100_000 + "]" * 100_000)
     r = _run(runner, lake, "ingest", "pubmedqa", str(f))
     assert r.exit_code != 0 and r.output.startswith("Error: ") and "nested deeper" in r.output
+
+
+def test_a_moved_lake_finds_its_adapters(lake, tmp_path):
+    import os
+
+    from mkailin.artifacts import artifact_dir, latest
+    from mkailin.train import training_run
+
+    with training_run(lake, "train-qg:general", {"general": "m"}, "h", 1) as detail:
+        out = artifact_dir(lake, "adapters", detail["run_id"])
+        (out / "adapter_config.json").write_text("{}")
+        detail.update(adapter=str(out), base_model="m", steps=1)
+    (logged,) = lake.query("select detail from runs where stage = 'train-qg:general'")[0]
+    assert f'"adapter": "artifacts/adapters/{detail["run_id"]}"' in logged  # relative
+    moved = tmp_path / "moved"
+    os.rename(lake.root, moved)
+    d = latest(Lake.open(moved), "train-qg:general", "m")
+    assert d["adapter"] == str(moved / "artifacts" / "adapters" / detail["run_id"])

@@ -55,8 +55,20 @@ def training_run(lake: Lake, stage: str, models: dict, config_hash: str, rows_in
             "finished",
             rows_in=rows_in,
             rows_out=detail.get("steps", 0),
-            detail=json.dumps(detail, default=str),
+            detail=json.dumps(relative_paths(lake, detail), default=str),
         )
+
+
+def relative_paths(lake: Lake, detail: dict) -> dict:
+    """``detail`` with its adapter paths relative to the lake, as the runs table keeps them:
+    a copied or moved lake finds its adapters (``artifacts.latest`` resolves them)."""
+    out = dict(detail)
+    for key in ("adapter", "path"):
+        if isinstance(out.get(key), str) and out[key]:
+            out[key] = lake.rel(out[key])
+    if out.get("base_adapters"):
+        out["base_adapters"] = [lake.rel(a) for a in out["base_adapters"]]
+    return out
 
 
 def _drop_unfinished(lake: Lake, run_id: str) -> None:
