@@ -331,6 +331,10 @@ class DuckLake(Layer):
 
     def compact(self, name: str) -> dict:
         out = {}
+        if self.inline_rows:  # inlined rows live in the catalog until flushed to Parquet
+            with Timer() as t:
+                self.con.execute("call ducklake_flush_inlined_data('lk')")
+            out["flush_inlined_s"] = t.seconds
         with Timer() as t:
             self.con.execute("call ducklake_merge_adjacent_files('lk')")
         out["merge_s"] = t.seconds
@@ -372,6 +376,59 @@ class DuckLake(Layer):
 
     def glob(self, name: str) -> str:
         return f"{self.root}/data/main/{name}/*.parquet"
+
+    def relative_data_path(self) -> dict:
+        """Where a relative ``DATA_PATH`` puts files (beside the catalog, or in the process's
+        working folder), and whether a layer made and opened from its own folder with relative
+        paths still reads once copied elsewhere and the original moved away."""
+        base = Path(tempfile.mkdtemp(prefix="ducklake-rel-"))
+        lake, elsewhere, copy = base / "lake", base / "elsewhere", base / "copy"
+        lake.mkdir()
+        elsewhere.mkdir()
+        here = os.getcwd()
+
+        def count(cwd: Path, sql: str) -> int | str:
+            os.chdir(cwd)
+            con = duckdb.connect()
+            try:
+                con.execute(f"load {_quote(self.ext)}")
+                con.execute(
+                    "attach 'ducklake:meta.ducklake' as r (DATA_PATH 'data/')"
+                    if cwd != copy
+                    else "attach 'ducklake:meta.ducklake' as r"
+                )
+                con.execute(sql)
+                return con.execute("select count(*) from r.t").fetchone()[0]
+            except duckdb.Error as e:
+                return _first_line(e)
+            finally:
+                con.close()
+                os.chdir(here)
+
+        try:
+            os.chdir(elsewhere)  # the catalog in lake/, the process elsewhere
+            con = duckdb.connect()
+            con.execute(f"load {_quote(self.ext)}")
+            con.execute(
+                f"attach {_quote(f'ducklake:{lake}/meta.ducklake')} as r (DATA_PATH 'data/')"
+            )
+            con.execute("create table r.t as select 1 as a")
+            con.close()
+            os.chdir(here)
+            out = {
+                "files_beside_catalog": any((lake / "data").rglob("*.parquet")),
+                "files_in_working_folder": any((elsewhere / "data").rglob("*.parquet")),
+            }
+            shutil.rmtree(lake)
+            lake.mkdir()
+            count(lake, "create table r.t as select 1 as a")  # made from its own folder
+            shutil.copytree(lake, copy)
+            os.rename(lake, base / "moved")
+            out["copy_opened_from_its_folder"] = count(copy, "select 1")
+            return out
+        finally:
+            os.chdir(here)
+            shutil.rmtree(base, ignore_errors=True)
 
 
 class Delta(Layer):
@@ -612,6 +669,10 @@ def disk(root: Path) -> dict:
     return {"files": len(files), "mb": round(sum(f.stat().st_size for f in files) / 1e6, 2)}
 
 
+def _file_set(root: Path) -> set[str]:
+    return {os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs}
+
+
 def timed_query(layer: Layer, names: tuple[str, ...], sql: str) -> dict:
     """Cold: a fresh reader (``open_ms``) plus the query once. Warm: the same reader again,
     best of 3."""
@@ -637,15 +698,22 @@ def ingest(layer: Layer, data: list[Writes], a: argparse.Namespace) -> dict:
     layer.create()
     base = disk(layer.root)
     with Timer() as t:
-        for writes in data[: a.commits]:
+        for writes in data[: a.commits - 1]:
             layer.commit(writes)
+    before_last = _file_set(layer.root)  # what the last commit adds and removes, untimed
+    with Timer() as t_last:
+        layer.commit(data[a.commits - 1])
+    after_last = _file_set(layer.root)
     after = disk(layer.root)
     count = timed_query(layer, ("bench_articles",), COUNT_SQL)
     join = timed_query(layer, ("bench_articles", "bench_article_mesh"), JOIN_SQL)
+    seconds = t.seconds + t_last.seconds
     return {
-        "seconds": t.seconds,
-        "ms_per_commit": t.seconds / a.commits * 1000,
+        "seconds": seconds,
+        "ms_per_commit": seconds / a.commits * 1000,
         "other_cores": t.other,
+        "last_commit_files_added": len(after_last - before_last),
+        "last_commit_files_removed": len(before_last - after_last),
         "count": count,
         "join": join,
         "count_ok": count["rows"] == [[a.commits * a.articles]],
@@ -804,6 +872,8 @@ def properties(layer: Layer, extra: list[Writes], a: argparse.Namespace) -> dict
             os.rename(moved, layer.root)
             layer.open()
         out["copy"]["self_contained"] = out["copy"]["with_original_moved"] == n0
+        if isinstance(layer, DuckLake):
+            out["copy"]["relative_data_path"] = layer.relative_data_path()
     except Exception as e:
         out["copy"]["error"] = _first_line(e)
     finally:
@@ -927,7 +997,7 @@ def table(layers: dict) -> str:
         ("ingest: ms/commit", lambda r: _get(r, "ingest", "ms_per_commit", fmt="{:.1f}")),
         ("ingest: count ms cold (open) / warm", lambda r: _pair(r, "ingest", "count")),
         ("ingest: join ms cold (open) / warm", lambda r: _pair(r, "ingest", "join")),
-        ("ingest: files/commit", lambda r: _get(r, "ingest", "files_per_commit", fmt="{:.1f}")),
+        ("ingest: files on disk/commit (last: +new -gone)", _files_per_commit),
         ("ingest: MB on disk", lambda r: _get(r, "ingest", "disk", "mb")),
         ("mesh: s/replace (mean)", lambda r: _get(r, "mesh", "mean_s", fmt="{:.2f}")),
         ("mesh: count ms cold (open) / warm", lambda r: _pair(r, "mesh", "count")),
@@ -964,7 +1034,15 @@ def table(layers: dict) -> str:
 
 def _pair(r: dict, w: str, k: str) -> str:
     d = r.get(w, {}).get(k)
-    return f"{_ms(d, 'cold_ms')} ({_ms(d, 'open_ms')}) / {_ms(d, 'warm_ms')}"
+    return f"{_ms(d, 'cold_ms')} ({_ms(d, 'open_ms')}) / {_ms(d, 'warm_ms')}" if d else "-"
+
+
+def _files_per_commit(r: dict) -> str:
+    i = r.get("ingest", {})
+    if "files_per_commit" not in i:
+        return "-"
+    added, removed = i["last_commit_files_added"], i["last_commit_files_removed"]
+    return f"{i['files_per_commit']:.1f} (+{added} -{removed})"
 
 
 def _append_ms(r: dict) -> str:
@@ -986,8 +1064,8 @@ def _compaction(r: dict) -> str:
 
 
 def _all_ok(r: dict) -> str:
-    oks = [r.get("ingest", {}).get(k) for k in ("count_ok", "join_ok")]
-    oks += [r.get(w, {}).get("count_ok") for w in ("mesh", "small")]
+    oks = [r["ingest"].get(k) for k in ("count_ok", "join_ok")] if "ingest" in r else []
+    oks += [r[w].get("count_ok") for w in ("mesh", "small") if w in r]
     errors = ", ".join(f"{w}: {e}" for w, e in r.get("errors", {}).items())
     return ("yes" if all(oks) else "NO") + (f" (errors: {errors})" if errors else "")
 
@@ -1009,9 +1087,19 @@ def _moved(r: dict) -> str:
     c = r.get("properties", {}).get("copy", {})
     if "self_contained" not in c:
         return c.get("error", "-")
-    s = "yes" if c["self_contained"] else f"no ({_short(c.get('with_original_moved'))})"
+    if c["self_contained"]:
+        s = "yes"
+    else:
+        err = str(c.get("with_original_moved"))
+        s = "no: " + ("it reads the original's files" if "-copy" not in err else _short(err, 50))
     if "with_original_moved_override_data_path" in c:
-        s += f"; with OVERRIDE_DATA_PATH: {c['with_original_moved_override_data_path']} rows"
+        s += f"; OVERRIDE_DATA_PATH: {c['with_original_moved_override_data_path']} rows"
+    rel = c.get("relative_data_path")
+    if rel:
+        where = "working folder" if rel["files_in_working_folder"] else "catalog's folder"
+        reads = rel["copy_opened_from_its_folder"] == 1
+        s += f"; relative DATA_PATH: in the {where}, a copy made and opened there "
+        s += "reads" if reads else "fails"
     return s
 
 
@@ -1019,14 +1107,19 @@ def _reader(r: dict) -> str:
     p = r.get("properties", {}).get("reader_while_writing")
     if not p:
         return "-"
-    return (
-        "yes" if p["reads_last_commit"] else f"no ({_short(p['reader'].get('error', p['reader']))})"
-    )
+    if p["reads_last_commit"]:
+        return "yes"
+    err = str(p["reader"].get("error", p["reader"]))
+    if "conflicting lock" in err.lower():
+        return "no: the writer's process holds a lock on the catalog file"
+    return f"no ({_short(err)})"
 
 
 def _plain(r: dict) -> str:
     p = r.get("mesh", {}).get("plain_duckdb", {})
-    v = p.get("native", "-")
+    if "native" not in p:
+        return "-"
+    v = p["native"]
     return f"yes: {v} rows" if isinstance(v, int) else f"no: needs the {p.get('needs')}"
 
 
@@ -1042,8 +1135,8 @@ def _cli(r: dict) -> str:
 
 
 def _glob(r: dict) -> str:
-    p = r.get("mesh", {}).get("plain_duckdb", {})
-    return f"{p.get('glob_count', '-')} / {p.get('true_count', '-')}"
+    p = r.get("mesh", {}).get("plain_duckdb")
+    return f"{p.get('glob_count', '-')} / {p.get('true_count', '-')}" if p else "-"
 
 
 def _load(r: dict) -> str:

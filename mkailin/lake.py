@@ -33,7 +33,6 @@ the first write: their live generations become snapshot 1, in place, and nothing
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import datetime as dt
 import fcntl
@@ -48,7 +47,6 @@ import tempfile
 import threading
 import time
 import uuid
-import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,16 +73,6 @@ _MARKER = ".mkailin-lake"
 _GEN = re.compile(r"^g[0-9]{6,}$")
 _SNAP = re.compile(r"^([0-9]{10})\.json$")
 _GLOB_ESCAPES = {"[": "[[]", "?": "[?]", "*": "[*]"}
-
-
-# lakes committed to without a catalog refresh: refreshed when the process ends
-_STALE_CATALOGS: weakref.WeakSet = weakref.WeakSet()
-
-
-@atexit.register
-def _refresh_stale_catalogs() -> None:
-    for lake in list(_STALE_CATALOGS):
-        lake.refresh_catalog()
 
 
 _SWAP_RACE = re.compile(r"Cannot open file|No files found|No such file or directory")
@@ -460,7 +448,7 @@ class Lake:
             finally:
                 self._tx.depth -= 1
             return
-        with self.lock(command or self._lock_command or "write", sync=False):
+        with self.lock(command or self._lock_command or "write"):
             self._tx = tx = _Tx(self.snapshot(), command or self._lock_command)
             try:
                 yield
@@ -473,7 +461,6 @@ class Lake:
                 self._tx = None
             if new is not None:
                 self._snap, self._snap_key = new, None
-                _STALE_CATALOGS.add(self)
                 self._prune(new)
 
     def _commit(self, tx: _Tx) -> Snapshot | None:
@@ -703,15 +690,12 @@ class Lake:
 
     # ------------------------------------------------------------------ locking
     @contextlib.contextmanager
-    def lock(
-        self, command: str = "", wait: float | None = None, sync: bool = True
-    ) -> Iterator[None]:
+    def lock(self, command: str = "", wait: float | None = None) -> Iterator[None]:
         """Hold the lake's write lock. Re-entrant within one process.
 
         A second writer waits up to ``wait`` seconds, then gets a ``LakeLockedError`` that names
         the holder. Taking the lock sweeps what a killed writer left; releasing it brings the
-        catalog up to date with the commits made under it (``sync=False`` leaves that to the
-        next writer or to the end of the process: a single write's own lock does).
+        catalog up to date with the commits made under it.
         """
         if self._lock_depth:
             self._lock_depth += 1
@@ -748,8 +732,7 @@ class Lake:
             try:
                 yield
             finally:
-                if sync:
-                    self.refresh_catalog()
+                self.refresh_catalog()
         finally:
             self._lock_depth = 0
             self._lock_fd = None
@@ -834,7 +817,6 @@ class Lake:
     def refresh_catalog(self) -> None:
         """Bring ``mkailin.duckdb`` up to the newest commit when it is behind. The catalog is
         derived: a failed refresh is retried by the next writer."""
-        _STALE_CATALOGS.discard(self)
         seq = self.snapshot().seq
         mark = self.log_dir / "catalog-seq"
         with contextlib.suppress(OSError):
@@ -848,9 +830,12 @@ class Lake:
         """Write the table views and sql/ files into ``mkailin.duckdb``, recorded by checksum.
 
         Unchanged statements are skipped, so re-applying is safe and cheap. Returns counts of
-        applied and skipped statements. If another process holds the catalog open, the sync is
-        skipped (``busy``) and the next writer tries again.
+        applied and skipped statements. The catalog is written as a copy renamed over it, so
+        read-only sessions are never in the way; while a session holds it open read-write, the
+        sync is skipped (``busy``) and the next writer tries again.
         """
+        if _held_for_writing(self.catalog_path):
+            return {"applied": 0, "skipped": 0, "busy": 1}
         with _attachable(self.catalog_path) as path:
             return self._sync_catalog(path)
 
@@ -1013,16 +998,12 @@ def _atomic_write(table: pa.Table, path: Path) -> None:
 
 @contextlib.contextmanager
 def _attachable(path: Path) -> Iterator[Path]:
-    """``path`` in a form DuckDB can attach and write. DuckDB names the write-ahead log by
-    cutting the (resolved) path at its first ``?``, as if it were a URL query, so a database
-    under a path with a ``?`` cannot be written in place: it is written in a temp folder and
-    then renamed into place."""
-    if "?" not in str(path):
-        yield path
-        return
+    """A copy of the catalog to write, renamed over it when done. Readers (``duckdb -readonly``
+    sessions) keep the file they opened and are never refused a lock, and a path DuckDB cannot
+    write in place (its write-ahead log name is cut at the first ``?``) is no problem."""
     tmp = Path(tempfile.mkdtemp(prefix="mkailin-catalog-"))
     try:
-        work = tmp / path.name
+        work = tmp / "catalog.duckdb"
         if path.exists():
             shutil.copyfile(path, work)
         yield work
@@ -1034,6 +1015,18 @@ def _attachable(path: Path) -> Iterator[Path]:
             staged.unlink(missing_ok=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _held_for_writing(path: Path) -> bool:
+    """Whether a session holds the catalog open read-write (a user's own views would be lost
+    under a rename: the sync waits for the next writer)."""
+    if not path.exists():
+        return False
+    try:
+        duckdb.connect(str(path), read_only=True).close()
+        return False
+    except duckdb.Error as e:
+        return "lock" in str(e).lower()
 
 
 def _sql_type(t: pa.DataType) -> str:

@@ -117,9 +117,17 @@ def test_lock_names_the_holder(lake):
 def test_sync_catalog_records_checksums_and_reapplies_safely(lake):
     first = lake.sync_catalog()
     assert first["applied"] == 0 and first["skipped"] > 0
-    lake.write_part("extra_table", pa.table({"a": [1, 2]}))
+    lake.write_part("extra_table", pa.table({"a": [1, 2]}))  # the commit refreshes the catalog
     second = lake.sync_catalog()
-    assert second["applied"] == 1  # only the new table's view
+    assert second["applied"] == 0 and second["skipped"] == first["skipped"] + 1
+    import duckdb
+
+    con = duckdb.connect(str(lake.catalog_path), read_only=True)
+    try:
+        con.execute(f"set file_search_path = '{lake.root}'")
+        assert con.execute("select sum(a) from extra_table").fetchone() == (3,)
+    finally:
+        con.close()
 
 
 def test_stock_duckdb_cli_reads_the_catalog(lake):

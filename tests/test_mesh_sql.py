@@ -564,10 +564,11 @@ def test_views_run_in_the_stock_duckdb_cli(flake):
         "select count(*) from mesh_kailin_index_with(false, 'top');"
     )
     out = subprocess.run(
-        [exe, "-csv", "-noheader", str(flake.catalog_path), "-c", sql],
+        [exe, "-csv", "-noheader", "mkailin.duckdb", "-c", sql],
         capture_output=True,
         text=True,
         timeout=120,
+        cwd=flake.root,
     )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.split()

@@ -229,12 +229,13 @@ for g in range(1, 40):
                 "-readonly",
                 "-csv",
                 "-noheader",
-                str(lake.catalog_path),
+                "mkailin.duckdb",
                 "-c",
                 "select count(*), count(distinct g), min(g) from gen",
             ],
             capture_output=True,
             text=True,
+            cwd=lake.root,
         )
         if out.returncode != 0:  # a reader may catch a generation folder just as it is removed
             assert any(

@@ -295,8 +295,9 @@ class FileTooLarge(Exception):
 
 def max_record_bytes() -> int:
     """The per-record cap: a record larger than this is left out with a quarantine row (real
-    PubMed records are at most a few hundred kB). ``MKAILIN_MAX_RECORD_MB``, default 16."""
-    return int(float(os.environ.get("MKAILIN_MAX_RECORD_MB") or 16) * (1 << 20))
+    PubMed records are at most a few hundred kB; the cap keeps a decompression bomb's record
+    from being held and parsed whole). ``MKAILIN_MAX_RECORD_MB``, default 64."""
+    return int(float(os.environ.get("MKAILIN_MAX_RECORD_MB") or 64) * (1 << 20))
 
 
 def max_file_bytes() -> int:
