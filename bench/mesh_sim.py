@@ -14,7 +14,7 @@ On the real MeSH 2017 tree with corpus IC from PubMedQA's articles (../shared/da
 - documents/s: ``mesh_doc_sim`` over M (document, context) pairs, every document with about 12
   MeSH terms drawn from PubMedQA's annotation frequencies (so frequent terms repeat as in real
   articles); best of --repeat runs;
-- the same measures computed by mkailin/mesh_reference.py, a straightforward per-pair Python
+- the same measures computed by tests/mesh_reference.py, a straightforward per-pair Python
   implementation (dicts and sets, one pair at a time), on a prefix of the same pairs: its rate,
   the ratio, and the largest difference between the two.
 
@@ -120,7 +120,8 @@ def _run(a, res: dict, scratch: Path) -> dict:
     import numpy as np
     import pyarrow as pa
 
-    from mkailin.mesh_reference import MeshReference
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from mesh_reference import MeshReference
 
     lake = build_lake(Path(a.data), scratch)
     con = lake.connect()
@@ -470,7 +471,7 @@ def markdown(res: dict) -> str:
         f"({res['share_of_random_pairs_with_a_common_ancestor']:.1%} have a common ancestor; the "
         "others are ruled out by a bit filter); *all*: uniform pairs of all descriptors; "
         "*related*: pairs sharing a root, so every one needs the full MICA / LCA search (the "
-        "worst case). Python = mkailin/mesh_reference.py, one pair at a time, on the first "
+        "worst case). Python = tests/mesh_reference.py, one pair at a time, on the first "
         f"{res['python_terms'][0]['pairs']:,} pairs of the same list (its index built in "
         f"{res['python_build_s']} s, not counted).",
         "",

@@ -7,89 +7,15 @@ import sys
 
 import click
 
-from mkailin.errors import ENV_FAULTS, MkailinError
-
-
-class App:
-    """What every command shares: where the lake is and which config to use."""
-
-    def __init__(self, lake_path: str | None, config_path: str | None):
-        self._lake_path = lake_path
-        self.config_path = config_path
-        self._config = None
-
-    @property
-    def config(self):
-        if self._config is None:
-            from mkailin import config
-
-            self._config = config.load(self.config_path)
-        return self._config
-
-    @property
-    def lake_path(self) -> str:
-        if self._lake_path:
-            return self._lake_path
-        if self.config_path:
-            return self.config.lake
-        return "lake"
-
-    def lake(self, create: bool = False):
-        from mkailin.lake import Lake
-
-        return Lake.open(self.lake_path, create=create)
-
-
-CATALOG_NAME = "mkailin.duckdb"
-INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
-
-
-class MkailinGroup(click.Group):
-    """Turns the library's named errors into ``Error: …`` and a non-zero exit, and Ctrl-C into
-    ``Interrupted.`` and exit code 130 (click's own handling would say ``Aborted!`` and exit 1)."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except MkailinError as e:
-            raise click.ClickException(str(e)) from None
-        except OSError as e:
-            if e.errno not in ENV_FAULTS:
-                raise
-            where = f" ({e.filename})" if e.filename else ""
-            raise click.ClickException(
-                f"{ENV_FAULTS[e.errno]}{where}: the command stopped; what it had not committed"
-                " is not in the lake, and the lake holds every row it held before"
-            ) from None
-        except KeyboardInterrupt:
-            click.echo("Interrupted.", err=True)
-            ctx.exit(INTERRUPTED_EXIT)
-
-
-pass_app = click.make_pass_decorator(App)
-
-
-def format_option(f):
-    return click.option(
-        "--format",
-        "fmt",
-        type=click.Choice(["table", "csv", "json"]),
-        default="table",
-        show_default=True,
-        help="Output format.",
-    )(f)
-
-
-def echo_summary(summary) -> None:
-    for line in summary.lines():
-        click.echo(line)
-    if summary.errors:
-        for e in summary.errors:
-            click.echo(f"  fault: {e}", err=True)
-        raise click.ClickException(
-            f"{len(summary.errors)} file(s) had faults; good records were kept and the rest "
-            'quarantined (see: mkailin sql "select * from quarantine")'
-        )
+from mkailin.cli_common import (  # noqa: E402
+    CATALOG_NAME,
+    INTERRUPTED_EXIT,
+    App,
+    MkailinGroup,
+    echo_summary,
+    format_option,
+    pass_app,
+)
 
 
 @click.group(cls=MkailinGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -618,7 +544,7 @@ def prefer(app, judge, scorer, ic, aggregate, min_margin, max_score, executor, l
 
         mkailin prefer --judge rule --scorer kailin --max-score 0.5
     """
-    from mkailin.agents.retrieval import retriever_label
+    from mkailin.labels import retriever_label
     from mkailin.preflight import need_contexts
 
     lake = app.lake()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mkailin.cli import format_option, pass_app
+from mkailin.cli_common import format_option, pass_app
 
 MEASURE_CHOICE = click.Choice(["resnik", "lin", "jc", "kailin"])
 IC_CHOICE = click.Choice(["corpus", "intrinsic"])

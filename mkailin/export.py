@@ -127,7 +127,7 @@ def dedup(
 
 # ------------------------------------------------------------------------------ records
 def _source_sql(cfg: Config, with_answers: bool) -> tuple[str, list]:
-    from mkailin.agents.retrieval import retriever_label
+    from mkailin.labels import retriever_label
 
     chars = int(cfg.export.context_chars)
     marks = ", ".join("?" * len(cfg.answer.agents))
@@ -358,7 +358,7 @@ def decontaminate(lake: Lake, cfg: Config, src: list[dict]) -> tuple[list[dict],
 
 
 def _export(lake: Lake, cfg: Config, kind: str, folder: Path) -> dict:
-    from mkailin.agents.evaluation import scorer_label
+    from mkailin.labels import scorer_label
     from mkailin.runs import new_run_id
 
     sql, params = _source_sql(cfg, with_answers=(kind == "sft"))

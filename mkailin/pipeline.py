@@ -77,7 +77,7 @@ def step_keys(cfg: Config, chosen: list[Step], inputs: dict) -> dict[str, str]:
 
 # ------------------------------------------------------------------------------ inputs
 def resolve_inputs(cfg: Config, data: str | None = None) -> dict:
-    from mkailin.demo import find_inputs
+    from mkailin.ingest.layout import find_inputs
 
     i = cfg.inputs
     out = {
@@ -192,7 +192,7 @@ def _retrieve(agents):
         return _lines(retrieve(lake, cfg, agents=agents, progress=None))
 
     def todo(lake: Lake, cfg: Config, ctx: dict) -> str:
-        from mkailin.agents.retrieval import retriever_label
+        from mkailin.labels import retriever_label
 
         marks = ", ".join("?" * len(agents))
         return (

@@ -458,15 +458,16 @@ def run_stage(
                     rows = rows.append_column(
                         "run_id", pa.array([run_id] * rows.num_rows, pa.string())
                     )
-                if bad:
-                    lake.write_part(
-                        "quarantine",
-                        schema.conform(
+                with lake.transaction():  # a batch's rows and quarantine rows: one commit
+                    if bad:
+                        lake.write_part(
                             "quarantine",
-                            pa.Table.from_pylist([{**b, "created_at": now()} for b in bad]),
-                        ),
-                    )
-                sink.write(lake, rows)
+                            schema.conform(
+                                "quarantine",
+                                pa.Table.from_pylist([{**b, "created_at": now()} for b in bad]),
+                            ),
+                        )
+                    sink.write(lake, rows)
                 result.rows_out += rows.num_rows
                 result.quarantined += len(bad)
                 result.tokens_in += int(usage["_tokens_in"])

@@ -14,8 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mesh_fixture import corpus_tables, tree_tables
-
-from mkailin.mesh_reference import MeshReference
+from mesh_reference import MeshReference
 
 CATEGORIES = "ABC"
 

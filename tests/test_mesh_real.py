@@ -1,6 +1,6 @@
 """The MeSH similarity views on real data: the MeSH 2017 tree with PubMedQA's article_mesh.
 
-The SQL is checked against the per-pair Python reference (mkailin/mesh_reference.py) on random
+The SQL is checked against the per-pair Python reference (tests/mesh_reference.py) on random
 pairs, and audited over the whole tree.
 """
 
@@ -9,8 +9,7 @@ from __future__ import annotations
 import random
 
 import pytest
-
-from mkailin.mesh_reference import MeshReference
+from mesh_reference import MeshReference
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,7 @@ BATCHES_SCHEMA = pa.schema(
 
 def answer_input_sql(cfg: Config, agents: tuple[str, ...]) -> tuple[str, list]:
     """Questions with their top-k context texts, in rank order."""
-    from mkailin.agents.retrieval import retriever_label
+    from mkailin.labels import retriever_label
 
     chars = int(cfg.answer.context_chars)
     marks = ", ".join("?" * len(agents))

@@ -22,22 +22,11 @@ import pyarrow as pa
 from mkailin.agents.prompts import template
 from mkailin.config import Config, ModelSpec
 from mkailin.errors import InputError, StageError
+from mkailin.labels import retriever_label, scorer_label
 from mkailin.lake import Lake, quote_ident
 from mkailin.stage import RunResult, Stage, log_event, run_stage
 
 JUDGES = ("rule", "llm", "zero-shot")
-
-
-def retriever_label(cfg: Config) -> str:
-    from mkailin.agents.retrieval import retriever_label as label
-
-    return label(cfg, cfg.retrieval.retriever)
-
-
-def scorer_label(cfg: Config) -> str:
-    p = cfg.preference
-    base = "kailin" if p.scorer == "kailin" else f"{p.scorer}/{p.ic}"
-    return f"{base}/{p.aggregate}/top{cfg.retrieval.k}"
 
 
 # ------------------------------------------------------------------------------ rule

@@ -28,6 +28,7 @@ import pyarrow as pa
 from mkailin.backends import native_bf16
 from mkailin.config import Config, EncoderSpec, RetrievalConfig
 from mkailin.errors import InputError, StageError
+from mkailin.labels import encoder_for, retriever_label
 from mkailin.lake import Lake
 from mkailin.stage import LanceSink, RunResult, Stage, run_stage, scan
 
@@ -70,14 +71,6 @@ _WORD = re.compile(r"[A-Za-z0-9]+")
 
 def vectors_table(encoder_name: str) -> str:
     return "article_vectors_" + re.sub(r"[^a-z0-9_]", "_", encoder_name.lower())
-
-
-def encoder_for(cfg: Config, role: str | None = None) -> tuple[str, EncoderSpec]:
-    role = role or cfg.retrieval.encoder
-    if role not in ("domain", "general"):
-        raise InputError(f"encoder role must be domain or general, not {role!r}")
-    name = cfg.retrieval.domain_encoder if role == "domain" else cfg.retrieval.general_encoder
-    return name, cfg.encoder(name)
 
 
 def _db(lake: Lake):
@@ -632,11 +625,6 @@ class ContextFetcher:
                 "retriever": pa.array(rows["retriever"], pa.string()),
             }
         )
-
-
-def retriever_label(cfg: Config, method: str) -> str:
-    name, _ = encoder_for(cfg)
-    return "bm25" if method == "bm25" else f"{method}:{name}"
 
 
 def retrieve_stage(

@@ -13,11 +13,11 @@ import json
 import tempfile
 from pathlib import Path
 
-from mkailin.agents.evaluation import scorer_label
 from mkailin.agents.prompts import template
 from mkailin.artifacts import artifact_dir, resolve_adapter
 from mkailin.config import Config
 from mkailin.errors import InputError, StepSkipped
+from mkailin.labels import scorer_label
 from mkailin.lake import Lake
 from mkailin.train import (
     lora_config,
