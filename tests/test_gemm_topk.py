@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch  # noqa: F401  (a core dependency: gemm_topk runs on it)
 
-from mkailin.agents.retrieval import Hits, gemm_topk
+from mkailin.agents.topk import Hits, gemm_topk
 
 TOL = 1e-5
 
