@@ -136,7 +136,7 @@ def test_bf16_copy_kept_only_for_frozen_matrices(rng):
     """A read-only view of Arrow memory keeps its bfloat16 copy; a writable matrix does not."""
     import pyarrow as pa
 
-    from mkailin.agents import retrieval as r
+    from mkailin.agents import topk as r
 
     m = unit(rng.standard_normal((600, 16)))
     q = unit(rng.standard_normal((20, 16)))
