@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -182,12 +183,17 @@ def _files_view(con: duckdb.DuckDBPyConnection, name: str, files: list[str]) -> 
     con.execute(f"create or replace view {name} as select * from read_parquet([{listed}])")
 
 
+@functools.cache
+def _empty_dir() -> tempfile.TemporaryDirectory:
+    return tempfile.TemporaryDirectory(prefix="noext-")  # removed when the process exits
+
+
 def _bare_duckdb() -> duckdb.DuckDBPyConnection:
     """DuckDB with only its built-in extensions: none loaded or installed on demand."""
     con = duckdb.connect()
     con.execute("set autoinstall_known_extensions = false")
     con.execute("set autoload_known_extensions = false")
-    con.execute(f"set extension_directory = {_quote(tempfile.mkdtemp(prefix='noext-'))}")
+    con.execute(f"set extension_directory = {_quote(_empty_dir().name)}")
     return con
 
 

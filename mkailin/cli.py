@@ -549,7 +549,7 @@ def prefer(app, judge, scorer, ic, aggregate, min_margin, max_score, executor, l
 
     lake = app.lake()
     need_contexts(lake, retriever_label(app.config, app.config.retrieval.retriever))
-    from mkailin.agents.evaluation import prefer as do_prefer
+    from mkailin.agents.preference import prefer as do_prefer
 
     p = app.config.preference
     for key, value in (

@@ -210,7 +210,7 @@ def _retrieve(agents):
 
 
 def _prefer_rule(lake: Lake, cfg: Config, ctx: dict) -> list[str]:
-    from mkailin.agents.evaluation import prefer_rule
+    from mkailin.agents.preference import prefer_rule
 
     r = prefer_rule(lake, cfg)
     return [
@@ -233,7 +233,7 @@ def _train_judge(lake: Lake, cfg: Config, ctx: dict) -> list[str]:
 
 
 def _prefer_judge(lake: Lake, cfg: Config, ctx: dict) -> list[str]:
-    from mkailin.agents.evaluation import prefer
+    from mkailin.agents.preference import prefer
 
     if cfg.preference.judge == "llm" and "train-judge" in ctx["skipped"]:
         raise StepSkipped("no judge was trained", "DPO trains on the rule labels")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from mkailin.agents.evaluation import compare_judges
+from mkailin.agents.preference import compare_judges
 from mkailin.lake import Lake
 
 MESH_CATEGORIES = {

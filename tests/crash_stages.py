@@ -145,7 +145,7 @@ def run(stage: str, lake: Lake, server: str | None) -> None:
         stage_.batch_size = 4
         run_stage(lake, stage_, progress=False)
     elif stage == "prefer":
-        from mkailin.agents.evaluation import prefer_rule
+        from mkailin.agents.preference import prefer_rule
 
         cfg.preference.scorer = "lin"
         prefer_rule(lake, cfg)

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pytest
 
 from mkailin import schema
-from mkailin.agents.evaluation import prefer
+from mkailin.agents.preference import prefer
 from mkailin.agents.question import question_id, question_stage, sample_sql
 from mkailin.agents.retrieval import embed, retrieve
 from mkailin.config import Config, configs_dir, load
@@ -249,7 +249,7 @@ def test_wo_mesh_prefers_with_the_zero_shot_judge_and_dpo_takes_its_pairs(
 
 
 def test_wo_both_uses_the_general_encoder_and_the_zero_shot_judge(ab_lake, smollm2_available):
-    from mkailin.agents.evaluation import judge_stage
+    from mkailin.agents.preference import judge_stage
 
     cfg = tiny("wo-both")
     assert (cfg.preference.judge, cfg.retrieval.encoder) == ("zero-shot", "general")

@@ -223,7 +223,7 @@ def test_status_shows_interrupted_runs_apart_from_failures(lake, runner):
 @pytest.fixture
 def no_models(monkeypatch):
     """Fail the test if a command reaches the stage that would load a model."""
-    import mkailin.agents.evaluation
+    import mkailin.agents.preference
     import mkailin.agents.question
     import mkailin.agents.retrieval
 
@@ -232,7 +232,7 @@ def no_models(monkeypatch):
 
     monkeypatch.setattr(mkailin.agents.question, "generate_questions", loaded)
     monkeypatch.setattr(mkailin.agents.retrieval, "retrieve", loaded)
-    monkeypatch.setattr(mkailin.agents.evaluation, "prefer", loaded)
+    monkeypatch.setattr(mkailin.agents.preference, "prefer", loaded)
 
 
 def _invoke(runner, lake, *args):

@@ -407,7 +407,7 @@ def test_hostile_names_never_reach_sql(tmp_path, runner):
     assert "Traceback" not in r.output
     assert lake.count("questions") == 1
     # a config value that reaches SQL (the retriever's label) is a parameter too
-    from mkailin.agents.evaluation import prefer_rule
+    from mkailin.agents.preference import prefer_rule
     from mkailin.config import Config
 
     cfg = Config()

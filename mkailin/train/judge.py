@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import zlib
 
-from mkailin.agents.evaluation import (
+from mkailin.agents.preference import (
     cohen_kappa,
     judge_messages,
     pair_input_sql,

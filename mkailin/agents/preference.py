@@ -1,4 +1,6 @@
-"""The evaluation agent: which of a document's two question-context pairs is better.
+"""The evaluation agent (the preference judge): which of a document's two question-context pairs
+is better. The PubMedQA evaluation of a trained model is ``mkailin/evaluate.py``, a different
+thing.
 
 Three judges write ``preferences`` rows (pmid, chosen/rejected ids and texts, both scores,
 margin, judge, scorer):

@@ -10,7 +10,7 @@ import sys
 import pyarrow as pa
 import pytest
 
-from mkailin.agents.evaluation import cohen_kappa, compare_judges, pair_probability, prefer
+from mkailin.agents.preference import cohen_kappa, compare_judges, pair_probability, prefer
 from mkailin.config import Config
 
 from conftest import ROOT, copy_tables
