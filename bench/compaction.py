@@ -8,8 +8,9 @@ times ``select count(*) from articles`` (the view over article_records and inges
 one more ingest. At the end it compares, on copies of the same lake:
 
 - the lake as the ingests left it (commits compact a table past ``compact_parts`` parts);
-- the same lake with compaction turned off (``MKAILIN_COMPACT_PARTS`` huge), the layout the
-  lake had before compaction: one part per table per ingest;
+- a lake of ``--off-ingests`` ingests with compaction turned off (``MKAILIN_COMPACT_PARTS``
+  huge), the layout the lake had before compaction: one part per table per ingest (each ingest
+  costs more than the last, so it is built to a smaller size);
 - the lake after ``mkailin lake compact``: the fresh, compacted reference.
 
 The query is timed best of 5 (a warm Lake, as a notebook or a stage holds one); the ingest is
@@ -102,6 +103,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--ingests", type=int, default=10_000)
     ap.add_argument("--every", type=int, default=1000)
+    ap.add_argument(
+        "--off-ingests",
+        type=int,
+        default=1000,
+        help="ingests for the lake without compaction (each costs more than the last)",
+    )
     ap.add_argument("--out", default="bench/out/compaction.json")
     args = ap.parse_args()
     from mkailin.lake import Lake
@@ -115,7 +122,9 @@ def main() -> None:
     }
     try:
         results["trace_auto"] = build(work / "auto", args.ingests, args.every, 32)
-        results["trace_off"] = build(work / "off", args.ingests, args.every, 10**9)
+        results["trace_off"] = build(
+            work / "off", args.off_ingests, min(args.every, args.off_ingests), 10**9
+        )
         shutil.copytree(work / "auto", work / "fresh")
         os.environ["MKAILIN_COMPACT_PARTS"] = "32"
         fresh = Lake.open(work / "fresh")
