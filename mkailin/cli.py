@@ -14,6 +14,7 @@ from mkailin.cli_common import (  # noqa: E402
     MkailinGroup,
     echo_summary,
     format_option,
+    from_run_option,
     pass_app,
 )
 
@@ -534,24 +535,25 @@ def eval_retrieval_cmd(app, methods, limit, fmt):
     type=float,
     help="KAILIN's filter: drop a pair when either score is above this (e.g. 0.5).",
 )
+@from_run_option
 @executor_option
 @limit_option
 @pass_app
-def prefer(app, judge, scorer, ic, aggregate, min_margin, max_score, executor, limit):
+def prefer(app, judge, scorer, ic, aggregate, min_margin, max_score, from_run, executor, limit):
     """Label each document's better question-context pair into `preferences`.
 
     Example:
 
         mkailin prefer --judge rule --scorer kailin --max-score 0.5
     """
-    from mkailin.labels import retriever_label
-    from mkailin.preflight import need_contexts
+    from mkailin.upstream import pick_contexts
 
     lake = app.lake()
-    need_contexts(lake, retriever_label(app.config, app.config.retrieval.retriever))
+    cfg, src = pick_contexts(lake, app.config, from_run=from_run)
+    click.echo(src.describe())
     from mkailin.agents.preference import prefer as do_prefer
 
-    p = app.config.preference
+    p = cfg.preference
     for key, value in (
         ("scorer", scorer),
         ("ic", ic),
@@ -561,7 +563,7 @@ def prefer(app, judge, scorer, ic, aggregate, min_margin, max_score, executor, l
     ):
         if value is not None:
             setattr(p, key, value)
-    result = do_prefer(lake, app.config, judge, executor, limit)
+    result = do_prefer(lake, cfg, judge, executor, limit)
     if isinstance(result, dict):
         click.echo(
             f"prefer:rule: {result['pairs']:,} pairs from {result['documents']:,} documents "
@@ -608,8 +610,9 @@ def train_judge_cmd(app, steps):
 )
 @click.option("--beta", type=float, help="DPO beta (default: train.beta).")
 @steps_option
+@from_run_option
 @pass_app
-def train_dpo_cmd(app, judge, beta, steps):
+def train_dpo_cmd(app, judge, beta, steps, from_run):
     """DPO the general question generator on the preferences (trl DPOTrainer + LoRA).
 
     Example:
@@ -617,13 +620,16 @@ def train_dpo_cmd(app, judge, beta, steps):
         mkailin train dpo --judge rule --steps 40 --beta 0.1
     """
     from mkailin.train.dpo import train_dpo
+    from mkailin.upstream import pick_preferences
 
-    cfg = app.config
+    lake = app.lake()
+    cfg, src = pick_preferences(lake, app.config, judge, from_run)
+    click.echo(src.describe())
     if steps:
         cfg.train.max_steps = steps
     if beta is not None:
         cfg.train.beta = beta
-    d = train_dpo(app.lake(), cfg, judge)
+    d = train_dpo(lake, cfg, cfg.preference.judge)
     click.echo(
         f"train-dpo: {d['steps']} steps on {d['pairs']} pairs, reward margin "
         f"{d['margin_first']:.3f} -> {d['margin_last']:.3f}; adapter {d['adapter']}"
@@ -668,10 +674,11 @@ def report_preferences(app, out):
 )
 @click.option("--no-wait", is_flag=True, help="With --batch-api: submit/collect once and return.")
 @click.option("--poll", default=30.0, show_default=True, help="Seconds between Batch API polls.")
+@from_run_option
 @executor_option
 @limit_option
 @pass_app
-def answer(app, agents, batch_api, no_wait, poll, executor, limit):
+def answer(app, agents, batch_api, no_wait, poll, from_run, executor, limit):
     """Answer each final question from its top-k contexts into `answers`.
 
     Example:
@@ -680,16 +687,20 @@ def answer(app, agents, batch_api, no_wait, poll, executor, limit):
     """
     from mkailin.agents import answer as ans
     from mkailin.output import format_money
+    from mkailin.upstream import pick_contexts
 
+    lake = app.lake()
+    cfg, src = pick_contexts(lake, app.config, from_run=from_run)
+    click.echo(src.describe())
     if batch_api:
-        s = ans.batch_answer(app.lake(), app.config, tuple(agents) or None, poll, not no_wait)
+        s = ans.batch_answer(lake, cfg, tuple(agents) or None, poll, not no_wait)
         click.echo(
             f"answer (Batch API): {s['submitted']:,} submitted, {s['collected']:,} collected,"
             f" {s['failed']:,} failed, {s['pending']:,} pending; tokens {s['tokens_in']:,} "
             f"in / {s['tokens_out']:,} out, {format_money(s['cost_usd'])} [run {s['run_id']}]"
         )
     else:
-        echo_runs(ans.answer(app.lake(), app.config, tuple(agents) or None, executor, limit))
+        echo_runs(ans.answer(lake, cfg, tuple(agents) or None, executor, limit))
 
 
 @cli.command("export")
@@ -706,8 +717,9 @@ def answer(app, agents, batch_api, no_wait, poll, executor, limit):
     is_flag=True,
     help="Keep records whose source or contexts are on the eval blocklist (the manifest says so).",
 )
+@from_run_option
 @pass_app
-def export_cmd(app, kind, out, repo, dry_run, allow_contamination):
+def export_cmd(app, kind, out, repo, dry_run, allow_contamination, from_run):
     """Write the CPT or SFT corpus (Parquet + JSONL + dataset card + manifest), deduplicated.
 
     Example:
@@ -715,11 +727,14 @@ def export_cmd(app, kind, out, repo, dry_run, allow_contamination):
         mkailin export sft --push-to-hub me/mkailin-sft --dry-run
     """
     from mkailin.export import export, push_to_hub
+    from mkailin.upstream import pick_contexts
 
-    cfg = app.config
+    lake = app.lake()
+    cfg, src = pick_contexts(lake, app.config, from_run=from_run)
+    click.echo(src.describe())
     if allow_contamination:
         cfg.export.allow_contamination = True
-    r = export(app.lake(), cfg, kind, out)
+    r = export(lake, cfg, kind, out)
     click.echo(
         f"corpus_{kind}: {r['records']:,} records to {r['path']} ({r['exact_duplicates']:,} "
         f"exact and {r['near_duplicates']:,} near-duplicate questions removed, "

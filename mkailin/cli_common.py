@@ -88,3 +88,12 @@ def echo_summary(summary) -> None:
             f"{len(summary.errors)} file(s) had faults; good records were kept and the rest "
             'quarantined (see: mkailin sql "select * from quarantine")'
         )
+
+
+def from_run_option(f):
+    return click.option(
+        "--from-run",
+        "from_run",
+        help="Read the upstream output of this run (default: the newest that fits; the command "
+        "prints which it read).",
+    )(f)

@@ -127,9 +127,10 @@ def dedup(
 
 # ------------------------------------------------------------------------------ records
 def _source_sql(cfg: Config, with_answers: bool) -> tuple[str, list]:
-    from mkailin.labels import retriever_label
+    from mkailin.labels import contexts_where
 
     chars = int(cfg.export.context_chars)
+    where, params = contexts_where(cfg)
     marks = ", ".join("?" * len(cfg.answer.agents))
     join_answers = "join answers as ans using (question_id)" if with_answers else ""
     answer_col = ", ans.answer, ans.model as answer_model" if with_answers else ""
@@ -141,7 +142,7 @@ def _source_sql(cfg: Config, with_answers: bool) -> tuple[str, list]:
                                                    || coalesce(a.abstract, ''), 1, {chars}))
                         order by c.rank) as contexts
             from contexts as c join articles as a on a.pmid = c.pmid
-            where c.retriever = ? and c.rank <= ?
+            where {where}
             group by c.question_id
         )
         select q.question_id, q.pmid, q.agent, q.model as question_model, q.question,
@@ -153,7 +154,7 @@ def _source_sql(cfg: Config, with_answers: bool) -> tuple[str, list]:
         where q.agent in ({marks}) and q.question is not null
         order by q.question_id
     """
-    return sql, [retriever_label(cfg, cfg.retrieval.retriever), cfg.retrieval.k, *cfg.answer.agents]
+    return sql, [*params, *cfg.answer.agents]
 
 
 def render_cpt(r: dict) -> str:

@@ -24,6 +24,15 @@ def retriever_label(cfg: Config, method: str | None = None) -> str:
     return "bm25" if method == "bm25" else f"{method}:{name}"
 
 
+def contexts_where(cfg: Config, alias: str = "c") -> tuple[str, list]:
+    """The contexts rows of the configured retriever and k: SQL over ``contexts as <alias>``, and
+    its parameters. Rows written before ``top_k`` was recorded count as any k."""
+    a = alias
+    sql = f"{a}.retriever = ? and coalesce({a}.top_k, ?) = ? and {a}.rank <= ?"
+    k = cfg.retrieval.k
+    return sql, [retriever_label(cfg), k, k, k]
+
+
 def scorer_label(cfg: Config) -> str:
     """The MeSH scorer a rule preference was made with: measure/IC, aggregate, top-k."""
     p = cfg.preference

@@ -200,8 +200,8 @@ def _retrieve(agents):
                 lake,
                 f"select count(*) from questions where agent in ({marks}) and "
                 "question is not null and question_id not in (select question_id "
-                "from contexts where retriever = ?)",
-                [*agents, retriever_label(cfg, cfg.retrieval.retriever)],
+                "from contexts where retriever = ? and top_k = ?)",
+                [*agents, retriever_label(cfg, cfg.retrieval.retriever), cfg.retrieval.k],
             )
             + " questions"
         )

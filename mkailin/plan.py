@@ -273,7 +273,7 @@ def plan(
         0,
         0,
         f"no model tokens; no time without a measured run of {label}",
-        f"retrieve:{label}",
+        f"retrieve:{label}:top%",
         {"retriever": {label}} | ({} if method == "bm25" else {"encoder": {enc.model}}),
         here,
         label,

@@ -135,6 +135,8 @@ TABLES: dict[str, pa.Schema] = {
         ("pmid", _i64),
         ("score", _f64),
         ("retriever", _str),
+        ("top_k", _i32),  # the k of the retrieve run that wrote it
+        ("run_id", _str),
     ),
     "preferences": _schema(
         ("pmid", _i64),

@@ -1,7 +1,8 @@
 -- pair_scores_with(scorer, ic, aggregate, k, index_table, kailin_index_table): the MeSH score
 -- of every generated question, the evaluation agent's signal.
 --   A question's document is questions.pmid; its contexts are the contexts rows of the question
---   with rank <= k (all of them when k is NULL, the default) from the given retriever (a label
+--   with rank <= k, from the retrieve run with that k (all of them when k is NULL, the default),
+--   from the given retriever (a label
 --   such as dense:minilm or bm25; every retriever when NULL, the default).
 --   context score   = mesh_doc_sim(document, context) with the given measure and aggregate
 --   question score  = the mean of its context scores (contexts without a score are skipped)
@@ -33,6 +34,7 @@ top_contexts as (
         pmid
     from contexts
     where (k is null or rank <= k)
+      and (k is null or contexts.top_k is null or contexts.top_k = k)
       and (retriever is null or contexts.retriever = retriever)
 ),
 doc_pairs as (

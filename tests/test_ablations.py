@@ -203,7 +203,9 @@ def test_wo_embedding_retrieves_with_the_general_encoder(ab_lake):
     assert tiny_base().retrieval.encoder == "domain"  # the paper's retrieval: the domain encoder
     retrieve(ab_lake, cfg, agents=("domain", "general"), progress=False)
     assert ab_lake.query("select distinct retriever from contexts") == [("dense:minilm-general",)]
-    assert ab_lake.query("select distinct stage from runs") == [("retrieve:dense:minilm-general",)]
+    assert ab_lake.query("select distinct stage from runs") == [
+        ("retrieve:dense:minilm-general:top4",)
+    ]
     got: dict[str, set[int]] = {}
     for qid, pmid in ab_lake.query("select question_id, pmid from contexts"):
         got.setdefault(qid, set()).add(pmid)

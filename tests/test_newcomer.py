@@ -298,16 +298,20 @@ def test_retrieve_without_questions_names_generate(lake, runner, no_models):
 def test_prefer_without_contexts_names_retrieve(lake, runner, no_models):
     r = _invoke(runner, lake, "prefer", "--judge", "rule")
     assert r.exit_code == 1
-    assert r.output == "Error: the lake has no contexts: run `mkailin retrieve` first\n"
+    assert r.output == (
+        "Error: the lake has no contexts from the retriever dense:minilm with k 4 (it holds: "
+        "nothing): run `mkailin retrieve --retriever dense -k 4`\n"
+    )
     lake.write_part(
         "contexts",
-        pa.Table.from_pylist([{"question_id": "q1", "rank": 1, "pmid": 1, "retriever": "bm25"}]),
+        pa.Table.from_pylist(
+            [{"question_id": "q1", "rank": 1, "pmid": 1, "retriever": "bm25", "top_k": 8}]
+        ),
     )
-    r = _invoke(runner, lake, "prefer")
+    r = _invoke(runner, lake, "prefer", "--from-run", "retrieve-x")
     assert r.exit_code == 1
-    assert r.output == (
-        "Error: the lake has no contexts from the retriever dense:minilm (it has: bm25): run "
-        "`mkailin retrieve --retriever dense` first\n"
+    assert (
+        r.output == "Error: no contexts from run 'retrieve-x'; the lake holds: bm25 k 8 (1 rows)\n"
     )
 
 

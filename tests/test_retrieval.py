@@ -117,6 +117,60 @@ def test_dense_bm25_hybrid_contexts_exclude_the_source(embedded_lake, tmp_path):
     assert retrieve(lake, cfg, "dense", k=4, progress=False)[-1].status == "skipped"
 
 
+def test_k_is_part_of_the_output_and_downstream_reads_what_retrieve_made(
+    embedded_lake, tmp_path, runner
+):
+    """-k 8 after -k 4 writes a new set of 8 contexts; a downstream command reads the newest
+    retrieve run's set (here hybrid, though the config says dense) and says which; --from-run
+    picks another; a set the lake lacks is a named error."""
+    import shutil
+
+    from mkailin.cli import cli
+    from mkailin.lake import Lake
+    from mkailin.upstream import pick_contexts
+
+    from conftest import copy_tables
+
+    lake = Lake.init(tmp_path / "lake")
+    copy_tables(embedded_lake, lake)
+    shutil.rmtree(lake.vectors_dir)
+    shutil.copytree(embedded_lake.vectors_dir, lake.vectors_dir)
+    qa = lake.query("select pmid, question from pubmedqa order by pmid limit 10")
+    _questions(lake, [(f"q{i}", p, q) for i, (p, q) in enumerate(qa)])
+    cfg = Config()
+    assert retrieve(lake, cfg, "bm25", k=4, progress=False)[-1].rows_out == 40
+    assert retrieve(lake, cfg, "bm25", k=8, progress=False)[-1].rows_out == 80
+    assert lake.query("select top_k, count(*), max(rank) from contexts group by 1 order by 1") == [
+        (4, 40, 4),
+        (8, 80, 8),
+    ]
+    runs = lake.query("select stage, run_id from runs where stage like 'retrieve:%' order by 1")
+    assert [r[0] for r in runs] == ["retrieve:bm25:top4", "retrieve:bm25:top8"]
+    assert {r for (r,) in lake.query("select distinct run_id from contexts")} == {
+        r[1] for r in runs
+    }
+    # the newest run's set, whatever the config says
+    got, src = pick_contexts(lake, cfg)
+    assert (got.retrieval.retriever, got.retrieval.k) == ("bm25", 8)
+    assert (
+        src.describe() == f"reading contexts from run {runs[1][1]} (retriever bm25, k 8; 80 rows)"
+    )
+    got, _ = pick_contexts(lake, cfg, from_run=runs[0][1])
+    assert got.retrieval.k == 4
+    from mkailin.agents.answer import answer_input_sql
+
+    sql, params = answer_input_sql(got, ("domain",))
+    assert {len(c) for (_, _, c) in lake.query(sql, params)} == {4}  # the k=4 set only
+    # a set the lake lacks: the error lists what it holds and the command that makes it
+    r = runner.invoke(cli, ["--lake", str(lake.root), "prefer", "--judge", "rule"])
+    assert "reading contexts from run" in r.output and "(retriever bm25, k 8;" in r.output
+    with pytest.raises(
+        Exception,
+        match=r"no contexts from the retriever dense:minilm with k 4 \(it holds: bm25 k 8",
+    ):
+        pick_contexts(lake, cfg, retriever="dense", k=4)
+
+
 def test_blocklisted_articles_are_never_retrieval_candidates(embedded_lake, tmp_path):
     """The test split never gets vectors or BM25 rows; blocking more (a user's PMID file) deletes
     the rows already written, and retrieval then never returns a blocked article."""

@@ -41,9 +41,10 @@ BATCHES_SCHEMA = pa.schema(
 
 def answer_input_sql(cfg: Config, agents: tuple[str, ...]) -> tuple[str, list]:
     """Questions with their top-k context texts, in rank order."""
-    from mkailin.labels import retriever_label
+    from mkailin.labels import contexts_where
 
     chars = int(cfg.answer.context_chars)
+    where, params = contexts_where(cfg)
     marks = ", ".join("?" * len(agents))
     sql = f"""
         with ctx as (
@@ -51,14 +52,14 @@ def answer_input_sql(cfg: Config, agents: tuple[str, ...]) -> tuple[str, list]:
                    list(substr(coalesce(a.title || '. ', '') || coalesce(a.abstract, ''), 1,
                                {chars}) order by c.rank) as contexts
             from contexts as c join articles as a on a.pmid = c.pmid
-            where c.retriever = ? and c.rank <= ?
+            where {where}
             group by c.question_id
         )
         select q.question_id, q.question, ctx.contexts
         from questions as q join ctx using (question_id)
         where q.agent in ({marks}) and q.question is not null
     """
-    return sql, [retriever_label(cfg, cfg.retrieval.retriever), cfg.retrieval.k, *agents]
+    return sql, [*params, *agents]
 
 
 def answer_messages(tpl_id: str, question: str, contexts: list[str]) -> list[dict]:

@@ -24,7 +24,7 @@ import pyarrow as pa
 from mkailin.agents.prompts import template
 from mkailin.config import Config, ModelSpec
 from mkailin.errors import InputError, StageError
-from mkailin.labels import retriever_label, scorer_label
+from mkailin.labels import contexts_where, retriever_label, scorer_label
 from mkailin.lake import Lake, quote_ident
 from mkailin.stage import RunResult, Stage, log_event, run_stage
 
@@ -115,7 +115,7 @@ def prefer_rule(lake: Lake, cfg: Config) -> dict:
 def pair_input_sql(cfg: Config) -> tuple[str, list]:
     """One row per document with a domain and a general question, each with its top-k
     context texts (rank order): the judge's input."""
-    label = retriever_label(cfg)
+    where, params = contexts_where(cfg)
     ctx_chars = int(cfg.preference.judge_context_chars)
     doc_chars = int(cfg.preference.judge_document_chars)
     sql = f"""
@@ -130,7 +130,7 @@ def pair_input_sql(cfg: Config) -> tuple[str, list]:
                                {ctx_chars}) order by c.rank) as texts
             from contexts as c
             join articles as a on a.pmid = c.pmid
-            where c.retriever = ? and c.rank <= ?
+            where {where}
             group by c.question_id
         )
         select d.pmid,
@@ -145,7 +145,7 @@ def pair_input_sql(cfg: Config) -> tuple[str, list]:
         join articles as art on art.pmid = d.pmid
         where d.agent = 'domain'
     """
-    return sql, [label, cfg.retrieval.k]
+    return sql, params
 
 
 def judge_messages(

@@ -417,6 +417,7 @@ class ContextFetcher:
                 "pmid": pa.array(rows["pmid"], pa.int64()),
                 "score": pa.array(rows["score"], pa.float64()),
                 "retriever": pa.array(rows["retriever"], pa.string()),
+                "top_k": pa.array([self.k] * len(rows["rank"]), pa.int32()),
             }
         )
 
@@ -438,13 +439,14 @@ def retrieve_stage(
         where += " and agent in (" + ", ".join("?" * len(agents)) + ")"
         params += list(agents)
     return Stage(
-        name=f"retrieve:{label}",
+        # k is part of the stage's identity: -k 8 after -k 4 is a new run with 8 contexts
+        name=f"retrieve:{label}:top{k}",
         output="contexts",
         key=("question_id",),
         input_sql=f"select question_id, pmid, question from questions where {where}",
         input_params=params,
-        output_filter="retriever = ?",
-        output_params=[label],
+        output_filter="retriever = ? and top_k = ?",
+        output_params=[label, k],
         fn=ContextFetcher,
         fn_args=(str(lake.root), method, name, spec, cfg.retrieval, k),
         # the ivf search answers a batch list by list: bigger batches share more of each list
@@ -452,7 +454,11 @@ def retrieve_stage(
             cfg.runtime.batch_size,
             4096 if method != "bm25" and cfg.retrieval.search == "ivf" else 256,
         ),
-        models={"encoder": spec.model if method != "bm25" else "", "retriever": label},
+        models={
+            "encoder": spec.model if method != "bm25" else "",
+            "retriever": label,
+            "k": str(k),
+        },
         config_hash=cfg.hash("retrieval", "encoders"),
     )
 
