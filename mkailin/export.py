@@ -359,8 +359,21 @@ def decontaminate(lake: Lake, cfg: Config, src: list[dict]) -> tuple[list[dict],
 
 
 def _export(lake: Lake, cfg: Config, kind: str, folder: Path) -> dict:
+    """One logged run: ``started`` before any work, ``failed`` when it does not finish."""
+    from mkailin.runs import logged_run
+
+    with logged_run(lake, f"export:{kind}", config_hash=cfg.hash()) as run:
+        r = _export_run(lake, cfg, kind, folder, run["run_id"])
+        run.update(
+            rows_in=r.pop("rows_in"),
+            rows_out=r["records"],
+            detail=json.dumps({"path": r["path"], **r.pop("dedup")}),
+        )
+    return r
+
+
+def _export_run(lake: Lake, cfg: Config, kind: str, folder: Path, run_id: str) -> dict:
     from mkailin.labels import scorer_label
-    from mkailin.runs import new_run_id
 
     sql, params = _source_sql(cfg, with_answers=(kind == "sft"))
     src = lake.query_arrow(sql, params).to_pylist()
@@ -385,7 +398,6 @@ def _export(lake: Lake, cfg: Config, kind: str, folder: Path) -> dict:
         cfg.export.minhash_permutations,
     )
     rows = [src[i] for i in keep]
-    run_id = new_run_id(f"export:{kind}")
     if kind == "cpt":
         records = [
             {
@@ -463,19 +475,7 @@ def _export(lake: Lake, cfg: Config, kind: str, folder: Path) -> dict:
             "contamination.json": lambda p: p.write_text(json.dumps(contamination, indent=2)),
         },
     )
-    from mkailin.stage import log_event
-
-    log_event(lake, run_id, f"export:{kind}", "started", config_hash=cfg.hash())
-    log_event(
-        lake,
-        run_id,
-        f"export:{kind}",
-        "finished",
-        rows_in=len(src),
-        rows_out=len(records),
-        detail=json.dumps({"path": str(folder), **dd}),
-    )
-    return {"path": str(folder), "run_id": run_id, **stats}
+    return {"path": str(folder), "run_id": run_id, **stats, "rows_in": len(src), "dedup": dd}
 
 
 # ------------------------------------------------------------------------------ publishing

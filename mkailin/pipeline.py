@@ -26,8 +26,7 @@ from pathlib import Path
 from mkailin.config import Config
 from mkailin.errors import InputError, StepSkipped
 from mkailin.lake import Lake
-from mkailin.runs import new_run_id
-from mkailin.stage import log_event, run_end
+from mkailin.runs import log_event, new_run_id, run_end
 
 Echo = Callable[[str], None]
 

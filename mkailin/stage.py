@@ -36,7 +36,13 @@ import pyarrow.compute as pc
 from mkailin import failpoints, schema
 from mkailin.errors import MissingDependencyError, StageError
 from mkailin.lake import Lake, arrow_reader, check_name, fetch_arrow, now, quote_ident
-from mkailin.runs import new_run_id
+from mkailin.runs import (  # noqa: F401  (log_event, run_end: the run log, for callers)
+    log_event,
+    new_run_id,
+    reap_dead_runs,
+    run_end,
+    write_event,
+)
 
 USAGE_COLUMNS = ("_tokens_in", "_tokens_out", "_cost_usd")
 
@@ -209,96 +215,17 @@ def count_done(con, done_relation: str, stage: Stage) -> int:
 
 # ------------------------------------------------------------------------------ runs log
 def _event(lake: Lake, run_id: str, stage: Stage, event: str, executor: str, **kw) -> None:
-    row = {
-        "run_id": run_id,
-        "stage": stage.name,
-        "event": event,
-        "event_time": now(),
-        "config_hash": stage.config_hash,
-        "models": json.dumps(stage.models, sort_keys=True),
-        "scorer": stage.scorer,
-        "executor": executor,
-        "pid": os.getpid(),
-        **kw,
-    }
-    lake.write_part("run_events", pa.Table.from_pylist([row]))
-
-
-def log_event(lake: Lake, run_id: str, stage_name: str, event: str, **kw) -> None:
-    """Log a run event for work that is not a batch stage (training, exports). A start first
-    marks earlier runs of the stage whose process is gone as killed, and names the latest."""
-    if event == "started" and "resumed_from" not in kw:
-        kw["resumed_from"] = reap_dead_runs(lake, stage_name)
-    _event(
+    write_event(
         lake,
         run_id,
-        Stage(
-            name=stage_name,
-            input_sql="",
-            output="",
-            key=(),
-            fn=object,
-            models=kw.pop("models", {}),
-            config_hash=kw.pop("config_hash", ""),
-            scorer=kw.pop("scorer", ""),
-        ),
+        stage.name,
         event,
-        kw.pop("executor", "local"),
+        models=stage.models,
+        config_hash=stage.config_hash,
+        scorer=stage.scorer,
+        executor=executor,
         **kw,
     )
-
-
-def run_end(e: BaseException) -> tuple[str, str]:
-    """The run event and error text for an exception that ended a run: ``interrupted`` for
-    Ctrl-C, ``skipped`` (with the reason) when a step had too little data, else ``failed``."""
-    from mkailin.errors import StepSkipped
-
-    if isinstance(e, KeyboardInterrupt):
-        return "interrupted", "interrupted (Ctrl-C)"
-    if isinstance(e, StepSkipped):
-        return "skipped", str(e)[:2000]
-    msg = str(e).splitlines()[0] if str(e) else ""
-    return "failed", f"{type(e).__name__}: {msg}"[:2000]
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def reap_dead_runs(lake: Lake, stage_name: str) -> str | None:
-    """Mark runs of ``stage_name`` whose process is gone as killed; return the latest such id."""
-    rows = lake.query(
-        "select run_id, pid from runs where stage = ? and status = 'running' order by started",
-        [stage_name],
-    )
-    last = None
-    for run_id, pid in rows:
-        if pid is not None and pid != os.getpid() and _pid_alive(pid):
-            continue
-        row = {
-            "run_id": run_id,
-            "stage": stage_name,
-            "event": "killed",
-            "event_time": now(),
-            "pid": pid,
-            "error": "the process ended without finishing (killed or crashed)",
-        }
-        lake.write_part("run_events", pa.Table.from_pylist([row]))
-        last = run_id
-    if last is None:
-        prev = lake.query(
-            "select run_id from runs where stage = ? and status in ('killed', 'failed', 'interrupted') "
-            "order by started desc limit 1",
-            [stage_name],
-        )
-        last = prev[0][0] if prev else None
-    return last
 
 
 # ------------------------------------------------------------------------------ batches

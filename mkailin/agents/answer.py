@@ -21,7 +21,8 @@ from mkailin.agents.prompts import template
 from mkailin.config import AgentSpec, Config, ModelSpec
 from mkailin.errors import InputError
 from mkailin.lake import Lake, now
-from mkailin.stage import RunResult, Stage, log_event, run_stage
+from mkailin.runs import log_event
+from mkailin.stage import RunResult, Stage, run_stage
 
 FINAL_STATES = ("collected", "failed", "expired", "cancelled", "superseded")
 BATCHES_SCHEMA = pa.schema(

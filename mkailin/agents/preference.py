@@ -26,7 +26,8 @@ from mkailin.config import Config, ModelSpec
 from mkailin.errors import InputError, StageError
 from mkailin.labels import contexts_where, retriever_label, scorer_label
 from mkailin.lake import Lake, quote_ident
-from mkailin.stage import RunResult, Stage, log_event, run_stage
+from mkailin.runs import log_event
+from mkailin.stage import RunResult, Stage, run_stage
 
 JUDGES = ("rule", "llm", "zero-shot")
 

@@ -446,8 +446,7 @@ def select_final_generator(lake: Lake, cfg: Config, dpo_trained: bool) -> dict:
     final questions are the general generator's own, for the same articles. The choice and the
     counts are recorded as a ``select-final-generator`` run."""
     from mkailin import schema
-    from mkailin.runs import new_run_id
-    from mkailin.stage import log_event
+    from mkailin.runs import log_event, new_run_id
 
     counts = usable_counts(lake, cfg, ("general", "final"))
     (u_gen, n), (u_dpo, _) = counts["general"], counts["final"]

@@ -26,6 +26,7 @@ from mkailin.ingest.common import (
     Timer,
     check_input,
     file_key,
+    logged_ingest,
     plural,
     pmid_problem,
 )
@@ -175,6 +176,7 @@ def _merge(lake: Lake, rows: list[dict], replace: bool) -> tuple[pa.Table, str, 
     )
 
 
+@logged_ingest(SOURCE)
 def ingest_bioasq(lake: Lake, path: str | Path, replace: bool = False) -> IngestSummary:
     """Add a BioASQ file's questions to ``seed_qa`` (an id seen again replaces only its own
     row); ``replace`` makes the file the whole table. A file already in the lake is skipped,

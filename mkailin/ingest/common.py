@@ -277,3 +277,36 @@ class Timer:
 
     def __exit__(self, *exc):
         self.seconds = self.elapsed()
+
+
+def logged_ingest(source: str):
+    """Decorate an ``ingest_<source>(lake, ...)`` function so that each call is a run in the
+    run log (``ingest:<source>``): started, then finished with rows read and written, or failed."""
+    import functools
+    import json
+
+    from mkailin.runs import logged_run
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def run(lake, *args, **kwargs):
+            with logged_run(lake, f"ingest:{source}") as r:
+                summary = fn(lake, *args, **kwargs)
+                r.update(
+                    rows_in=summary.read,
+                    rows_out=summary.written,
+                    detail=json.dumps(
+                        {
+                            "files": summary.files,
+                            "skipped_files": summary.skipped_files,
+                            "quarantined": summary.quarantined,
+                            **summary.extra,
+                        },
+                        default=str,
+                    ),
+                )
+            return summary
+
+        return run
+
+    return wrap

@@ -27,6 +27,7 @@ from mkailin.ingest.common import (
     Timer,
     check_input,
     file_key,
+    logged_ingest,
     open_bytes,
     read_head,
 )
@@ -214,6 +215,7 @@ def release(path: Path) -> str:
     return f"MeSH {m.group(0)}" if m else path.name
 
 
+@logged_ingest(SOURCE)
 def ingest_mesh(lake: Lake, inputs: list[str | Path]) -> IngestSummary:
     files = [check_input(p) for p in inputs]
     formats = [(f, detect_format(f)) for f in files]

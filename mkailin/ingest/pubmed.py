@@ -38,6 +38,7 @@ from mkailin.ingest.common import (
     Timer,
     check_input,
     file_key,
+    logged_ingest,
     open_bytes,
     pmid_problem,
     read_head,
@@ -808,6 +809,7 @@ def expand_inputs(inputs: list[str | Path]) -> list[Path]:
     return files
 
 
+@logged_ingest(SOURCE)
 def ingest_pubmed(
     lake: Lake,
     inputs: list[str | Path],

@@ -32,6 +32,7 @@ from mkailin.ingest.common import (
     Timer,
     check_input,
     file_key,
+    logged_ingest,
     plural,
     pmid_problem,
 )
@@ -150,6 +151,7 @@ def _merge(lake: Lake, rows: list[dict], replace: bool) -> tuple[pa.Table, str]:
     )
 
 
+@logged_ingest(SOURCE)
 def ingest_pubmedqa(
     lake: Lake,
     path: str | Path,

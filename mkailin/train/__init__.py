@@ -10,8 +10,11 @@ from contextlib import contextmanager
 
 from mkailin.errors import MissingDependencyError
 from mkailin.lake import Lake
-from mkailin.runs import new_run_id  # noqa: F401  (re-exported)
-from mkailin.stage import log_event, run_end
+from mkailin.runs import (
+    log_event,
+    new_run_id,  # noqa: F401  (re-exported)
+    run_end,
+)
 
 
 def require_train_extra() -> None:
