@@ -2,9 +2,10 @@
 
 A run's state is the last event the run log holds for it: ``running``, ``finished``, ``skipped``
 (too little data; the reason is its error), ``failed``, ``interrupted`` (stopped by Ctrl-C;
-rerunning the command resumes it) or ``killed`` (a later run found its process gone). Runs logged before ``interrupted`` existed recorded Ctrl-C as a failure
-with a ``KeyboardInterrupt`` error; they are shown as interrupted too. Any other state a newer
-writer records is shown as it is.
+rerunning the command resumes it) or ``killed`` (its process is gone: a later run recorded it,
+or status finds the pid of a ``running`` run dead on this machine). Runs logged before
+``interrupted`` existed recorded Ctrl-C as a failure with a ``KeyboardInterrupt`` error; they
+are shown as interrupted too. Any other state a newer writer records is shown as it is.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from mkailin.lake import Lake
+from mkailin.runs import _pid_alive
 
 # the state of a run: Ctrl-C is an interruption, not a failure, however the writer logged it
 _STATE = """
@@ -33,18 +35,36 @@ def status_table(lake: Lake, show_all: bool = False) -> tuple[pa.Table, list[str
     table = lake.query_arrow(f"""
         select stage, {_STATE} as status, rows_in, rows_out, round(seconds, 1) as seconds,
                tokens_in, tokens_out, round(cost_usd, 4) as cost_usd,
-               strftime(started, '%Y-%m-%d %H:%M:%S') as started, run_id
+               strftime(started, '%Y-%m-%d %H:%M:%S') as started, run_id, pid
         from runs
         where stage not like 'pipeline:%' or {str(show_all).lower()}
         {last}
         order by started
     """)
+    gone = {
+        r["run_id"]
+        for r in table.select(["run_id", "status", "pid"]).to_pylist()
+        if r["status"] == "running" and r["pid"] is not None and not _pid_alive(r["pid"])
+    }
+    if gone:
+        status = [
+            "killed" if rid in gone else s
+            for rid, s in zip(
+                table.column("run_id").to_pylist(), table.column("status").to_pylist()
+            )
+        ]
+        table = table.set_column(
+            table.schema.get_field_index("status"), "status", pa.array(status, pa.string())
+        )
+    table = table.drop_columns(["pid"])
     notes = []
     for stage, run_id, state, error, rows_out in lake.query(f"""
         select stage, run_id, {_STATE} as state, error, rows_out from runs
         qualify row_number() over (partition by stage order by started desc) = 1
         order by started
     """):
+        if run_id in gone:
+            state, error = "killed", "its process is gone; run the command again to resume"
         if state in ("failed", "killed"):
             notes.append(f"{state}: {stage} ({run_id}): {error or 'no error recorded'}")
         elif state == "skipped":

@@ -219,6 +219,23 @@ def test_status_shows_interrupted_runs_apart_from_failures(lake, runner):
     assert "KeyboardInterrupt" not in r.output.split("\n", 6)[-1]
 
 
+def test_status_shows_a_run_whose_process_is_gone_as_killed(lake, runner):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from mkailin.lake import Lake; from mkailin.runs import log_event; "
+        "log_event(Lake.open(sys.argv[1]), 'k-1', 'export:cpt', 'started')"
+    )
+    subprocess.run([sys.executable, "-c", code, str(lake.root)], check=True)  # then it is gone
+    r = runner.invoke(cli, ["--lake", str(lake.root), "status", "--format", "csv"])
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines()[1].startswith("export:cpt,killed,")
+    assert (
+        "killed: export:cpt (k-1): its process is gone; run the command again to resume" in r.output
+    )
+
+
 # ------------------------------------------------------------------------------ 5. preflight
 @pytest.fixture
 def no_models(monkeypatch):
