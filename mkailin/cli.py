@@ -749,6 +749,27 @@ def export_cmd(app, kind, out, repo, dry_run, allow_contamination, from_run):
             click.echo(f"  {verb} {name} ({size:,} bytes) to datasets/{repo}")
 
 
+@cli.command("verify-export")
+@click.argument("folder", type=click.Path(file_okay=False, exists=True))
+def verify_export_cmd(folder):
+    """Check an export folder against its manifest: checksums, record counts, lineage.
+
+    Example:
+
+        mkailin verify-export lake/exports/corpus_sft
+    """
+    from mkailin.export import verify_export
+
+    ok, bad = verify_export(folder)
+    for line in ok:
+        click.echo(f"ok: {line}")
+    for line in bad:
+        click.echo(f"problem: {line}")
+    if bad:
+        raise click.ClickException(f"{folder}: {len(bad)} problem(s)")
+    click.echo(f"{folder}: matches its manifest")
+
+
 @train.command("cpt")
 @click.option(
     "--corpus", type=click.Path(file_okay=False), help="An export folder (default: the lake's)."

@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import hashlib
+import io
 import json
 import os
 import re
@@ -39,7 +40,7 @@ import pyarrow.parquet as pq
 
 from mkailin import failpoints
 from mkailin.config import Config
-from mkailin.errors import InputError, MissingDependencyError
+from mkailin.errors import InputError, MissingDependencyError, MkailinError
 from mkailin.lake import Lake, now
 
 CPT_TEMPLATE = """Title: {title}
@@ -133,20 +134,25 @@ def _source_sql(cfg: Config, with_answers: bool) -> tuple[str, list]:
     where, params = contexts_where(cfg)
     marks = ", ".join("?" * len(cfg.answer.agents))
     join_answers = "join answers as ans using (question_id)" if with_answers else ""
-    answer_col = ", ans.answer, ans.model as answer_model" if with_answers else ""
+    answer_col = (
+        ", ans.answer, ans.model as answer_model, ans.run_id as answer_run" if with_answers else ""
+    )
     sql = f"""
         with ctx as (
             select c.question_id,
                    list(struct_pack(pmid := c.pmid,
+                                    rank := c.rank,
                                     text := substr(coalesce(a.title || '. ', '')
                                                    || coalesce(a.abstract, ''), 1, {chars}))
-                        order by c.rank) as contexts
+                        order by c.rank) as contexts,
+                   any_value(c.run_id) as contexts_run
             from contexts as c join articles as a on a.pmid = c.pmid
             where {where}
             group by c.question_id
         )
-        select q.question_id, q.pmid, q.agent, q.model as question_model, q.question,
-               art.title, art.abstract, ctx.contexts {answer_col}
+        select q.question_id, q.pmid, q.agent, q.model as question_model,
+               q.prompt_version as question_prompt, q.run_id as question_run, q.question,
+               art.title, art.abstract, ctx.contexts, ctx.contexts_run {answer_col}
         from questions as q
         join ctx using (question_id)
         join articles as art on art.pmid = q.pmid
@@ -155,6 +161,62 @@ def _source_sql(cfg: Config, with_answers: bool) -> tuple[str, list]:
         order by q.question_id
     """
     return sql, [*params, *cfg.answer.agents]
+
+
+class Lineage:
+    """Where each exported row came from: its source PMID, its contexts with their ranks, the
+    MeSH score of its question-context pair and the scorer, the generator, judge and answer
+    models with their prompt versions, and the run ids of the question, contexts and answer."""
+
+    def __init__(self, lake: Lake, cfg: Config, question_ids: list[str]):
+        from mkailin.labels import retriever_label, scorer_label
+
+        self.scorer = scorer_label(cfg)
+        self.retriever = retriever_label(cfg)
+        self.answer_prompt = cfg.agent("answer").prompt
+        self.scores: dict[str, float | None] = {}
+        p = cfg.preference
+        try:
+            rows = lake.query(
+                "select question_id, similarity from pair_scores_with(scorer := ?, ic := ?, "
+                "aggregate := ?, k := ?, retriever := ?) where question_id in (select unnest(?))",
+                [p.scorer, p.ic, p.aggregate, cfg.retrieval.k, self.retriever, question_ids],
+            )
+            self.scores = {q: s for q, s in rows}
+        except MkailinError:  # no MeSH in the lake: the scores stay empty
+            pass
+        # the judge whose preferences trained the final generator, as its DPO run recorded it
+        dpo = lake.query(
+            "select detail from runs where stage = 'train-dpo' and status = 'finished' "
+            "order by finished desc limit 1"
+        )
+        detail = json.loads(dpo[0][0]) if dpo and dpo[0][0] else {}
+        self.judge = detail.get("judge")
+        self.dpo_run = detail.get("run_id")
+
+    def of(self, r: dict, kind: str) -> dict:
+        out = {
+            "source_pmid": r["pmid"],
+            "contexts": [{"pmid": c["pmid"], "rank": c["rank"]} for c in r["contexts"]],
+            "retriever": self.retriever,
+            "mesh_score": self.scores.get(r["question_id"]),
+            "scorer": self.scorer,
+            "generator": {
+                "agent": r["agent"],
+                "model": r["question_model"],
+                "prompt_version": r["question_prompt"],
+            },
+            "judge": self.judge if r["agent"] == "final" else None,
+            "runs": {
+                "question": r["question_run"],
+                "contexts": r["contexts_run"],
+                "dpo": self.dpo_run if r["agent"] == "final" else None,
+            },
+        }
+        if kind == "sft":
+            out["answer"] = {"model": r.get("answer_model"), "prompt_version": self.answer_prompt}
+            out["runs"]["answer"] = r.get("answer_run")
+        return out
 
 
 def render_cpt(r: dict) -> str:
@@ -398,6 +460,7 @@ def _export_run(lake: Lake, cfg: Config, kind: str, folder: Path, run_id: str) -
         cfg.export.minhash_permutations,
     )
     rows = [src[i] for i in keep]
+    lineage = Lineage(lake, cfg, [r["question_id"] for r in rows])
     if kind == "cpt":
         records = [
             {
@@ -406,6 +469,7 @@ def _export_run(lake: Lake, cfg: Config, kind: str, folder: Path, run_id: str) -
                 "text": render_cpt(r),
                 "question": r["question"],
                 "context_pmids": [c["pmid"] for c in r["contexts"]],
+                "lineage": lineage.of(r, kind),
             }
             for r in rows
         ]
@@ -416,6 +480,7 @@ def _export_run(lake: Lake, cfg: Config, kind: str, folder: Path, run_id: str) -
                 "pmid": r["pmid"],
                 "messages": render_sft(r),
                 "context_pmids": [c["pmid"] for c in r["contexts"]],
+                "lineage": lineage.of(r, kind),
             }
             for r in rows
         ]
@@ -463,18 +528,24 @@ def _export_run(lake: Lake, cfg: Config, kind: str, folder: Path, run_id: str) -
         "threshold": cfg.export.near_duplicate_threshold,
         **dd,
     }
-    table = pa.Table.from_pylist(records)
-    jsonl = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    publish(
-        folder,
-        {
-            "data.parquet": lambda p: pq.write_table(table, p, compression="zstd"),
-            "data.jsonl": lambda p: p.write_text(jsonl, encoding="utf-8"),
-            "README.md": lambda p: p.write_text(_card(kind, stats, manifest)),
-            "manifest.json": lambda p: p.write_text(json.dumps(manifest, indent=2)),
-            "contamination.json": lambda p: p.write_text(json.dumps(contamination, indent=2)),
-        },
-    )
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(records), buf, compression="zstd")
+    data = {
+        "data.parquet": buf.getvalue(),
+        "data.jsonl": "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode(),
+        "contamination.json": json.dumps(contamination, indent=2).encode(),
+    }
+    data["README.md"] = _card(kind, stats, manifest).encode()
+    manifest["files"] = {n: hashlib.sha256(b).hexdigest() for n, b in sorted(data.items())}
+    manifest["inputs"] = [
+        {"source": s, "path": path, "sha256": key, "rows": rows, "status": status}
+        for s, path, key, rows, status in lake.query(
+            "select source, path, file_key, coalesce(rows, records), status from ingested_files "
+            "order by file_seq, path"
+        )
+    ]
+    data["manifest.json"] = json.dumps(manifest, indent=2).encode()
+    publish(folder, {n: (lambda p, b=b: p.write_bytes(b)) for n, b in data.items()})
     return {"path": str(folder), "run_id": run_id, **stats, "rows_in": len(src), "dedup": dd}
 
 
@@ -607,3 +678,69 @@ def push_to_hub(
         allow_patterns=[name for name, _ in files],
     )
     return files
+
+
+# ------------------------------------------------------------------------------ verification
+def verify_export(folder: str | Path) -> tuple[list[str], list[str]]:
+    """Check an export folder against its manifest: every file's sha256, the record counts of
+    data.parquet and data.jsonl, unique ids, the same rows in both, the contamination report's
+    count, and each row's lineage (its source and contexts). Returns (what was checked,
+    problems)."""
+    folder = Path(folder)
+    mpath = folder / "manifest.json"
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(f"{mpath}: not a readable manifest ({e})") from None
+    ok: list[str] = []
+    bad: list[str] = []
+    files = manifest.get("files") or {}
+    if not files:
+        bad.append("the manifest lists no file checksums (an export from an older mkailin)")
+    for name, digest in sorted(files.items()):
+        p = folder / name
+        if not p.is_file():
+            bad.append(f"{name}: missing")
+        elif hashlib.sha256(p.read_bytes()).hexdigest() != digest:
+            bad.append(f"{name}: sha256 differs from the manifest")
+        else:
+            ok.append(f"{name}: sha256 matches")
+    extra = sorted(p.name for p in folder.iterdir() if p.name not in files and p != mpath)
+    if extra:
+        bad.append(f"files the manifest does not list: {', '.join(extra)}")
+    try:
+        table = pq.read_table(folder / "data.parquet").to_pylist()
+        lines = [json.loads(x) for x in (folder / "data.jsonl").read_text().splitlines() if x]
+    except (OSError, ValueError, pa.ArrowException) as e:
+        bad.append(f"the data files cannot be read ({e})")
+        return ok, bad
+    n = manifest.get("records")
+    for name, rows in (("data.parquet", table), ("data.jsonl", lines)):
+        (ok if len(rows) == n else bad).append(f"{name}: {len(rows):,} records, manifest {n:,}")
+    ids = [r["id"] for r in table]
+    if len(set(ids)) != len(ids):
+        bad.append(f"data.parquet: {len(ids) - len(set(ids)):,} duplicate ids")
+    if ids != [r["id"] for r in lines]:
+        bad.append("data.parquet and data.jsonl hold different records")
+    try:
+        report = json.loads((folder / "contamination.json").read_text())
+        said = (manifest.get("contamination") or {}).get("removed")
+        (ok if report.get("removed") == said else bad).append(
+            f"contamination.json: {report.get('removed')} removed, manifest {said}"
+        )
+    except (OSError, ValueError) as e:
+        bad.append(f"contamination.json cannot be read ({e})")
+    no_lineage = [
+        r["id"]
+        for r in table
+        if not r.get("lineage")
+        or r["lineage"]["source_pmid"] != r["pmid"]
+        or [c["pmid"] for c in r["lineage"]["contexts"]] != r["context_pmids"]
+    ]
+    if no_lineage:
+        bad.append(
+            f"{len(no_lineage):,} rows without a lineage that matches them: {no_lineage[:3]}"
+        )
+    else:
+        ok.append(f"lineage: all {len(table):,} rows name their source and contexts")
+    return ok, bad

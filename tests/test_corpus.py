@@ -217,6 +217,47 @@ def test_exports_load_with_datasets(mesh_lake, tmp_path, monkeypatch):
     assert lake.query("select status from runs where stage = 'export:sft'") == [("finished",)]
 
 
+def test_export_rows_carry_lineage_and_verify_export_checks_the_manifest(
+    mesh_lake, tmp_path, runner
+):
+    from pathlib import Path
+
+    from mkailin.cli import cli
+
+    lake = _corpus_lake(mesh_lake, tmp_path)
+    r = export(lake, Config(), "sft")
+    folder = Path(r["path"])
+    row = json.loads((folder / "data.jsonl").read_text().splitlines()[0])
+    lin = row["lineage"]
+    assert lin["source_pmid"] == row["pmid"]
+    assert [c["rank"] for c in lin["contexts"]] == [1, 2, 3, 4]
+    assert [c["pmid"] for c in lin["contexts"]] == row["context_pmids"]
+    assert lin["scorer"] == "lin/corpus/mean/top4" and lin["retriever"] == "dense:minilm"
+    assert isinstance(lin["mesh_score"], float)  # the real MeSH tree scores the pair
+    assert lin["generator"]["model"] == "smollm2" and lin["answer"]["model"] == "smollm2"
+    assert set(lin["runs"]) == {"question", "contexts", "dpo", "answer"}
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert set(manifest["files"]) == {
+        "README.md",
+        "contamination.json",
+        "data.jsonl",
+        "data.parquet",
+    }
+    assert {i["source"] for i in manifest["inputs"]} >= {"mesh", "pubmedqa"}
+    assert all(len(i["sha256"]) == 64 for i in manifest["inputs"])
+    ok = runner.invoke(cli, ["verify-export", str(folder)])
+    assert ok.exit_code == 0 and ok.output.endswith("matches its manifest\n"), ok.output
+    (folder / "data.jsonl").write_text(
+        "\n".join((folder / "data.jsonl").read_text().splitlines()[:-1]) + "\n"
+    )
+    bad = runner.invoke(cli, ["verify-export", str(folder)])
+    assert (
+        bad.exit_code == 1 and "problem: data.jsonl: sha256 differs from the manifest" in bad.output
+    )
+    assert "problem: data.jsonl: 4 records, manifest 5" in bad.output
+    assert bad.output.splitlines()[-1].startswith("Error: ")
+
+
 def test_exports_leave_out_eval_blocklist_articles_unless_allowed(mesh_lake, tmp_path):
     """A record whose source or any context is a PubMedQA test article (the default blocklist)
     or in a user's PMID file is dropped from both corpora, and the manifest and
