@@ -603,15 +603,10 @@ def _remove(p: Path) -> None:
 
 
 def _running(pid: int) -> bool:
-    if pid == os.getpid():  # this process holds the lock: its own leftovers are stale
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    from mkailin.runs import pid_alive
+
+    # this process holds the lock: its own leftovers are stale
+    return pid != os.getpid() and pid_alive(pid)
 
 
 def _swap_in(new: Path, dest: Path, aside: Path) -> Path | None:

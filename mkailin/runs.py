@@ -89,7 +89,7 @@ def run_end(e: BaseException) -> tuple[str, str]:
     return "failed", f"{type(e).__name__}: {msg}"[:2000]
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -107,7 +107,7 @@ def reap_dead_runs(lake: Lake, stage_name: str) -> str | None:
     )
     last = None
     for run_id, pid in rows:
-        if pid is not None and pid != os.getpid() and _pid_alive(pid):
+        if pid is not None and pid != os.getpid() and pid_alive(pid):
             continue
         row = {
             "run_id": run_id,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from mkailin.lake import Lake
-from mkailin.runs import _pid_alive
+from mkailin.runs import pid_alive
 
 # the state of a run: Ctrl-C is an interruption, not a failure, however the writer logged it
 _STATE = """
@@ -44,7 +44,7 @@ def status_table(lake: Lake, show_all: bool = False) -> tuple[pa.Table, list[str
     gone = {
         r["run_id"]
         for r in table.select(["run_id", "status", "pid"]).to_pylist()
-        if r["status"] == "running" and r["pid"] is not None and not _pid_alive(r["pid"])
+        if r["status"] == "running" and r["pid"] is not None and not pid_alive(r["pid"])
     }
     if gone:
         status = [
