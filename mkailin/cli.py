@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
@@ -50,9 +49,7 @@ def cli(ctx, lake_path, config_path, lock_wait):
 
         mkailin init && mkailin ingest mesh MeshTree2017.tsv
     """
-    if lock_wait is not None:
-        os.environ["MKAILIN_LOCK_WAIT"] = str(lock_wait)
-    ctx.obj = App(lake_path, config_path)
+    ctx.obj = App(lake_path, config_path, lock_wait)
 
 
 # ------------------------------------------------------------------------------ lake
@@ -914,14 +911,13 @@ def plan_cmd(app, config_file, articles, batch_api, gpu_tokens_per_second, fmt):
         mkailin plan configs/paper.toml --articles 37000000
     """
     from mkailin import config as config_mod
-    from mkailin.lake import Lake
     from mkailin.output import render
     from mkailin.plan import plan
 
     cfg = config_mod.load(config_file) if config_file else app.config
     lake = None
     try:
-        lake = Lake.open(app.lake_path)
+        lake = app.lake()
     except Exception:  # planning needs no lake; measured figures are used when one exists
         lake = None
     table = plan(cfg, articles, lake, gpu_tokens_per_second, batch_api=batch_api)
@@ -952,11 +948,10 @@ def run_cmd(app, config_file, data_dir, start, until, dry_run):
         mkailin run configs/demo.toml --data ../shared/data --until export
     """
     from mkailin import config as config_mod
-    from mkailin.lake import Lake
     from mkailin.pipeline import run_pipeline
 
     cfg = config_mod.load(config_file)
-    lake = Lake.open(app._lake_path or cfg.lake, create=True)
+    lake = app.lake(create=True, path=app._lake_path or cfg.lake)
     run_pipeline(lake, cfg, data_dir, start, until, dry_run, echo=click.echo)
 
 
@@ -999,7 +994,7 @@ def demo(app, data_dir):
     """
     from mkailin.demo import run_demo
 
-    run_demo(app.lake_path, data_dir, app.config_path, echo=click.echo)
+    run_demo(app.lake_path, data_dir, app.config_path, echo=click.echo, lock_wait=app.lock_wait)
 
 
 from mkailin.cli_mesh import mesh as _mesh  # noqa: E402

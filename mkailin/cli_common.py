@@ -11,9 +11,12 @@ from mkailin.errors import ENV_FAULTS, MkailinError
 class App:
     """What every command shares: where the lake is and which config to use."""
 
-    def __init__(self, lake_path: str | None, config_path: str | None):
+    def __init__(
+        self, lake_path: str | None, config_path: str | None, lock_wait: float | None = None
+    ):
         self._lake_path = lake_path
         self.config_path = config_path
+        self.lock_wait = lock_wait  # --wait (or MKAILIN_LOCK_WAIT, through click)
         self._config = None
 
     @property
@@ -32,10 +35,14 @@ class App:
             return self.config.lake
         return "lake"
 
-    def lake(self, create: bool = False):
+    def lake(self, create: bool = False, path: str | None = None):
+        """The lake (``path``, else the --lake / config one), with --wait applied."""
         from mkailin.lake import Lake
 
-        return Lake.open(self.lake_path, create=create)
+        lake = Lake.open(path or self.lake_path, create=create)
+        if self.lock_wait is not None:
+            lake.lock_wait = self.lock_wait
+        return lake
 
 
 CATALOG_NAME = "mkailin.duckdb"

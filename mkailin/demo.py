@@ -14,6 +14,7 @@ def run_demo(
     data_dir: str | None,
     config_path: str | None = None,
     echo: Callable[[str], None] = print,
+    lock_wait: float | None = None,
 ) -> Lake:
     """Run ``configs/demo.toml`` (or the given config) end to end, then summarise."""
     import time
@@ -30,6 +31,8 @@ def run_demo(
     )
     find_inputs(data)  # a clear error now rather than mid-run
     lake = Lake.open(lake_path, create=True)
+    if lock_wait is not None:
+        lake.lock_wait = lock_wait
     echo(f"demo lake: {lake.root}  (config {cfg.source}, hash {cfg.hash()})")
     summary = run_pipeline(lake, cfg, str(data), echo=echo)
     for line in closing_summary(lake, cfg, summary, time.perf_counter() - t0):
