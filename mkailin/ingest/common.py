@@ -290,7 +290,8 @@ def logged_ingest(source: str):
     def wrap(fn):
         @functools.wraps(fn)
         def run(lake, *args, **kwargs):
-            with logged_run(lake, f"ingest:{source}") as r:
+            # the lock first, so a second writer is told which command holds it
+            with lake.lock(f"ingest {source}"), logged_run(lake, f"ingest:{source}") as r:
                 summary = fn(lake, *args, **kwargs)
                 r.update(
                     rows_in=summary.read,
