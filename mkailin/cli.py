@@ -328,9 +328,11 @@ def limit_option(f):
 
 
 def echo_runs(results) -> None:
+    from mkailin.secrets import redact
+
     for r in results if isinstance(results, list) else [results]:
         for line in r.lines():
-            click.echo(line)
+            click.echo(redact(line))
 
 
 @cli.group()

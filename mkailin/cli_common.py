@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from mkailin.errors import ENV_FAULTS, MkailinError
+from mkailin.secrets import redact
 
 
 class App:
@@ -57,11 +58,11 @@ class MkailinGroup(click.Group):
         try:
             return super().invoke(ctx)
         except MkailinError as e:
-            raise click.ClickException(str(e)) from None
+            raise click.ClickException(redact(str(e))) from None
         except OSError as e:
             if e.errno not in ENV_FAULTS:
                 raise
-            where = f" ({e.filename})" if e.filename else ""
+            where = f" ({redact(str(e.filename))})" if e.filename else ""
             raise click.ClickException(
                 f"{ENV_FAULTS[e.errno]}{where}: the command stopped; what it had not committed"
                 " is not in the lake, and the lake holds every row it held before"
@@ -90,7 +91,7 @@ def echo_summary(summary) -> None:
         click.echo(line)
     if summary.errors:
         for e in summary.errors:
-            click.echo(f"  fault: {e}", err=True)
+            click.echo(f"  fault: {redact(e)}", err=True)
         raise click.ClickException(
             f"{len(summary.errors)} file(s) had faults; good records were kept and the rest "
             'quarantined (see: mkailin sql "select * from quarantine")'

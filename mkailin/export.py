@@ -544,7 +544,9 @@ def _export_run(lake: Lake, cfg: Config, kind: str, folder: Path, run_id: str) -
             "order by file_seq, path"
         )
     ]
-    data["manifest.json"] = json.dumps(manifest, indent=2).encode()
+    from mkailin.secrets import redact
+
+    data["manifest.json"] = redact(json.dumps(manifest, indent=2)).encode()
     publish(folder, {n: (lambda p, b=b: p.write_bytes(b)) for n, b in data.items()})
     return {"path": str(folder), "run_id": run_id, **stats, "rows_in": len(src), "dedup": dd}
 

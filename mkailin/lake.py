@@ -493,6 +493,8 @@ class Lake:
         check_name(name)
         if name in schema.TABLES:
             table = schema.conform(name, table)
+        if name in _REDACTED:
+            table = _redacted(table, _REDACTED[name])
         folder = self.tables_dir / name
         folder.mkdir(parents=True, exist_ok=True)
         part = f"{part or 'part'}-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
@@ -1037,6 +1039,25 @@ def _sql_type(t: pa.DataType) -> str:
     names = {"string": "varchar", "large_string": "varchar", "int64": "bigint", "int32": "integer"}
     names |= {"double": "double", "float": "float", "bool": "boolean", "date32[day]": "date"}
     return names.get(str(t), "varchar")
+
+
+# the free-text columns of the tables that record errors: no secret is ever written there
+_REDACTED = {
+    "quarantine": ("error", "raw_excerpt", "file"),
+    "run_events": ("error", "detail", "models"),
+}
+
+
+def _redacted(table: pa.Table, columns: tuple[str, ...]) -> pa.Table:
+    from mkailin.secrets import redact
+
+    for c in columns:
+        if c in table.column_names and pa.types.is_string(table.schema.field(c).type):
+            i = table.schema.get_field_index(c)
+            table = table.set_column(
+                i, c, pa.array([redact(v) for v in table.column(c).to_pylist()], pa.string())
+            )
+    return table
 
 
 def _readable(path: Path) -> bool:

@@ -22,6 +22,7 @@ from mkailin.backends.base import (
 )
 from mkailin.config import ModelSpec
 from mkailin.errors import BackendError, MissingDependencyError
+from mkailin.secrets import remember
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
@@ -43,6 +44,7 @@ def api_key(spec: ModelSpec) -> str:
                 f"(or store it with `keyring set mkailin {spec.api_key_env}`)"
             )
         return "not-needed"
+    remember(key)
     return key
 
 
