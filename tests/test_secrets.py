@@ -47,3 +47,114 @@ def test_no_secret_reaches_quarantine_runs_or_an_error_line(lake, runner, monkey
         cli, ["--lake", str(lake.root), "sql", "select * from 'http://u:pw123456@host/x.parquet'"]
     )
     assert r.exit_code != 0 and "pw123456" not in r.output and r.output.startswith("Error: ")
+
+
+class _EchoServer:
+    """An OpenAI-compatible server on loopback that answers one key and, to any other,
+    returns 401 with the Authorization header it received in the body (as some gateways do)."""
+
+    GOOD = "good-key-0123456789"
+
+    def __enter__(self):
+        import http.server
+        import threading
+
+        good = self.GOOD
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(n)
+                auth = self.headers.get("Authorization", "")
+                if auth == f"Bearer {good}":
+                    body = {
+                        "id": "x",
+                        "object": "chat.completion",
+                        "created": 0,
+                        "model": "m",
+                        "choices": [
+                            {
+                                "index": 0,
+                                "message": {"role": "assistant", "content": "Yes."},
+                                "finish_reason": "stop",
+                            }
+                        ],
+                        "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
+                    }
+                    code = 200
+                else:
+                    body = {"error": {"message": f"invalid credentials: {auth}"}}
+                    code = 401
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+
+
+def test_a_401_that_echoes_the_key_stops_the_stage_and_leaks_nothing(
+    lake, runner, tmp_path, monkeypatch
+):
+    wrong = "wrong-key-abcdef123456"
+    arts = [
+        {
+            "pmid": p,
+            "title": f"T{p}",
+            "abstract": f"Abstract {p}.",
+            "source": "pubmed",
+            "ingest_seq": p,
+            "deleted": False,
+        }
+        for p in range(1, 9)
+    ]
+    lake.write_part("article_records", pa.Table.from_pylist(arts))
+    qs = [
+        {"question_id": f"final-{p}", "pmid": p, "agent": "final", "question": f"Q{p}?"}
+        for p in range(1, 5)
+    ]
+    lake.write_part("questions", pa.Table.from_pylist(qs))
+    ctx = [
+        {
+            "question_id": f"final-{p}",
+            "rank": r,
+            "pmid": 4 + r,
+            "score": 1.0,
+            "retriever": "dense:minilm",
+            "top_k": 4,
+        }
+        for p in range(1, 5)
+        for r in range(1, 5)
+    ]
+    lake.write_part("contexts", pa.Table.from_pylist(ctx))
+    with _EchoServer() as srv:
+        cfg = tmp_path / "mkailin.toml"
+        cfg.write_text(
+            f'[models.served]\nbackend = "openai"\nmodel = "m"\nbase_url = "{srv.url}"\n'
+            'api_key_env = "MY_GATEWAY_KEY"\nmax_retries = 0\n\n'
+            '[agents.answer]\nmodel = "served"\n\n[answer]\nagents = ["final"]\n'
+        )
+        monkeypatch.setenv("MY_GATEWAY_KEY", wrong)
+        args = ["--lake", str(lake.root), "--config", str(cfg), "answer"]
+        r = runner.invoke(cli, args)
+        assert r.exit_code != 0, r.output
+        assert "HTTP 401 (authentication failed)" in r.output and wrong not in r.output
+        assert lake.count("quarantine") == 0 and lake.count("answers") == 0
+        for p in lake.root.rglob("*"):
+            if p.is_file():
+                assert wrong.encode() not in p.read_bytes(), p
+        monkeypatch.setenv("MY_GATEWAY_KEY", srv.GOOD)  # the key fixed: the rows run
+        r = runner.invoke(cli, args)
+        assert r.exit_code == 0, r.output
+        assert lake.count("answers") == 4

@@ -104,7 +104,20 @@ class OpenAIGenerator(Generator):
     async def _generate_all(self, prompts: list[Prompt], params: GenParams) -> list[Generation]:
         sem = asyncio.Semaphore(max(1, self.spec.max_concurrency))
         async with self._client() as client:
-            return list(await asyncio.gather(*(self._one(client, sem, p, params) for p in prompts)))
+            out = list(await asyncio.gather(*(self._one(client, sem, p, params) for p in prompts)))
+        codes = {g.error.split(":", 1)[0] for g in out if g.error}
+        if len(out) >= 3 and all(g.error for g in out) and len(codes) == 1:
+            # the same 4xx for every row is the server's answer to the request, not to a row
+            raise BackendError(
+                f"{self._host()}: every request of a batch got {out[0].error}; the stage stops "
+                "and its rows stay to do (nothing was quarantined)"
+            )
+        return out
+
+    def _host(self) -> str:
+        from mkailin.secrets import redact
+
+        return redact(self.spec.base_url or "OpenAI")
 
     def _wait(self, attempt: int, exc) -> float:
         hinted = _retry_after(exc)
@@ -148,6 +161,13 @@ class OpenAIGenerator(Generator):
                     return g
                 except openai.APIStatusError as e:
                     last = e
+                    if e.status_code in (401, 403):  # the key, not the row: stop the stage
+                        raise BackendError(
+                            f"{self._host()}: HTTP {e.status_code} "
+                            f"({'authentication' if e.status_code == 401 else 'permission'} "
+                            f"failed): check the key in ${self.spec.api_key_env or '(none)'}; "
+                            "the stage stops and its rows stay to do (nothing was quarantined)"
+                        ) from None
                     if e.status_code not in RETRYABLE_STATUS:
                         return Generation(
                             text="",
