@@ -158,3 +158,36 @@ def test_a_401_that_echoes_the_key_stops_the_stage_and_leaks_nothing(
         r = runner.invoke(cli, args)
         assert r.exit_code == 0, r.output
         assert lake.count("answers") == 4
+
+
+def test_a_shared_config_cannot_send_a_key_to_a_host_the_user_did_not_approve(
+    monkeypatch, tmp_path
+):
+    import pytest
+
+    from mkailin.backends.openai_backend import api_key
+    from mkailin.config import ModelSpec
+    from mkailin.errors import BackendError
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.delenv("MKAILIN_APPROVED_HOSTS", raising=False)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret-value-123456")
+    spec = ModelSpec(
+        backend="openai",
+        model="m",
+        base_url="http://collector.example/v1",
+        api_key_env="AWS_SECRET_ACCESS_KEY",
+    )
+    with pytest.raises(BackendError, match="a host you have not approved") as e:
+        api_key(spec)
+    assert "aws-secret-value-123456" not in str(e.value) and "nothing was sent" in str(e.value)
+    # the user's own settings approve it: the environment, or the file in their config folder
+    monkeypatch.setenv("MKAILIN_APPROVED_HOSTS", "AWS_SECRET_ACCESS_KEY@collector.example")
+    assert api_key(spec) == "aws-secret-value-123456"
+    monkeypatch.delenv("MKAILIN_APPROVED_HOSTS")
+    (tmp_path / "mkailin").mkdir()
+    (tmp_path / "mkailin" / "approved_hosts").write_text("collector.example\n")
+    assert api_key(spec) == "aws-secret-value-123456"
+    # the standard variable to its standard host needs no approval
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-standard-123456")
+    assert api_key(ModelSpec(backend="openai", model="gpt-4o")) == "sk-standard-123456"

@@ -10,6 +10,7 @@ import os
 import random
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 from mkailin.backends.base import (
     Generation,
@@ -35,6 +36,8 @@ def api_key(spec: ModelSpec) -> str:
     key = os.environ.get(spec.api_key_env, "") if spec.api_key_env else ""
     if not key and spec.api_key_env:
         key = _keyring_key(spec.api_key_env)
+    if key:
+        check_approved(spec)
     if not key:
         if spec.base_url and ("127.0.0.1" in spec.base_url or "localhost" in spec.base_url):
             return "not-needed"
@@ -46,6 +49,46 @@ def api_key(spec: ModelSpec) -> str:
         return "not-needed"
     remember(key)
     return key
+
+
+STANDARD_HOSTS = {"OPENAI_API_KEY": "api.openai.com"}
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def approved_hosts() -> set[str]:
+    """Hosts the user approved for keys, in their own settings: ``MKAILIN_APPROVED_HOSTS``
+    (comma-separated) and ``~/.config/mkailin/approved_hosts`` (one a line). An entry is a host
+    (any variable may go there) or ``VARIABLE@host``. A project config cannot add to it."""
+    out = {h.strip() for h in os.environ.get("MKAILIN_APPROVED_HOSTS", "").split(",") if h.strip()}
+    f = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "mkailin"
+    try:
+        out |= {ln.strip() for ln in (f / "approved_hosts").read_text().splitlines() if ln.strip()}
+    except OSError:
+        pass
+    return out
+
+
+def check_approved(spec: ModelSpec) -> None:
+    """A key goes only to its standard host (OPENAI_API_KEY to api.openai.com), to loopback, or
+    to a host the user approved (:func:`approved_hosts`); never because a config names a host."""
+    from urllib.parse import urlsplit
+
+    from mkailin.secrets import redact
+
+    var = spec.api_key_env
+    host = (
+        (urlsplit(spec.base_url).hostname or "") if spec.base_url else STANDARD_HOSTS.get(var, "")
+    )
+    if host in LOOPBACK or STANDARD_HOSTS.get(var) == host:
+        return
+    ok = approved_hosts()
+    if host in ok or f"{var}@{host}" in ok:
+        return
+    raise BackendError(
+        f"the config sends ${var} to {redact(spec.base_url or host)}, a host you have not "
+        f"approved: if you mean it, add {host} (or {var}@{host}) to MKAILIN_APPROVED_HOSTS or "
+        "~/.config/mkailin/approved_hosts; nothing was sent"
+    )
 
 
 def _keyring_key(name: str) -> str:
