@@ -969,12 +969,35 @@ def status(app, show_all, fmt):
         mkailin status --all
     """
     from mkailin.output import render
-    from mkailin.status import status_table
+    from mkailin.status import quarantine_lines, status_table
 
-    table, notes = status_table(app.lake(), show_all)
+    lake = app.lake()
+    table, notes = status_table(lake, show_all)
     click.echo(render(table, fmt))
-    for line in notes:
+    for line in notes + quarantine_lines(lake):
         click.echo(line)
+
+
+@cli.command()
+@click.argument("stage")
+@click.option("--reason", help="Only rows of this reason class (see `mkailin status`).")
+@pass_app
+def retry(app, stage, reason):
+    """Give a stage's quarantined rows back to it: its next run does them again.
+
+    STAGE is the name `mkailin status` shows (answer, generate-questions:domain, ...).
+
+    Example:
+
+        mkailin retry answer --reason http_5xx && mkailin answer
+    """
+    from mkailin.status import release_quarantined
+
+    n = release_quarantined(app.lake(), stage, reason)
+    what = f" ({reason})" if reason else ""
+    click.echo(
+        f"{stage}: {n:,} quarantined row(s){what} released; the stage's next run does them again"
+    )
 
 
 # ------------------------------------------------------------------------------ demo

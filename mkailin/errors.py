@@ -1,6 +1,7 @@
 """Named errors. The CLI turns every one of them into ``Error: …`` and a non-zero exit."""
 
 import errno
+import re
 
 # faults of the machine, not of an input: they stop a command (one Error line), never one file
 ENV_FAULTS = {
@@ -11,6 +12,32 @@ ENV_FAULTS = {
     errno.EPERM: "operation not permitted",
     errno.EIO: "an input/output error on the device",
 }
+
+
+_REASONS = (
+    ("http_429", re.compile(r"HTTP 429")),
+    ("http_5xx", re.compile(r"HTTP 5\d\d")),
+    ("http_4xx", re.compile(r"HTTP 4\d\d")),
+    ("timeout", re.compile(r"(?i)time ?out|timed out")),
+    ("connection", re.compile(r"(?i)connection")),
+    (
+        "model_output",
+        re.compile(r"(?i)no usable|empty (answer|output|question)|unparsed|not a question"),
+    ),
+    ("malformed", re.compile(r"(?i)malformed|not valid|truncated|invalid|unreadable")),
+    ("identifier", re.compile(r"(?i)\bPMID\b|descriptor UI|MeSH name")),
+    ("limit", re.compile(r"(?i)past the|cap of|larger than")),
+)
+
+
+def reason_class(error: str | None) -> str:
+    """The class of a quarantined row's error, what ``mkailin retry --reason`` selects by:
+    http_429, http_5xx, http_4xx, timeout, connection, model_output, malformed, identifier,
+    limit, or other."""
+    for name, pattern in _REASONS:
+        if error and pattern.search(error):
+            return name
+    return "other"
 
 
 def is_env_fault(e: BaseException) -> bool:

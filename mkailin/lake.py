@@ -495,6 +495,8 @@ class Lake:
             table = schema.conform(name, table)
         if name in _REDACTED:
             table = _redacted(table, _REDACTED[name])
+        if name == "quarantine" and table.num_rows:
+            table = _with_reasons(table)
         folder = self.tables_dir / name
         folder.mkdir(parents=True, exist_ok=True)
         part = f"{part or 'part'}-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
@@ -1058,6 +1060,18 @@ def _redacted(table: pa.Table, columns: tuple[str, ...]) -> pa.Table:
                 i, c, pa.array([redact(v) for v in table.column(c).to_pylist()], pa.string())
             )
     return table
+
+
+def _with_reasons(table: pa.Table) -> pa.Table:
+    """Quarantine rows with their reason class filled in where the writer gave none."""
+    from mkailin.errors import reason_class
+
+    given = table.column("reason").to_pylist()
+    errors = table.column("error").to_pylist()
+    reasons = [g or reason_class(e) for g, e in zip(given, errors)]
+    return table.set_column(
+        table.schema.get_field_index("reason"), "reason", pa.array(reasons, pa.string())
+    )
 
 
 def _readable(path: Path) -> bool:

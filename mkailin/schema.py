@@ -100,6 +100,7 @@ TABLES: dict[str, pa.Schema] = {
         ("action", _str),  # dropped | repaired
         ("run_id", _str),
         ("created_at", _ts),
+        ("reason", _str),  # the error's class (mkailin.errors.reason_class): retry by it
     ),
     "run_events": _schema(
         ("run_id", _str),

@@ -73,3 +73,27 @@ def status_table(lake: Lake, show_all: bool = False) -> tuple[pa.Table, list[str
             done = f" after {rows_out:,} rows" if rows_out else ""
             notes.append(f"interrupted: {stage} ({run_id}){done}; run the command again to resume")
     return table, notes
+
+
+def quarantine_lines(lake: Lake) -> list[str]:
+    """One line per source with quarantined rows, counted by reason class."""
+    rows = lake.query(
+        "select source, coalesce(reason, 'other'), count(*) from quarantine "
+        "where action is null or action not in ('kept', 'superseded', 'repaired', 'resynced') "
+        "group by 1, 2 order by 1, 3 desc, 2"
+    )
+    by: dict[str, list[str]] = {}
+    for source, reason, n in rows:
+        by.setdefault(source or "?", []).append(f"{n:,} {reason}")
+    return [f"quarantine: {s}: {', '.join(parts)}" for s, parts in by.items()]
+
+
+def release_quarantined(lake: Lake, stage: str, reason: str | None = None) -> int:
+    """Drop the quarantine rows of ``stage`` (of one reason class, or all) in one commit: the
+    stage's next run does those rows again (a row that fails again is quarantined again)."""
+    where, params = "source = ?", [stage]
+    if reason:
+        where += " and coalesce(reason, 'other') = ?"
+        params.append(reason)
+    with lake.lock(f"retry {stage}"):
+        return lake.delete_where("quarantine", where, params)

@@ -191,3 +191,29 @@ def test_a_shared_config_cannot_send_a_key_to_a_host_the_user_did_not_approve(
     # the standard variable to its standard host needs no approval
     monkeypatch.setenv("OPENAI_API_KEY", "sk-standard-123456")
     assert api_key(ModelSpec(backend="openai", model="gpt-4o")) == "sk-standard-123456"
+
+
+def test_quarantine_rows_have_reasons_status_counts_them_and_retry_releases_them(lake, runner):
+    lake.quarantine(
+        [
+            {"source": "answer", "record_key": "q1", "error": "HTTP 503: overloaded"},
+            {"source": "answer", "record_key": "q2", "error": "HTTP 503: overloaded"},
+            {"source": "answer", "record_key": "q3", "error": "HTTP 400: context too long"},
+            {
+                "source": "generate-questions:domain",
+                "record_key": "7",
+                "error": "no usable question",
+            },
+        ]
+    )
+    assert lake.query("select record_key, reason from quarantine order by 1") == [
+        ("7", "model_output"),
+        ("q1", "http_5xx"),
+        ("q2", "http_5xx"),
+        ("q3", "http_4xx"),
+    ]
+    r = runner.invoke(cli, ["--lake", str(lake.root), "status"])
+    assert "quarantine: answer: 2 http_5xx, 1 http_4xx" in r.output, r.output
+    r = runner.invoke(cli, ["--lake", str(lake.root), "retry", "answer", "--reason", "http_5xx"])
+    assert r.exit_code == 0 and "answer: 2 quarantined row(s) (http_5xx) released" in r.output
+    assert lake.query("select record_key from quarantine order by 1") == [("7",), ("q3",)]
