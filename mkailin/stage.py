@@ -81,6 +81,7 @@ class RunResult:
     seconds: float = 0.0
     status: str = "finished"
     skipped: int = 0  # rows the output already held
+    worker_batches: dict[str, int] = field(default_factory=dict)  # Ray: batches per actor
 
     def lines(self) -> list[str]:
         usage = ""
@@ -285,6 +286,24 @@ def _local_batches(fn_cls: type, fn_args: tuple, reader: Iterator[pa.Table]) -> 
         yield batch.num_rows, fn(batch)
 
 
+class _Tagged:
+    """A batch function whose output names the worker that made it (``_worker``), so a Ray run
+    records how many batches each actor did."""
+
+    def __init__(self, fn_cls, *args):
+        import socket
+
+        self.fn = fn_cls(*args)
+        self.tag = f"{socket.gethostname()}:{os.getpid()}"
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        out = self.fn(batch)
+        return out.append_column(WORKER, pa.array([self.tag] * out.num_rows, pa.string()))
+
+
+WORKER = "_worker"
+
+
 def _ray_batches(stage: Stage, todo: pa.Table, cfg) -> Iterator[tuple]:
     try:
         import ray
@@ -303,16 +322,24 @@ def _ray_batches(stage: Stage, todo: pa.Table, cfg) -> Iterator[tuple]:
             if cfg.ray_num_cpus:
                 init["num_cpus"] = cfg.ray_num_cpus
         ray.init(**init)
-    ds = ray.data.from_arrow(todo)
+    # one block per batch, so the actor pool shares them out (one block would go to one actor)
+    n = todo.num_rows
+    blocks = [todo.slice(i, stage.batch_size) for i in range(0, n, stage.batch_size)] or [todo]
+    ds = ray.data.from_arrow(blocks)
     res = dict(stage.resources)
     if cfg.ray_num_gpus:
         res["num_gpus"] = cfg.ray_num_gpus
+    # a fixed pool; one batch in flight per actor, so the first actor to finish loading its
+    # model does not queue up the batches the others would have taken
+    pool = ray.data.ActorPoolStrategy(
+        size=max(1, cfg.ray_concurrency), max_tasks_in_flight_per_actor=1
+    )
     mapped = ds.map_batches(
-        stage.fn,
-        fn_constructor_args=stage.fn_args,
+        _Tagged,
+        fn_constructor_args=(stage.fn, *stage.fn_args),
         batch_size=stage.batch_size,
         batch_format="pyarrow",
-        concurrency=max(1, cfg.ray_concurrency),
+        compute=pool,
         **res,
     )
     for out in mapped.iter_batches(batch_size=None, batch_format="pyarrow"):
@@ -380,6 +407,10 @@ def run_stage(
             else:
                 raise StageError(f"unknown executor {executor!r} (local or ray)")
             for n_in, out in batches:
+                if WORKER in out.column_names:
+                    for w in set(out.column(WORKER).to_pylist()):
+                        result.worker_batches[w] = result.worker_batches.get(w, 0) + 1
+                    out = out.drop_columns([WORKER])
                 rows, bad, usage = split_output(out, stage, run_id)
                 if wants_run_id and "run_id" not in rows.column_names:
                     rows = rows.append_column(
@@ -441,7 +472,11 @@ def run_stage(
             tokens_out=result.tokens_out,
             cost_usd=result.cost_usd,
             detail=json.dumps(
-                {"quarantined": result.quarantined, "seconds": round(result.seconds, 3)}
+                {
+                    "quarantined": result.quarantined,
+                    "seconds": round(result.seconds, 3),
+                    **({"worker_batches": result.worker_batches} if result.worker_batches else {}),
+                }
             ),
         )
         lake.sync_catalog()
