@@ -33,6 +33,10 @@ class ModelSpec:
     dtype: str = "auto"  # auto | auto-bf16 | float32 | bfloat16 | float16
     batch_size: int = 8
     chat_template: bool = True  # wrap prompts in the tokenizer's chat template
+    # vllm backend: the engine's memory, context and parallelism
+    gpu_memory_utilization: float = 0.85  # share of the GPU one engine may take
+    max_model_len: int = 0  # 0 = the model's own
+    tensor_parallel_size: int = 1
     # openai backend
     base_url: str = ""
     api_key_env: str = "OPENAI_API_KEY"

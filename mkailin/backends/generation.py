@@ -51,6 +51,10 @@ def release_models() -> None:
     full copy of the weights)."""
     import gc
 
+    for g in _GENERATORS.values():
+        release = getattr(g, "release", None)  # vLLM engines hold GPU memory until released
+        if release is not None:
+            release()
     _GENERATORS.clear()
     _MODEL_CACHE.clear()
     gc.collect()

@@ -4,8 +4,10 @@ log-likelihood scoring of fixed choices. ``load_causal_lm`` also loads models fo
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
+import shutil
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -162,6 +164,34 @@ def load_causal_lm(
         with _CACHE_LOCK:
             _MODEL_CACHE[key] = (tokenizer, model)
     return tokenizer, model
+
+
+def merged_model_dir(spec: ModelSpec, adapter: str | tuple) -> str:
+    """A folder holding the base model with the ``adapter`` chain merged into its weights,
+    made once and cached under ``MKAILIN_CACHE/merged`` (keyed by the model and each adapter's
+    files): what an engine that takes one model and at most one LoRA (vLLM) serves for stacked
+    adapters such as QG-SFT then DPO."""
+    chain = adapter_chain(adapter)
+    parts = [resolve_model_path(spec.model), spec.gguf_file]
+    for a in chain:
+        for f in sorted(Path(a).glob("*")):
+            st = f.stat()
+            parts.append(f"{f}|{st.st_size}|{st.st_mtime_ns}")
+    out = cache_root() / "merged" / hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+    if (out / "config.json").exists():
+        return str(out)
+    cpu = dataclasses.replace(spec, device="cpu", dtype="float32")
+    tokenizer, model = load_causal_lm(cpu, chain, fresh=True)
+    tmp = out.parent / f".{out.name}.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return str(out)
 
 
 def render_prompt(tokenizer, prompt: Prompt, chat_template: bool = True) -> str:

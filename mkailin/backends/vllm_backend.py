@@ -12,7 +12,11 @@ from mkailin.backends.base import (
     GenParams,
     Prompt,
 )
-from mkailin.backends.transformers_backend import render_prompt
+from mkailin.backends.transformers_backend import (
+    adapter_chain,
+    merged_model_dir,
+    render_prompt,
+)
 from mkailin.config import ModelSpec
 from mkailin.errors import MissingDependencyError
 
@@ -25,17 +29,26 @@ class VLLMGenerator(Generator):
             raise MissingDependencyError("vllm", "vllm", "the vllm backend") from None
         self.spec = spec
         self.model_id = name or spec.model
-        self.adapter = adapter or spec.adapter
+        chain = adapter_chain(adapter or spec.adapter)
         path = resolve_model_path(spec.model)
         kw = {}
-        if spec.gguf_file:
+        if len(chain) > 1:
+            # vLLM serves one LoRA at a time: stacked adapters (QG SFT, then DPO) are merged
+            # into a copy of the weights, made once and cached
+            path, chain = merged_model_dir(spec, chain), ()
+        elif spec.gguf_file:
             path = os.path.join(path, spec.gguf_file)
             kw["tokenizer"] = resolve_model_path(spec.tokenizer) if spec.tokenizer else None
+        self.adapter = chain[0] if chain else ""
+        if spec.max_model_len:
+            kw["max_model_len"] = spec.max_model_len
         self._vllm = vllm
         self.llm = vllm.LLM(
             model=path,
             enable_lora=bool(self.adapter),
-            dtype="auto" if spec.dtype == "auto" else spec.dtype,
+            dtype="auto" if spec.dtype in ("auto", "auto-bf16") else spec.dtype,
+            gpu_memory_utilization=spec.gpu_memory_utilization,
+            tensor_parallel_size=spec.tensor_parallel_size,
             **{k: v for k, v in kw.items() if v},
         )
         self._lora = None
@@ -43,6 +56,21 @@ class VLLMGenerator(Generator):
             from vllm.lora.request import LoRARequest
 
             self._lora = LoRARequest("adapter", 1, self.adapter)
+
+    def release(self) -> None:
+        """Free the engine and its GPU memory (between pipeline steps: two 7-8B engines do not
+        fit one GPU together)."""
+        import gc
+
+        self.llm = None
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass
 
     def _sampling(self, params: GenParams, **extra):
         return self._vllm.SamplingParams(
