@@ -47,7 +47,7 @@ def main() -> None:
         for i in range(args.prompts)
     ]
     tpl = template(cfg.agent("general").prompt)
-    msgs = [tpl.messages(abstract=a) for a in abstracts]
+    msgs = [tpl.messages(abstract=a, title="") for a in abstracts]
     sp = vllm.SamplingParams(max_tokens=args.max_new_tokens, temperature=0.0, ignore_eos=True)
     llm = vllm.LLM(model=folder, gpu_memory_utilization=0.4, max_model_len=2048)
     llm.chat(msgs[:8], sp, use_tqdm=False)  # warm-up
