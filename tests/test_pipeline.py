@@ -113,9 +113,9 @@ def test_demo_runs_end_to_end_and_summarises(demo_lake):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("bf16,seed", [("0", 29), ("0", 41)])
+@pytest.mark.parametrize("bf16,seed", [("0", 29)])
 def test_demo_on_every_path(bf16, seed, tmp_path, smollm2_available):
-    """The demo on the float32 path and on other article samples (the module's demo lake is the
+    """The demo on the float32 path and another article sample (the module's demo lake is the
     bfloat16 path, seed 13), run as a user runs it, in a process of its own."""
     import os
     import subprocess
