@@ -981,23 +981,47 @@ def status(app, show_all, fmt):
 @cli.command()
 @click.argument("stage")
 @click.option("--reason", help="Only rows of this reason class (see `mkailin status`).")
+@click.option("--release-only", is_flag=True, help="Give the rows back; do not run the stage.")
 @pass_app
-def retry(app, stage, reason):
-    """Give a stage's quarantined rows back to it: its next run does them again.
+@click.pass_context
+def retry(ctx, app, stage, reason, release_only):
+    """Run a stage again on its quarantined rows (all, or one reason class).
 
-    STAGE is the name `mkailin status` shows (answer, generate-questions:domain, ...).
+    STAGE is the name `mkailin status` shows: answer, generate-questions:AGENT, prefer:llm,
+    prefer:zero-shot, embed:ENCODER, retrieve:LABEL:topK. A row that fails again is
+    quarantined again.
 
     Example:
 
-        mkailin retry answer --reason http_5xx && mkailin answer
+        mkailin retry answer --reason http_5xx
     """
     from mkailin.status import release_quarantined
 
     n = release_quarantined(app.lake(), stage, reason)
     what = f" ({reason})" if reason else ""
-    click.echo(
-        f"{stage}: {n:,} quarantined row(s){what} released; the stage's next run does them again"
-    )
+    click.echo(f"{stage}: {n:,} quarantined row(s){what} given back to the stage")
+    if release_only or not n:
+        return
+    kind, _, rest = stage.partition(":")
+    common = {"executor": None, "limit": 0}
+    if kind == "answer":
+        ctx.invoke(
+            answer, agents=(), batch_api=False, no_wait=False, poll=30.0, from_run=None, **common
+        )
+    elif kind == "generate-questions":
+        ctx.invoke(generate_questions_cmd, agents=(rest,), articles=None, **common)
+    elif kind == "prefer" and rest in ("llm", "zero-shot"):
+        ctx.invoke(prefer, judge=rest, scorer=None, ic=None, aggregate=None, min_margin=None,
+                   max_score=None, from_run=None, **common)  # fmt: skip
+    elif kind == "retrieve":
+        label, _, top = rest.rpartition(":top")
+        method = label.partition(":")[0] or label
+        ctx.invoke(retrieve, retriever=method, k=int(top) if top.isdigit() else None, agents=(),
+                   keep_source=False, **common)  # fmt: skip
+    elif kind == "embed":
+        ctx.invoke(embed, role=None, **common)
+    else:
+        click.echo(f"run the command that runs {stage} to do them")
 
 
 # ------------------------------------------------------------------------------ demo

@@ -60,6 +60,8 @@ class _EchoServer:
         import threading
 
         good = self.GOOD
+        server = self
+        self.fail_on = ""  # requests holding this text get a 400 while set
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def log_message(self, *a):
@@ -67,9 +69,14 @@ class _EchoServer:
 
             def do_POST(self):
                 n = int(self.headers.get("Content-Length") or 0)
-                self.rfile.read(n)
+                sent = self.rfile.read(n).decode()
                 auth = self.headers.get("Authorization", "")
-                if auth == f"Bearer {good}":
+                if auth != f"Bearer {good}":
+                    body = {"error": {"message": f"invalid credentials: {auth}"}}
+                    code = 401
+                elif server.fail_on and server.fail_on in sent:
+                    body, code = {"error": {"message": "context too long"}}, 400
+                else:
                     body = {
                         "id": "x",
                         "object": "chat.completion",
@@ -85,9 +92,6 @@ class _EchoServer:
                         "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
                     }
                     code = 200
-                else:
-                    body = {"error": {"message": f"invalid credentials: {auth}"}}
-                    code = 401
                 data = json.dumps(body).encode()
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
@@ -155,9 +159,29 @@ def test_a_401_that_echoes_the_key_stops_the_stage_and_leaks_nothing(
             if p.is_file():
                 assert wrong.encode() not in p.read_bytes(), p
         monkeypatch.setenv("MY_GATEWAY_KEY", srv.GOOD)  # the key fixed: the rows run
+        srv.fail_on = "Q3?"  # one row's request fails on the server side
         r = runner.invoke(cli, args)
         assert r.exit_code == 0, r.output
-        assert lake.count("answers") == 4
+        assert lake.count("answers") == 3
+        assert lake.query("select record_key, reason from quarantine") == [("final-3", "http_4xx")]
+        srv.fail_on = ""
+        r = runner.invoke(
+            cli,
+            [
+                "--lake",
+                str(lake.root),
+                "--config",
+                str(cfg),
+                "retry",
+                "answer",
+                "--reason",
+                "http_4xx",
+            ],
+        )
+        assert r.exit_code == 0 and "1 quarantined row(s) (http_4xx) given back" in r.output, (
+            r.output
+        )
+        assert lake.count("answers") == 4 and lake.count("quarantine") == 0
 
 
 def test_a_shared_config_cannot_send_a_key_to_a_host_the_user_did_not_approve(
@@ -214,6 +238,8 @@ def test_quarantine_rows_have_reasons_status_counts_them_and_retry_releases_them
     ]
     r = runner.invoke(cli, ["--lake", str(lake.root), "status"])
     assert "quarantine: answer: 2 http_5xx, 1 http_4xx" in r.output, r.output
-    r = runner.invoke(cli, ["--lake", str(lake.root), "retry", "answer", "--reason", "http_5xx"])
-    assert r.exit_code == 0 and "answer: 2 quarantined row(s) (http_5xx) released" in r.output
+    r = runner.invoke(
+        cli, ["--lake", str(lake.root), "retry", "answer", "--reason", "http_5xx", "--release-only"]
+    )
+    assert r.exit_code == 0 and "answer: 2 quarantined row(s) (http_5xx) given back" in r.output
     assert lake.query("select record_key from quarantine order by 1") == [("7",), ("q3",)]
