@@ -363,6 +363,8 @@ def test_a_key_comes_from_the_environment_first_then_the_keyring(monkeypatch):
         asked.append((service, user)) or ("from-keyring" if user == "MKAILIN_TEST_KEY" else None)
     )
     monkeypatch.setitem(sys.modules, "keyring", fake)
+    # a variable other than OPENAI_API_KEY goes to api.openai.com only once the user approves it
+    monkeypatch.setenv("MKAILIN_APPROVED_HOSTS", "MKAILIN_TEST_KEY@api.openai.com")
     spec = ModelSpec(backend="openai", model="gpt-4o", api_key_env="MKAILIN_TEST_KEY")
     monkeypatch.delenv("MKAILIN_TEST_KEY", raising=False)
     assert api_key(spec) == "from-keyring" and asked == [("mkailin", "MKAILIN_TEST_KEY")]

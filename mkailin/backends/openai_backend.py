@@ -76,9 +76,9 @@ def check_approved(spec: ModelSpec) -> None:
     from mkailin.secrets import redact
 
     var = spec.api_key_env
-    host = (
-        (urlsplit(spec.base_url).hostname or "") if spec.base_url else STANDARD_HOSTS.get(var, "")
-    )
+    # with no server named, the openai client's own default
+    url = spec.base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+    host = urlsplit(url).hostname or ""
     if host in LOOPBACK or STANDARD_HOSTS.get(var) == host:
         return
     ok = approved_hosts()
