@@ -188,13 +188,16 @@ def snapshot(stage: str, lake: Lake) -> object:
         return lake.query("select question_id, answer from answers order by 1")
     if stage == "export":
         folder = lake.root / "exports"
-        return {
-            k: [
-                json.loads(line)
-                for line in (folder / f"corpus_{k}" / "data.jsonl").read_text().splitlines()
+        out = {}
+        for k in ("cpt", "sft"):
+            rows = [
+                json.loads(x)
+                for x in (folder / f"corpus_{k}" / "data.jsonl").read_text().splitlines()
             ]
-            for k in ("cpt", "sft")
-        }
+            for r in rows:  # run ids name each lake's own runs; the rest must be equal
+                r["lineage"].pop("runs")
+            out[k] = rows
+        return out
     raise ValueError(stage)
 
 
