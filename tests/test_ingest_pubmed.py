@@ -245,3 +245,35 @@ def test_cli_reports_summary_and_faults(cli_lake, tmp_path):
     r = cli_lake("ingest", "pubmed", str(tmp_path / "missing.xml"))
     assert r.exit_code == 1
     assert f"Error: {tmp_path / 'missing.xml'}: no such file" in r.output
+
+
+def test_a_file_that_fails_leaves_nothing_and_the_others_land(lake, tmp_path, monkeypatch):
+    """One file's worker raising (a bug, a broken disk sector) costs that file only: the others
+    commit with their ledger rows, the failed one has no row anywhere and is ingested again
+    next time, and no file_seq is reused."""
+    import mkailin.ingest.pubmed as pubmed
+
+    files = []
+    for i in range(3):
+        f = tmp_path / f"p{i}.xml"
+        f.write_text(SMALL.read_text().replace('<PMID Version="1">', f'<PMID Version="1">{i + 1}'))
+        files.append(f)
+    real = pubmed.ingest_file
+
+    def flaky(root, path, key, seq, chunk_rows=pubmed.CHUNK_ROWS):
+        if path.endswith("p1.xml"):
+            raise RuntimeError("simulated worker failure")
+        return real(root, path, key, seq, chunk_rows)
+
+    monkeypatch.setattr(pubmed, "ingest_file", flaky)
+    s = ingest_pubmed(lake, files, jobs=1, progress=False)
+    assert s.files == 2 and len(s.errors) == 1 and "p1.xml: RuntimeError" in s.errors[0]
+    assert lake.query("select count(*) from article_records") == [(6,)]
+    ledger = lake.query("select path, file_seq from ingested_files order by file_seq")
+    assert [p.rsplit("/", 1)[1] for p, _ in ledger] == ["p0.xml", "p2.xml"]
+    monkeypatch.setattr(pubmed, "ingest_file", real)
+    s = ingest_pubmed(lake, files, jobs=1, progress=False)
+    assert (s.files, s.skipped_files) == (1, 2)
+    seqs = [q for (q,) in lake.query("select file_seq from ingested_files")]
+    assert len(seqs) == len(set(seqs)) == 3
+    assert lake.query("select count(*) from article_records") == [(9,)]
