@@ -165,7 +165,9 @@ def test_cli_prefer_and_report(pref_lake, runner, tmp_path):
         ],
     )
     assert r.exit_code == 0, r.output
-    assert r.output.startswith(
+    said, result = r.output.splitlines()[:2]
+    assert said.startswith("reading contexts from ") and "(retriever dense:minilm, k 4;" in said
+    assert result.startswith(
         "prefer:rule: 8 pairs from 8 documents (scorer resnik/corpus/mean/top4"
     )
     r = runner.invoke(
