@@ -143,10 +143,15 @@ with lake.lock("test"):
 """
     env = {**os.environ, "MKAILIN_FAILPOINT": "parquet-write:0.3"}
     p = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env)
-    time.sleep(2.0)
+    folder = lake.table_path("questions")
+    deadline = time.monotonic() + 120  # a loaded machine starts the writer slowly
+    while time.monotonic() < deadline and p.poll() is None:
+        # at least one part committed, and the writer inside the next write (its temp file)
+        if lake.count("questions") >= 1 and list(folder.glob(".*.tmp")):
+            break
+        time.sleep(0.05)
     p.send_signal(signal.SIGKILL)
     p.wait()
-    folder = lake.table_path("questions")
     assert list(folder.glob(".*.tmp")), "the kill should land inside a write (a temp file)"
     n = lake.count("questions")  # every visible part is whole and readable
     assert n >= 1
