@@ -661,6 +661,37 @@ def report_preferences(app, out):
     click.echo(f"wrote {len(files)} files to {out} (open {out}/index.html)")
 
 
+@report.command("coverage")
+@click.option(
+    "--export",
+    "export_dir",
+    type=click.Path(file_okay=False),
+    help="An export folder (default: the lake's newest, corpus_cpt or corpus_sft).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    help="Folder for coverage.csv and coverage.svg (default: <export>_coverage beside it).",
+)
+@pass_app
+def report_coverage(app, export_dir, out):
+    """A corpus against its lake by MeSH category: rows, articles, shares, ratio (CSV + SVG).
+
+    Example:
+
+        mkailin report coverage --export lake/exports/corpus_sft
+    """
+    from mkailin.coverage import CSV_NAME, PLOT_NAME, describe, newest_export, write_coverage
+    from mkailin.output import render
+
+    lake = app.lake()
+    r = write_coverage(lake, export_dir or newest_export(lake, app.config), out)
+    click.echo(describe(r))
+    shown = ["category", "name", "corpus_rows", "corpus_article_share", "lake_share", "ratio"]
+    click.echo(render(r["table"].select(shown)))
+    click.echo(f"wrote {CSV_NAME} and {PLOT_NAME} to {r['out']}")
+
+
 @cli.command()
 @click.option(
     "--agent",
