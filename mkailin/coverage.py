@@ -219,8 +219,9 @@ def describe(result: dict) -> str:
     rows = [r for r in result["table"].to_pylist() if r["ratio"] is not None]
     rows = [r for r in rows if r["category"] != NONE]
     line = (
-        f"coverage of {result['export']}: {result['rows']:,} rows from {result['articles']:,} "
-        f"source articles against {result['lake_articles']:,} lake articles"
+        f"coverage of {result['export']}: {_n(result['rows'], 'row')} from "
+        f"{_n(result['articles'], 'source article')} against "
+        f"{_n(result['lake_articles'], 'lake article')}"
     )
     if rows:
         hi = max(rows, key=lambda r: (r["ratio"], r["category"]))
@@ -230,8 +231,12 @@ def describe(result: dict) -> str:
             f"most under-represented {lo['category']} {lo['name']} ({lo['ratio']:.2f}x)"
         )
     if result["missing_rows"]:
-        line += f"; {result['missing_rows']:,} rows whose source article is not in the lake"
+        line += f"; {_n(result['missing_rows'], 'row')} whose source article is not in the lake"
     return line
+
+
+def _n(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 # ------------------------------------------------------------------------------ the chart
