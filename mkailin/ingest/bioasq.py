@@ -7,7 +7,12 @@ and every other row is kept. ``replace=True`` (``--replace``) makes the file the
 
 A document's PMID is the last segment of its URL (or the whole text), ASCII digits from 1 to
 ``PMID_MAX``; a document with anything else is left out of its question and gets a quarantine
-row, and the question is kept with its other documents.
+row, and the question is kept with its other documents. A PMID listed twice (the same article
+as ``http://www.ncbi.nlm.nih.gov/pubmed/N`` and ``https://pubmed.ncbi.nlm.nih.gov/N/``, say)
+and a snippet text given twice are kept once, in their first place. A ``type`` that is not a
+string is stored as null, with a quarantine row (action ``repaired``).
+
+Which BioASQ files this reads, and which it does not, is in docs/configuration.md (BioASQ).
 """
 
 from __future__ import annotations
@@ -54,9 +59,16 @@ def _first_text(v) -> str | None:
     return v.strip() if isinstance(v, str) and v.strip() else None
 
 
-def parse_question(q: dict, source: str, bad_documents: list[str] | None = None) -> dict:
+def _unique(values: list) -> list:
+    """``values`` without repeats, each in its first place."""
+    return list(dict.fromkeys(values))
+
+
+def parse_question(q: dict, source: str, notes: list[tuple[str, str]] | None = None) -> dict:
     """One BioASQ question into a ``seed_qa`` row; raises ``ValueError`` naming what is wrong.
-    A document without a PMID is left out, and why is appended to ``bad_documents``."""
+    What is mended on the way is appended to ``notes`` as (why, quarantine action): a document
+    without a PMID is left out (``dropped``), a ``type`` that is not a string is stored as null
+    (``repaired``)."""
     if not isinstance(q, dict):
         raise ValueError("question is not a JSON object")
     body = q.get("body")
@@ -83,16 +95,20 @@ def parse_question(q: dict, source: str, bad_documents: list[str] | None = None)
         if bad:
             raise ValueError(f"no snippets and no usable documents ({bad[0]})")
         raise ValueError("no snippets and no documents: nothing to generate from")
-    if bad_documents is not None:
-        bad_documents += bad
+    kind = q.get("type")
+    if notes is not None:
+        notes += [(f"{why}: left out of the question, which is kept", "dropped") for why in bad]
+        if kind is not None and not isinstance(kind, str):
+            shown = json.dumps(kind, default=str)[:40]
+            notes.append((f"'type' {shown} is not a string: stored as null", "repaired"))
     qid = q.get("id") or hashlib.sha256(body.encode()).hexdigest()[:24]
     exact = q.get("exact_answer")
     return {
         "qa_id": str(qid),
         "question": body.strip(),
-        "type": q.get("type"),
-        "pmids": pmids,
-        "snippets": texts,
+        "type": kind if isinstance(kind, str) else None,
+        "pmids": _unique(pmids),
+        "snippets": _unique(texts),
         "ideal_answer": _first_text(q.get("ideal_answer")),
         "exact_answer": json.dumps(exact) if exact is not None else None,
         "source": source,
@@ -117,16 +133,17 @@ def _parse_all(questions: list, path: Path) -> tuple[list[dict], list[dict]]:
         )
 
     for i, q in enumerate(questions):
-        bad: list[str] = []
+        notes: list[tuple[str, str]] = []
         try:
-            row = parse_question(q, f"{SOURCE}:{path.name}", bad)
+            row = parse_question(q, f"{SOURCE}:{path.name}", notes)
         except ValueError as e:
             key = q.get("id") if isinstance(q, dict) else None
             note(str(key or f"question {i + 1}"), str(e), q)
             continue
         qid = row["qa_id"]
-        for why in bad:
-            note(qid, f"{why}: left out of the question, which is kept", q.get("documents"))
+        for why, action in notes:
+            excerpt = q.get("documents") if action == "dropped" else q.get("type")
+            note(qid, why, excerpt, action)
         if qid in rows:
             note(
                 qid,
@@ -187,9 +204,17 @@ def ingest_bioasq(lake: Lake, path: str | Path, replace: bool = False) -> Ingest
         raise InputError(
             f"{path}: not BioASQ training JSON (expected a top-level 'questions' list)"
         )
+    questions = data["questions"]
+    if questions and not any(
+        isinstance(q, dict) and (q.get("documents") or q.get("snippets")) for q in questions
+    ):
+        raise InputError(
+            f"{path}: no question has documents or snippets (a BioASQ Phase A test batch?); "
+            "seed_qa takes training sets and Phase B test batches"
+        )
     summary = IngestSummary(SOURCE)
     with Timer() as timer:
-        rows, quarantine = _parse_all(data["questions"], path)
+        rows, quarantine = _parse_all(questions, path)
         with lake.lock("ingest bioasq"):
             ledger = Ledger(lake, SOURCE)
             key = file_key(path)
@@ -211,7 +236,7 @@ def ingest_bioasq(lake: Lake, path: str | Path, replace: bool = False) -> Ingest
                 ledger.record(path, key, seq, len(rows), len(quarantine), "complete")
     summary.seconds = timer.seconds
     summary.files = 1
-    summary.read = len(data["questions"])
+    summary.read = len(questions)
     summary.written = len(rows)
     summary.quarantined = sum(q["action"] == "dropped" for q in quarantine)
     summary.extra = {"new questions": added, "questions in seed_qa": merged.num_rows}

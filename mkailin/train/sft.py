@@ -117,8 +117,9 @@ def qg_records(
 ) -> tuple[list[dict], str]:
     """Seed pairs for a question generator in the agent's own prompt format.
 
-    BioASQ ``seed_qa`` (snippets, or the abstracts of its documents when the lake has them)
-    comes first; PubMedQA's non-test questions serve when there is no BioASQ.
+    BioASQ ``seed_qa`` (snippets, or the abstracts of its documents when the lake has them, in
+    the question's document order, each once) comes first; PubMedQA's non-test questions serve
+    when there is no BioASQ.
     """
     tpl = template(cfg.agent(agent).prompt)
     max_chars = cfg.generate.max_input_chars
@@ -127,9 +128,17 @@ def qg_records(
     if source in ("auto", "bioasq"):
         rows = lake.query(
             """
-            with docs as (
-                select s.qa_id, string_agg(a.abstract, '\n') as abstracts
-                from (select qa_id, unnest(pmids) as pmid from seed_qa) as s
+            with listed as (
+                select qa_id,
+                       unnest(pmids) as pmid,
+                       generate_subscripts(pmids, 1) as position
+                from seed_qa
+            ),
+            docs as (
+                select s.qa_id, string_agg(a.abstract, '\n' order by s.position) as abstracts
+                from (
+                    select qa_id, pmid, min(position) as position from listed group by all
+                ) as s
                 join articles as a using (pmid)
                 group by s.qa_id
             )
