@@ -12,7 +12,7 @@ as ``http://www.ncbi.nlm.nih.gov/pubmed/N`` and ``https://pubmed.ncbi.nlm.nih.go
 and a snippet text given twice are kept once, in their first place. A ``type`` that is not a
 string is stored as null, with a quarantine row (action ``repaired``).
 
-Which BioASQ files this reads, and which it does not, is in docs/configuration.md (BioASQ).
+Which BioASQ files this reads, and which it does not: docs/bioasq.md.
 """
 
 from __future__ import annotations
