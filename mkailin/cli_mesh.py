@@ -6,7 +6,7 @@ import click
 
 from mkailin.cli_common import format_option, pass_app
 
-MEASURE_CHOICE = click.Choice(["resnik", "lin", "jc", "kailin"])
+MEASURE_CHOICE = click.Choice(["resnik", "lin", "jc", "kailin", "kailin-exact"])
 IC_CHOICE = click.Choice(["corpus", "intrinsic"])
 
 
@@ -21,7 +21,8 @@ def mesh():
 @click.option(
     "--measure",
     type=MEASURE_CHOICE,
-    help="One measure (default: all four; kailin uses its own per-category IC).",
+    help="One measure (default: resnik, lin, jc and kailin; kailin uses its own per-category "
+    "IC; kailin-exact is kailin with the settings of KAILIN's code).",
 )
 @click.option(
     "--ic",
@@ -38,7 +39,8 @@ def mesh():
     "--out",
     "out_path",
     type=click.Path(dir_okay=False),
-    help="The Parquet file --pairs writes: the input plus one column per measure.",
+    help="The Parquet file --pairs writes: the input plus one column per measure "
+    "(kailin_exact for kailin-exact).",
 )
 @format_option
 @pass_app
@@ -48,6 +50,8 @@ def sim(app, a, b, measure, ic, pairs_path, out_path, fmt):
     Example:
 
         mkailin mesh sim D009369 D001943 --measure lin --ic corpus
+
+        mkailin mesh sim D009369 D001943 --measure kailin-exact
 
         mkailin mesh sim --pairs pairs.csv --out scored.parquet
     """
@@ -77,7 +81,7 @@ def sim(app, a, b, measure, ic, pairs_path, out_path, fmt):
     type=MEASURE_CHOICE,
     default="lin",
     show_default=True,
-    help="Term similarity measure.",
+    help="Term similarity measure (kailin-exact: KAILIN's code, check tags dropped).",
 )
 @click.option(
     "--ic",
@@ -99,6 +103,8 @@ def doc_sim(app, pmid_a, pmid_b, measure, ic, aggregate, fmt):
     Example:
 
         mkailin mesh doc-sim 21645374 25429730 --measure kailin --aggregate mean
+
+        mkailin mesh doc-sim 21645374 25429730 --measure kailin-exact
     """
     from mkailin import mesh as lib
     from mkailin.output import render

@@ -161,7 +161,7 @@ class EvalConfig:
 @dataclass
 class PreferenceConfig:
     judge: str = "rule"  # rule | llm | zero-shot
-    scorer: str = "lin"  # resnik | lin | jc | kailin
+    scorer: str = "lin"  # resnik | lin | jc | kailin | kailin-exact (KAILIN's code)
     ic: str = "corpus"  # corpus | intrinsic
     aggregate: str = "mean"  # mean (the paper) | bma (best-match average)
     min_margin: float = 0.0
@@ -383,7 +383,10 @@ def validate(cfg: Config) -> Config:
         "retrieval.retriever": (cfg.retrieval.retriever, {"dense", "bm25", "hybrid"}),
         "retrieval.encoder": (cfg.retrieval.encoder, {"domain", "general"}),
         "preference.judge": (cfg.preference.judge, {"rule", "llm", "zero-shot"}),
-        "preference.scorer": (cfg.preference.scorer, {"resnik", "lin", "jc", "kailin"}),
+        "preference.scorer": (
+            cfg.preference.scorer,
+            {"resnik", "lin", "jc", "kailin", "kailin-exact"},
+        ),
         "preference.ic": (cfg.preference.ic, {"corpus", "intrinsic"}),
         "preference.aggregate": (cfg.preference.aggregate, {"mean", "bma"}),
         "runtime.executor": (cfg.runtime.executor, {"local", "ray"}),

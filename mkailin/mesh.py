@@ -7,6 +7,10 @@ this module checks inputs, picks the IC source, and moves files in and out:
 - :func:`score_pairs` scores a CSV or Parquet file of pairs (columns ``a``, ``b``) into Parquet,
   one column per measure;
 - :func:`doc_similarity` scores two articles by their MeSH headings.
+
+``kailin-exact`` is the KAILIN scorer with the settings of KAILIN's own code (no term in its own
+IC, categories by top-level tree, check tags dropped from documents); ``kailin`` keeps
+mkailin's defaults. Both are described in docs/mesh-similarity.md.
 """
 
 from __future__ import annotations
@@ -24,9 +28,20 @@ import pyarrow.parquet as pq
 from mkailin.errors import InputError, QueryError
 from mkailin.lake import Lake, fetch_arrow
 
-MEASURES = ("resnik", "lin", "jc", "kailin")
+MEASURES = ("resnik", "lin", "jc", "kailin", "kailin-exact")
+DEFAULT_MEASURES = ("resnik", "lin", "jc", "kailin")  # what term and pair scoring give unasked
+# the KAILIN measures and the index view each reads (sql/019, sql/023)
+KAILIN_MEASURES = {"kailin": "mesh_kailin_index", "kailin-exact": "mesh_kailin_exact_index"}
 IC_SOURCES = ("corpus", "intrinsic")
 AGGREGATES = ("mean", "bma")
+
+
+def column(measure: str) -> str:
+    """The column :func:`score_pairs` writes a measure's scores to (``kailin-exact`` ->
+    ``kailin_exact``, so that SQL can name it unquoted)."""
+    return measure.replace("-", "_")
+
+
 # Columns the similarity macros add or use internally; an input file may not bring its own.
 _RESERVED = {
     "_row",
@@ -43,7 +58,7 @@ _RESERVED = {
     "categories_a",
     "categories_b",
     "terms",
-    *MEASURES,
+    *(column(m) for m in MEASURES),
 }
 
 
@@ -76,7 +91,7 @@ def _choice(value: str, allowed: tuple[str, ...], what: str) -> str:
 
 def _measures(measures) -> tuple[str, ...]:
     if measures is None:
-        return MEASURES
+        return DEFAULT_MEASURES
     if isinstance(measures, str):
         measures = (measures,)
     return tuple(_choice(m, MEASURES, "measure") for m in measures)
@@ -156,22 +171,33 @@ def _check_pmids(con: duckdb.DuckDBPyConnection, pmids: list[int]) -> None:
             raise InputError(f"unknown PMID: {p} (not among the lake's articles)")
 
 
-def _materialise_indexes(con: duckdb.DuckDBPyConnection, ic: str, kailin: bool) -> None:
-    """Build the similarity indexes once into temp tables, so each scoring query reads them."""
-    con.execute(
-        "create or replace temp table _mesh_idx as select * from mesh_sim_index where ic_kind = ?",
-        [ic],
-    )
-    if kailin:
-        con.execute("create or replace temp table _mesh_kidx as select * from mesh_kailin_index")
+def _materialise_indexes(
+    con: duckdb.DuckDBPyConnection, ic: str, measures: tuple[str, ...]
+) -> dict[str, str]:
+    """Build the similarity indexes the measures need once into temp tables, so each scoring
+    query reads them; returns the temp table of each KAILIN measure."""
+    if any(m not in KAILIN_MEASURES for m in measures):
+        con.execute(
+            "create or replace temp table _mesh_idx as "
+            "select * from mesh_sim_index where ic_kind = ?",
+            [ic],
+        )
+    tables = {}
+    for i, m in enumerate(m for m in measures if m in KAILIN_MEASURES):
+        tables[m] = f"_mesh_kidx{i}"
+        con.execute(
+            f"create or replace temp table {tables[m]} as select * from {KAILIN_MEASURES[m]}"
+        )
+    return tables
 
 
 # ------------------------------------------------------------------------------ terms
 def term_similarity(lake: Lake, a: str, b: str, measures=None, ic: str | None = None) -> pa.Table:
     """The similarity of descriptor UIs ``a`` and ``b``: one row per measure.
 
-    Columns: a, a_name, b, b_name, measure, ic (the IC source; ``kailin`` for kailin),
-    similarity (NULL when a term never occurs in the corpus, for corpus IC).
+    Columns: a, a_name, b, b_name, measure, ic (the IC source; the measure's name for kailin
+    and kailin-exact, which have their own), similarity (NULL when a term never occurs in the
+    corpus, for corpus IC; for kailin-exact, when a term has no tree number).
     """
     measures = _measures(measures)
     a, b = a.strip(), b.strip()
@@ -182,15 +208,18 @@ def term_similarity(lake: Lake, a: str, b: str, measures=None, ic: str | None = 
         ic = resolve_ic(con, ic)
         con.execute("create temp table _pair as select ?::varchar as a, ?::varchar as b", [a, b])
         rows = []
-        ic_measures = [m for m in measures if m != "kailin"]
+        ic_measures = [m for m in measures if m not in KAILIN_MEASURES]
         if ic_measures:
             r = _query(
                 con, "select resnik, lin, jc from mesh_term_sim('_pair', ic := ?)", [ic]
             ).to_pylist()[0]
             rows += [(m, ic, r[m]) for m in ic_measures]
-        if "kailin" in measures:
-            k = _scalar(con, "select kailin from mesh_term_kailin('_pair')")
-            rows.append(("kailin", "kailin", k))
+        for m in measures:
+            if m in KAILIN_MEASURES:
+                k = _scalar(
+                    con, "select kailin from mesh_term_kailin('_pair', ?)", [KAILIN_MEASURES[m]]
+                )
+                rows.append((m, m, k))
     finally:
         con.close()
     order = {m: i for i, m in enumerate(measures)}
@@ -260,7 +289,8 @@ def score_pairs(
 ) -> PairsSummary:
     """Score every pair of a CSV/Parquet file; write the input columns plus one column per measure.
 
-    Rows keep their input order. A UI that is not a MeSH descriptor gives NULL scores.
+    Rows keep their input order. A UI that is not a MeSH descriptor gives NULL scores. The
+    column of a measure is :func:`column` of its name (``kailin_exact`` for kailin-exact).
     """
     measures = _measures(measures)
     table = read_pairs(pairs)
@@ -273,8 +303,8 @@ def score_pairs(
         table = table.append_column("_row", pa.array(range(table.num_rows), pa.int64()))
         con.register("_pairs_in", table)
         con.execute("create temp table _pairs as select * from _pairs_in")
-        _materialise_indexes(con, ic, "kailin" in measures)
-        ic_measures = [m for m in measures if m != "kailin"]
+        kidx = _materialise_indexes(con, ic, measures)
+        ic_measures = [m for m in measures if m not in KAILIN_MEASURES]
         source, extra = "_pairs", []
         if ic_measures:
             con.execute(
@@ -291,14 +321,18 @@ def score_pairs(
                     *[m for m in ("resnik", "lin", "jc") if m not in ic_measures],
                 ],
             )
-        if "kailin" in measures:
+        joins = []
+        for i, m in enumerate(kidx):
             con.execute(
-                f"create temp table _scored_k as select * from "
-                f"mesh_term_kailin('{source}', index_table := '_mesh_kidx')"
+                f"create temp table _scored_k{i} as select _row, kailin as {column(m)} "
+                f"from mesh_term_kailin('_pairs', index_table := '{kidx[m]}')"
             )
-            source, extra = "_scored_k", [*extra, "lca_ui"]
+            joins.append(f"join _scored_k{i} using (_row)")
         drop = ", ".join(["_row", *extra])
-        result = _query(con, f"select * exclude ({drop}) from {source} order by _row")
+        result = _query(
+            con,
+            f"select * exclude ({drop}) from {source} {' '.join(joins)} order by _row",
+        )
         unknown = _scalar(
             con,
             """
@@ -346,7 +380,8 @@ def doc_similarity(
     """The MeSH similarity of two articles: one row.
 
     Columns: a, b, measure, ic, aggregate, similarity (NULL when either article has no MeSH
-    heading or no term pair has a score), terms_a, terms_b, term_pairs.
+    heading or no term pair has a score), terms_a, terms_b (the terms that enter the score:
+    kailin-exact drops those without a tree number), term_pairs.
     """
     _choice(measure, MEASURES, "measure")
     _choice(aggregate, AGGREGATES, "aggregate")
@@ -354,7 +389,7 @@ def doc_similarity(
     try:
         _check_mesh(con)
         _check_pmids(con, [int(pmid_a), int(pmid_b)])
-        ic = "kailin" if measure == "kailin" else resolve_ic(con, ic)
+        ic = measure if measure in KAILIN_MEASURES else resolve_ic(con, ic)
         con.execute(
             "create temp table _docs as select ?::bigint as a, ?::bigint as b",
             [int(pmid_a), int(pmid_b)],
@@ -366,7 +401,7 @@ def doc_similarity(
                    similarity, terms_a, terms_b, term_pairs
             from mesh_doc_sim('_docs', ?, ?, ?)
         """,
-            [measure, ic, aggregate, measure, "corpus" if ic == "kailin" else ic, aggregate],
+            [measure, ic, aggregate, measure, "corpus" if ic == measure else ic, aggregate],
         )
     finally:
         con.close()

@@ -1,7 +1,9 @@
--- mesh_doc_sim(pairs, measure, ic, aggregate, index_table, kailin_index_table): the MeSH
--- similarity of two documents (articles), from the similarities of their terms.
+-- mesh_doc_sim(pairs, measure, ic, aggregate, index_table, kailin_index_table, doc_terms_table,
+-- kailin_exact_index_table): the MeSH similarity of two documents (articles), from the
+-- similarities of their terms.
 --   pairs      name of a table, view or CTE with columns a and b (PMIDs)
---   measure    resnik | lin (default) | jc | kailin; ic: corpus (default) | intrinsic
+--   measure    resnik | lin (default) | jc | kailin | kailin-exact; ic: corpus (default) |
+--              intrinsic
 --   aggregate  mean (default, the paper's and KAILIN's choice): the mean of sim(m, n) over
 --              every m in MeSH(a) and n in MeSH(b)
 --              bma: best-match average, (mean over m of max over n of sim(m, n)
@@ -11,8 +13,12 @@
 -- a score is the same in every run (a parallel double sum varies in its last bits).
 -- doc_terms_table: where the documents' terms come from (default mesh_doc_terms, the articles'
 -- MeSH headings); any relation of (pmid, descriptor_ui) works.
--- Returns one row per distinct (a, b): a, b, similarity, terms_a, terms_b, term_pairs (the
--- number of term pairs with a similarity).
+-- kailin-exact (KAILIN's code) keeps only the terms with a tree number: a check tag such as
+-- Female (no tree number in descriptor XML) is dropped from the document, as KAILIN's
+-- descriptor file has no entry for it. Every other measure keeps every term (kailin scores a
+-- check tag 0 against any other term, 1 against itself).
+-- Returns one row per distinct (a, b): a, b, similarity, terms_a, terms_b (the terms that
+-- enter the score), term_pairs (the number of term pairs with a similarity).
 create or replace macro mesh_doc_sim(
     pairs,
     measure := 'lin',
@@ -20,7 +26,8 @@ create or replace macro mesh_doc_sim(
     aggregate := 'mean',
     index_table := 'mesh_sim_index',
     kailin_index_table := 'mesh_kailin_index',
-    doc_terms_table := 'mesh_doc_terms'
+    doc_terms_table := 'mesh_doc_terms',
+    kailin_exact_index_table := 'mesh_kailin_exact_index'
 ) as table
 with checked as (
     select
@@ -48,6 +55,10 @@ doc_terms as materialized (              -- the distinct terms of the documents 
     from query_table(doc_terms_table)
     where descriptor_ui is not null
       and pmid in (select doc_a from doc_pairs union select doc_b from doc_pairs)
+      and (
+          measure <> 'kailin-exact'
+          or descriptor_ui in (select descriptor_ui from mesh_tree)   -- KAILIN's terms only
+      )
 ),
 term_pairs as (
     select
@@ -68,7 +79,14 @@ scored as (
         a,
         b,
         similarity
-    from mesh_term_sim_with('term_pairs', measure, ic, index_table, kailin_index_table)
+    from mesh_term_sim_with(
+        'term_pairs',
+        measure,
+        ic,
+        index_table,
+        kailin_index_table,
+        kailin_exact_index_table
+    )
 ),
 by_mean as (
     select

@@ -10,12 +10,13 @@ import math
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from mesh_fixture import P1, P2, TREE, fill, tree_tables
+from mesh_fixture import P1, P2, P4, TREE, fill, tree_tables
 
 ln = math.log
 LIN_03_04 = 2 * ln(1.25) / (ln(5) + ln(2.5))  # MICA D02; see test_mesh_sql.py
 JC_03_04 = 1 / (1 + ln(8))
 LIN_07_04 = ln(1.25) / ln(2.5)
+EXACT_02_05 = (1 + math.log10(0.6)) / 3  # kailin-exact; see test_kailin_exact.py
 
 
 @pytest.fixture
@@ -54,6 +55,14 @@ def test_sim_every_measure(mesh_cli):
     assert [x["ic"] for x in rows] == ["intrinsic"] * 3 + ["kailin"]
     seco_d02 = 1 - ln(3) / ln(10)  # the MICA, D02, has 2 descendants of M = 10 descriptors
     assert rows[0]["similarity"] == pytest.approx(seco_d02)
+
+
+def test_sim_kailin_exact(mesh_cli):
+    r = mesh_cli("mesh", "sim", "D02", "D05", "--measure", "kailin-exact", "--format", "json")
+    assert r.exit_code == 0, r.output
+    row = json.loads(r.output)
+    assert (row["measure"], row["ic"]) == ("kailin-exact", "kailin-exact")
+    assert row["similarity"] == pytest.approx(EXACT_02_05)
 
 
 def test_sim_table_shows_null_for_unseen_terms(mesh_cli):
@@ -114,6 +123,18 @@ def test_sim_pairs_csv(mesh_cli, tmp_path):
     assert rows[3]["lin"] is None and rows[3]["kailin"] == 1.0  # unseen: NULL; kailin has IC 0
 
 
+def test_sim_pairs_kailin_exact(mesh_cli, tmp_path):
+    src = tmp_path / "pairs.csv"
+    src.write_text("a,b\nD02,D05\nD03,D77777\n")
+    out = tmp_path / "scored.parquet"
+    r = mesh_cli("mesh", "sim", "--pairs", str(src), "--out", str(out), "--measure", "kailin-exact")
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith("scored 2 pairs (kailin-exact; corpus IC) in ")
+    t = pq.read_table(out)
+    assert t.column_names == ["a", "b", "kailin_exact"]
+    assert t.column("kailin_exact").to_pylist() == [pytest.approx(EXACT_02_05), None]
+
+
 def test_sim_pairs_parquet_one_measure(mesh_cli, tmp_path):
     src = tmp_path / "pairs.parquet"
     pq.write_table(pa.table({"a": ["D03", "D07"], "b": ["D04", "D08"]}), src)
@@ -149,6 +170,11 @@ def test_sim_pairs_parquet_one_measure(mesh_cli, tmp_path):
             "pairs.csv",
             "a,b,lin\nD03,D04,1\n",
             "{path}: column name(s) lin are reserved for the scores; rename them",
+        ),
+        (
+            "pairs.csv",
+            "a,b,kailin_exact\nD03,D04,1\n",
+            "{path}: column name(s) kailin_exact are reserved for the scores; rename them",
         ),
         ("pairs.json", "[]", "{path}: expected a .csv, .tsv or .parquet file of pairs"),
     ],
@@ -194,6 +220,19 @@ def test_doc_sim(mesh_cli):
     )
     r = mesh_cli("mesh", "doc-sim", str(P1), str(P2), "--measure", "kailin", "--format", "json")
     assert json.loads(r.output)["ic"] == "kailin"
+
+
+def test_doc_sim_kailin_exact(mesh_cli):
+    # P1 {D03, D07} (D99999 has no tree number: dropped) x P4 {D07, D08}: (D03, x) 0 and 0;
+    # (D07, D07) 1; (D07, D08) 1 (test_kailin_exact.py)
+    r = mesh_cli(
+        "mesh", "doc-sim", str(P1), str(P4), "--measure", "kailin-exact", "--format", "json"
+    )
+    assert r.exit_code == 0, r.output
+    row = json.loads(r.output)
+    assert (row["measure"], row["ic"], row["aggregate"]) == ("kailin-exact", "kailin-exact", "mean")
+    assert row["similarity"] == pytest.approx(0.5)
+    assert (row["terms_a"], row["terms_b"], row["term_pairs"]) == (2, 2, 4)
 
 
 def test_doc_sim_unknown_pmid(mesh_cli):

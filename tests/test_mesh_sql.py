@@ -384,12 +384,15 @@ def test_mesh_term_sim_with(con):
         ("lin", 2 * ln(1.25) / ln(12.5)),
         ("jc", 1 / (1 + ln(8))),
         ("kailin", KAILIN_CASES[0][4]),
+        ("kailin-exact", 0.0),  # D03, D04 are leaves of A01 (IC 0 without themselves)
     ]:
         got = con.execute(
             "select a, b, similarity from mesh_term_sim_with('tp', ?)", [measure]
         ).fetchall()
         assert got == [("D03", "D04", approx(expected))]
-    with pytest.raises(Exception, match="measure must be resnik, lin, jc or kailin, not cosine"):
+    with pytest.raises(
+        Exception, match="measure must be resnik, lin, jc, kailin or kailin-exact, not cosine"
+    ):
         con.execute("select * from mesh_term_sim_with('tp', 'cosine')").fetchall()
     with pytest.raises(Exception, match="ic must be corpus or intrinsic, not seco"):
         con.execute("select * from mesh_term_sim_with('tp', 'lin', 'seco')").fetchall()
