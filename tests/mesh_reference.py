@@ -215,3 +215,138 @@ class MeshReference:
             max(v for v in col if v is not None) for col in cols if any(v is not None for v in col)
         ]
         return (sum(best_a) / len(best_a) + sum(best_b) / len(best_b)) / 2
+
+
+class KailinCode:
+    """KAILIN's MeSH scorer, re-implemented function by function from its repository.
+
+    Source: ``DPO/mesh_score/cal_mesh_score.py`` of
+    github.com/coco11563/KAILIN-Knowledge-Hierarchy-Guided-Biological-Medical-Dataset-Distillation-for-Domain-LLM-Training
+    (commit 515034b). That repository carries no licence, so its code is not copied here; each
+    method below names the function it re-implements and keeps its arithmetic and its order of
+    operations, including the float sums. Its SQLite tables and frequency file (which the
+    repository reads but does not build) become dicts built from the same inputs as mkailin's:
+
+    - DescriptorData / DescriptorTreeData: ``tree`` rows; a descriptor's tree numbers sorted;
+    - ChildrenData: (child, category of the child's tree number) under the owner of the parent
+      tree number, in tree-number order;
+    - the frequency file: ``freq[category][ui] = annotations(ui) / total(category)`` as floats,
+      annotations(ui) = the documents annotated with ui, over the descriptors with a tree number
+      in the category (mkailin's mesh_kailin_ic_with);
+    - MaxICData: the largest ``getMeSHIC`` value in each category.
+
+    Documents keep only descriptors with a tree number: KAILIN builds its descriptor file with
+    ``mesh_process/process_xml.py``, which skips a record whose tree list is empty, and keeps a
+    document's MeSH term only when that file has it.
+    """
+
+    def __init__(self, tree: Iterable[tuple[str, str]], annotations: Iterable[tuple[int, str]]):
+        rows = sorted(tree)
+        self.owner = dict(rows)  # DescriptorTreeData: tree number -> UI
+        self.trees: dict[str, list[str]] = defaultdict(list)  # DescriptorData.TreeNumberList
+        for tn, ui in rows:
+            self.trees[ui].append(tn)
+        self.children: dict[str, list[tuple[str, str]]] = defaultdict(list)  # ChildrenData
+        for tn, ui in rows:
+            parent = self.owner.get(tn.rpartition(".")[0])
+            if parent is not None and parent != ui:
+                self.children[parent].append((ui, tn.split(".")[0]))
+        self.docs: dict[int, list[str]] = defaultdict(list)
+        for pmid, ui in annotations:
+            if ui in self.trees and ui not in self.docs[pmid]:
+                self.docs[pmid].append(ui)
+        counts: dict[str, int] = defaultdict(int)
+        for uis in self.docs.values():
+            for ui in uis:
+                counts[ui] += 1
+        total: dict[str, int] = defaultdict(int)
+        for ui, tns in self.trees.items():
+            for c in {tn.split(".")[0] for tn in tns}:
+                total[c] += counts.get(ui, 0)
+        self.freq: dict[str, dict[str, float]] = {c: {} for c in total}
+        for ui, tns in self.trees.items():
+            for c in {tn.split(".")[0] for tn in tns}:
+                if counts.get(ui):
+                    self.freq[c][ui] = counts[ui] / total[c]
+        self._ic: dict[str, dict[str, float]] = {}
+        self.max_ic: dict[str, float] = defaultdict(float)  # MaxICData
+        for ui in self.trees:
+            for c, v in self.ic(ui).items():
+                self.max_ic[c] = max(self.max_ic[c], v)
+
+    def descendants(self, mesh_id: str) -> list[tuple[str, str]]:
+        """get_all_descendants: a depth-first walk of ChildrenData from mesh_id, itself left out."""
+        out: list[tuple[str, str]] = []
+        seen: set[tuple[str, str]] = set()
+        stack = [mesh_id]
+        while stack:
+            for child in self.children.get(stack.pop(), ()):
+                if child not in seen:
+                    seen.add(child)
+                    out.append(child)
+                    stack.append(child[0])
+        return out
+
+    def ic(self, mesh_id: str) -> dict[str, float]:
+        """getMeSHIC: per category of mesh_id, -log10 of the float sum of its descendants'
+        frequencies in that category (walk order), 0 unless the sum is in (0, 1]."""
+        if mesh_id not in self._ic:
+            below = self.descendants(mesh_id)
+            out = {}
+            for c in sorted({tn.split(".")[0] for tn in self.trees[mesh_id]}):
+                freqs = self.freq.get(c, {})
+                s = sum(freqs.get(child, 0) for child, child_c in below if child_c == c)
+                out[c] = -math.log(s, 10) if 0 < s <= 1 else 0
+            self._ic[mesh_id] = out
+        return self._ic[mesh_id]
+
+    def lca(self, a: str, b: str) -> str | None:
+        """lca_tree / find_lowest_common_ancestor: the owner of the longest (in characters)
+        common dotted prefix over all pairs of tree numbers, ties to the first pair."""
+        lca = None
+        for t1 in self.trees[a]:
+            for t2 in self.trees[b]:
+                common = []
+                for p1, p2 in zip(t1.split("."), t2.split("."), strict=False):
+                    if p1 != p2:
+                        break
+                    common.append(p1)
+                s = ".".join(common)
+                if lca is None or len(s) > len(lca):
+                    lca = s
+        return self.owner.get(lca) if lca else None
+
+    def simil(self, a: str, b: str) -> float:
+        """simil, with calculate_ictmps and calculate_metrics."""
+        if a == b:
+            return 1
+        max_1 = {c: self.max_ic[c] for c in self.ic(a)}  # getMaxIC
+        max_2 = {c: self.max_ic[c] for c in self.ic(b)}
+        ic_1, ic_2 = self.ic(a), self.ic(b)
+        summed = {k: ic_1.get(k, 0) + ic_2.get(k, 0) for k in set(ic_1) | set(ic_2)}
+        lca = self.lca(a, b)
+        if not lca or not self.ic(lca):
+            return 0
+        ictmps = {}
+        for c, v in self.ic(lca).items():
+            if c in max_1 and c in max_2 and max_1[c] > 0 and max_2[c] > 0:
+                ictmps[c] = (v / max_1[c] + v / max_2[c]) / 2
+        lin, jiang, rel = {}, {}, {}
+        for c, t in ictmps.items():
+            if c in summed and summed[c] > 0:
+                m = max(max_1.get(c, 0), max_2.get(c, 0))
+                lin[c] = 2 * t / summed[c]
+                jiang[c] = 1 - min(1, summed[c] - 2 * t)
+                rel[c] = lin[c] * (1 - (10 ** (-t * m)))
+        scores = [v for d in (lin, jiang, rel) for v in d.values()]
+        if not scores:
+            return 0
+        clipped = [max(0, min(1, s)) for s in scores]
+        return sum(clipped) / len(clipped)
+
+    def compare_lists(self, list_1: list[str], list_2: list[str]) -> float:
+        """compare_lists: the mean over the cross product (NaN for an empty list, as np.mean)."""
+        import numpy as np
+
+        scores = [self.simil(x, y) for x in list_1 for y in list_2]
+        return float(np.mean(scores)) if scores else math.nan
