@@ -102,9 +102,9 @@ def doc_sim(app, pmid_a, pmid_b, measure, ic, aggregate, fmt):
 
     Example:
 
-        mkailin mesh doc-sim 21645374 25429730 --measure kailin --aggregate mean
+        mkailin mesh doc-sim 2503176 23831910 --measure kailin --aggregate mean
 
-        mkailin mesh doc-sim 21645374 25429730 --measure kailin-exact
+        mkailin mesh doc-sim 2503176 23831910 --measure kailin-exact
     """
     from mkailin import mesh as lib
     from mkailin.output import render
