@@ -469,10 +469,14 @@ def retrieve(app, retriever, k, agents, keep_source, executor, limit):
     from mkailin.preflight import need_questions
 
     lake = app.lake()
-    need_questions(lake, tuple(agents))  # before the encoder loads
+    cfg = app.config
+    need_questions(lake, tuple(agents), cfg)  # before the encoder loads
+    if agents:
+        from mkailin.upstream import describe_questions
+
+        click.echo(describe_questions(lake, cfg, tuple(agents)))
     from mkailin.agents.retrieval import retrieve as do_retrieve
 
-    cfg = app.config
     if keep_source:
         cfg.retrieval.keep_source = True
     echo_runs(do_retrieve(lake, cfg, retriever, k, tuple(agents), executor, limit))
@@ -519,7 +523,7 @@ def eval_retrieval_cmd(app, methods, limit, fmt):
 )
 @click.option(
     "--scorer",
-    type=click.Choice(["lin", "resnik", "jc", "kailin"]),
+    type=click.Choice(["lin", "resnik", "jc", "kailin", "kailin-exact"]),
     help="MeSH similarity for the rule (default: preference.scorer).",
 )
 @click.option("--ic", type=click.Choice(["corpus", "intrinsic"]), help="IC for the rule.")
@@ -550,7 +554,11 @@ def prefer(app, judge, scorer, ic, aggregate, min_margin, max_score, from_run, e
     lake = app.lake()
     cfg, src = pick_contexts(lake, app.config, from_run=from_run)
     click.echo(src.describe())
+    from mkailin.agents.preference import PAIR_AGENTS
     from mkailin.agents.preference import prefer as do_prefer
+    from mkailin.upstream import describe_questions
+
+    click.echo(describe_questions(lake, cfg, PAIR_AGENTS))
 
     p = cfg.preference
     for key, value in (
@@ -722,6 +730,9 @@ def answer(app, agents, batch_api, no_wait, poll, from_run, executor, limit):
     lake = app.lake()
     cfg, src = pick_contexts(lake, app.config, from_run=from_run)
     click.echo(src.describe())
+    from mkailin.upstream import describe_questions
+
+    click.echo(describe_questions(lake, cfg, tuple(agents) or tuple(cfg.answer.agents)))
     if batch_api:
         s = ans.batch_answer(lake, cfg, tuple(agents) or None, poll, not no_wait)
         click.echo(
@@ -762,6 +773,9 @@ def export_cmd(app, kind, out, repo, dry_run, allow_contamination, from_run):
     lake = app.lake()
     cfg, src = pick_contexts(lake, app.config, from_run=from_run)
     click.echo(src.describe())
+    from mkailin.upstream import describe_questions
+
+    click.echo(describe_questions(lake, cfg, tuple(cfg.answer.agents)))
     if allow_contamination:
         cfg.export.allow_contamination = True
     r = export(lake, cfg, kind, out)

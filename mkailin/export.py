@@ -127,12 +127,12 @@ def dedup(
 
 
 # ------------------------------------------------------------------------------ records
-def _source_sql(cfg: Config, with_answers: bool) -> tuple[str, list]:
-    from mkailin.labels import contexts_where
+def _source_sql(lake: Lake, cfg: Config, with_answers: bool) -> tuple[str, list]:
+    from mkailin.labels import contexts_where, questions_where
 
     chars = int(cfg.export.context_chars)
     where, params = contexts_where(cfg)
-    marks = ", ".join("?" * len(cfg.answer.agents))
+    mine, mine_params = questions_where(lake, cfg, tuple(cfg.answer.agents))
     join_answers = "join answers as ans using (question_id)" if with_answers else ""
     answer_col = (
         ", ans.answer, ans.model as answer_model, ans.run_id as answer_run" if with_answers else ""
@@ -157,10 +157,10 @@ def _source_sql(cfg: Config, with_answers: bool) -> tuple[str, list]:
         join ctx using (question_id)
         join articles as art on art.pmid = q.pmid
         {join_answers}
-        where q.agent in ({marks}) and q.question is not null
+        where {mine} and q.question is not null
         order by q.question_id
     """
-    return sql, [*params, *cfg.answer.agents]
+    return sql, [*params, *mine_params]
 
 
 class Lineage:
@@ -437,7 +437,7 @@ def _export(lake: Lake, cfg: Config, kind: str, folder: Path) -> dict:
 def _export_run(lake: Lake, cfg: Config, kind: str, folder: Path, run_id: str) -> dict:
     from mkailin.labels import scorer_label
 
-    sql, params = _source_sql(cfg, with_answers=(kind == "sft"))
+    sql, params = _source_sql(lake, cfg, with_answers=(kind == "sft"))
     src = lake.query_arrow(sql, params).to_pylist()
     if not src:
         need = "answers (mkailin answer)" if kind == "sft" else "questions with contexts"

@@ -141,21 +141,20 @@ def _count(lake: Lake, sql: str, params: list | None = None) -> str:
 def _questions_todo(agents):
     def todo(lake: Lake, cfg: Config, ctx: dict) -> str:
         from mkailin.agents.question import sample_sql
+        from mkailin.labels import questions_where
 
         sql, params = sample_sql(cfg)
-        return (
-            ", ".join(
-                f"{a}: "
-                + _count(
-                    lake,
-                    f"select count(*) from ({sql}) as s where pmid not in "
-                    "(select pmid from questions where agent = ?)",
-                    [*params, a],
-                )
-                for a in agents
+
+        def left(a: str) -> str:
+            mine, mine_params = questions_where(lake, cfg, (a,), alias="")
+            return _count(
+                lake,
+                f"select count(*) from ({sql}) as s where pmid not in "
+                f"(select pmid from questions where {mine})",
+                [*params, *mine_params],
             )
-            + " articles"
-        )
+
+        return ", ".join(f"{a}: " + left(a) for a in agents) + " articles"
 
     return todo
 
@@ -191,21 +190,36 @@ def _retrieve(agents):
         return _lines(retrieve(lake, cfg, agents=agents, progress=None))
 
     def todo(lake: Lake, cfg: Config, ctx: dict) -> str:
-        from mkailin.labels import retriever_label
+        from mkailin.labels import questions_where, retriever_label
 
-        marks = ", ".join("?" * len(agents))
+        mine, mine_params = questions_where(lake, cfg, agents, alias="")
         return (
             _count(
                 lake,
-                f"select count(*) from questions where agent in ({marks}) and "
+                f"select count(*) from questions where {mine} and "
                 "question is not null and question_id not in (select question_id "
                 "from contexts where retriever = ? and top_k = ?)",
-                [*agents, retriever_label(cfg, cfg.retrieval.retriever), cfg.retrieval.k],
+                [*mine_params, retriever_label(cfg, cfg.retrieval.retriever), cfg.retrieval.k],
             )
             + " questions"
         )
 
     return run, todo
+
+
+def _answer_todo(lake: Lake, cfg: Config, ctx: dict) -> str:
+    from mkailin.labels import questions_where
+
+    mine, params = questions_where(lake, cfg, tuple(cfg.answer.agents), alias="")
+    return (
+        _count(
+            lake,
+            f"select count(*) from questions where {mine} and question_id not "
+            "in (select question_id from answers)",
+            params,
+        )
+        + " questions"
+    )
 
 
 def _prefer_rule(lake: Lake, cfg: Config, ctx: dict) -> list[str]:
@@ -292,6 +306,12 @@ def _export(lake: Lake, cfg: Config, ctx: dict) -> list[str]:
             f"({r['exact_duplicates']} exact, {r['near_duplicates']} near duplicates, "
             f"{r['blocked_removed']} overlapping the evaluation set removed)"
         )
+        from mkailin.coverage import describe, write_coverage
+
+        try:  # the MeSH coverage report beside the export (A-Z against the lake)
+            out.append(describe(write_coverage(lake, r["path"])))
+        except InputError as e:  # e.g. no MeSH in the lake: the corpus stands, the report not
+            out.append(f"coverage of corpus_{kind}: not written ({e})")
     return out
 
 
@@ -456,14 +476,7 @@ def steps() -> list[Step]:
         Step(
             "answer",
             _answer,
-            lambda lake, cfg, ctx: (
-                _count(
-                    lake,
-                    "select count(*) from questions where agent in ('final') and question_id not "
-                    "in (select question_id from answers)",
-                )
-                + " questions"
-            ),
+            _answer_todo,
             lambda cfg: p(cfg).answer,
             lambda cfg: {**_section(cfg, "answer"), **_agent(cfg, "answer")},
             ("retrieve-final", "retrieve"),

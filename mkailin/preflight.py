@@ -28,10 +28,16 @@ def need_articles(lake: Lake) -> None:
         )
 
 
-def need_questions(lake: Lake, agents: tuple[str, ...] = ()) -> None:
-    """Retrieval needs questions (of the chosen agents) and the articles to retrieve from."""
+def need_questions(lake: Lake, agents: tuple[str, ...] = (), cfg=None) -> None:
+    """Retrieval needs questions (of the chosen agents, written under ``cfg`` when given) and the
+    articles to retrieve from."""
     where, params = "question is not null and question <> ''", []
-    if agents:
+    if agents and cfg is not None:
+        from mkailin.labels import questions_where
+
+        mine, params = questions_where(lake, cfg, agents, alias="")
+        where += f" and {mine}"
+    elif agents:
         where += " and agent in (" + ", ".join("?" * len(agents)) + ")"
         params = list(agents)
     if not _count(lake, "questions", where, params):

@@ -10,6 +10,8 @@ are shown as interrupted too. Any other state a newer writer records is shown as
 
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
 
 from mkailin.lake import Lake
@@ -24,18 +26,41 @@ _STATE = """
 """
 
 
+# a stage run's identity: the models (with adapters and prompts) and the scorer it ran with, so
+# that two configs sharing a lake show up side by side
+_IDENTITY = "stage, coalesce(models, ''), coalesce(scorer, '')"
+
+
+def settings_text(models: str | None, scorer: str | None) -> str:
+    """A run's recorded settings in one short line: ``domain smollm2, prompt qg-domain-v1``."""
+    parts = []
+    try:
+        m = json.loads(models) if models else {}
+    except ValueError:
+        m = {}
+    for k, v in (m or {}).items():
+        if v not in (None, ""):
+            v = str(v)
+            parts.append(f"{k} {v.rsplit('/', 1)[-1] if k == 'adapter' else v}")
+    if scorer:
+        parts.append(f"scorer {scorer}")
+    return ", ".join(parts)
+
+
 def status_table(lake: Lake, show_all: bool = False) -> tuple[pa.Table, list[str]]:
-    """(the last run of each stage, or every run; one line for each stage whose latest run
-    failed, was killed, was skipped or was interrupted)."""
+    """(the last run of each stage and settings, or every run; one line for each whose latest
+    run failed, was killed, was skipped or was interrupted). Runs of one stage with other
+    models, prompts or scorer (two configs sharing a lake) are shown side by side, each with
+    its ``settings``."""
     last = (
         ""
         if show_all
-        else ("qualify row_number() over (partition by stage order by started desc) = 1")
+        else f"qualify row_number() over (partition by {_IDENTITY} order by started desc) = 1"
     )
     table = lake.query_arrow(f"""
         select stage, {_STATE} as status, rows_in, rows_out, round(seconds, 1) as seconds,
                tokens_in, tokens_out, round(cost_usd, 4) as cost_usd,
-               strftime(started, '%Y-%m-%d %H:%M:%S') as started, run_id, pid
+               strftime(started, '%Y-%m-%d %H:%M:%S') as started, run_id, pid, models, scorer
         from runs
         where stage not like 'pipeline:%' or {str(show_all).lower()}
         {last}
@@ -56,11 +81,16 @@ def status_table(lake: Lake, show_all: bool = False) -> tuple[pa.Table, list[str
         table = table.set_column(
             table.schema.get_field_index("status"), "status", pa.array(status, pa.string())
         )
-    table = table.drop_columns(["pid"])
+    settings = [
+        settings_text(m, sc)
+        for m, sc in zip(table.column("models").to_pylist(), table.column("scorer").to_pylist())
+    ]
+    table = table.drop_columns(["pid", "models", "scorer"])
+    table = table.append_column("settings", pa.array(settings, pa.string()))
     notes = []
     for stage, run_id, state, error, rows_out in lake.query(f"""
         select stage, run_id, {_STATE} as state, error, rows_out from runs
-        qualify row_number() over (partition by stage order by started desc) = 1
+        qualify row_number() over (partition by {_IDENTITY} order by started desc) = 1
         order by started
     """):
         if run_id in gone:

@@ -147,8 +147,8 @@ def _apply_scorer(cfg: Config, scorer: str | None) -> Config:
         return out
     parts = scorer.split("/")
     p = out.preference
-    if parts[0] == "kailin" and len(parts) == 3:
-        p.scorer, p.aggregate = "kailin", parts[1]
+    if parts[0].startswith("kailin") and len(parts) == 3:
+        p.scorer, p.aggregate = parts[0], parts[1]
     elif len(parts) == 4:
         p.scorer, p.ic, p.aggregate = parts[0], parts[1], parts[2]
     else:
@@ -187,3 +187,21 @@ def _list_preferences(held: list[dict]) -> str:
     if not held:
         return "nothing"
     return "; ".join(f"{h['judge']} {h['scorer'] or ''} ({h['rows']:,} rows)".strip() for h in held)
+
+
+# ------------------------------------------------------------------------------ questions
+def describe_questions(lake: Lake, cfg: Config, agents: tuple[str, ...]) -> str:
+    """Which questions a command reads: each agent's model label and prompt under ``cfg``, with
+    the rows the lake holds of them (questions of other configs sharing the lake are not
+    read)."""
+    from mkailin.labels import question_versions, questions_where
+
+    parts = []
+    for agent in agents:
+        where, params = questions_where(lake, cfg, (agent,), alias="")
+        (n,) = lake.query(
+            f"select count(*) from questions where {where} and question is not null", params
+        )[0]
+        versions = " or ".join(f"{m}, prompt {p}" for m, p in question_versions(lake, cfg, agent))
+        parts.append(f"{agent} ({versions}; {n:,} rows)")
+    return "reading questions of " + "; ".join(parts)

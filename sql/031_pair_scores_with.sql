@@ -1,12 +1,16 @@
--- pair_scores_with(scorer, ic, aggregate, k, index_table, kailin_index_table): the MeSH score
--- of every generated question, the evaluation agent's signal.
+-- pair_scores_with(scorer, ic, aggregate, k, index_table, kailin_index_table, retriever,
+-- versions): the MeSH score of every generated question, the evaluation agent's signal.
 --   A question's document is questions.pmid; its contexts are the contexts rows of the question
 --   with rank <= k, from the retrieve run with that k (all of them when k is NULL, the default),
 --   from the given retriever (a label
 --   such as dense:minilm or bm25; every retriever when NULL, the default).
+--   versions: the questions to score, as 'agent|model|prompt_version' strings (the questions one
+--   config wrote; 'agent|*' takes the agent's rows that record no model or prompt); every
+--   question when NULL, the default.
 --   context score   = mesh_doc_sim(document, context) with the given measure and aggregate
 --   question score  = the mean of its context scores (contexts without a score are skipped)
---   scorer          resnik | lin (default) | jc | kailin; ic: corpus (default) | intrinsic;
+--   scorer          resnik | lin (default) | jc | kailin | kailin-exact; ic: corpus (default) |
+--                   intrinsic;
 --                   aggregate: mean (default) | bma
 -- One row per question: question_id, pmid, agent, similarity (NULL when no context could be
 -- scored), scorer (a label such as lin/corpus/mean or kailin/mean/top5), n_contexts (the top-k
@@ -18,7 +22,8 @@ create or replace macro pair_scores_with(
     k := null,
     index_table := 'mesh_sim_index',
     kailin_index_table := 'mesh_kailin_index',
-    retriever := null
+    retriever := null,
+    versions := null
 ) as table
 with question_docs as (
     select
@@ -26,6 +31,10 @@ with question_docs as (
         pmid,
         agent
     from questions
+    where versions is null
+       or list_contains(
+           versions, agent || '|' || coalesce(model || '|' || prompt_version, '*')
+       )
 ),
 top_contexts as (
     select
@@ -75,7 +84,7 @@ final as (
         q.pmid,
         q.agent,
         p.similarity,
-        case when scorer = 'kailin' then 'kailin' else scorer || '/' || ic end
+        case when scorer like 'kailin%' then scorer else scorer || '/' || ic end
             || '/' || aggregate
             || coalesce('/top' || cast(k as varchar), '') as scorer,
         coalesce(p.n_contexts, 0) as n_contexts,

@@ -1,5 +1,7 @@
--- rule_preferences_with(scorer, ic, aggregate, k, threshold, agents, ..., retriever): the rule label of
--- each document, from the MeSH scores of the questions generated for it.
+-- rule_preferences_with(scorer, ic, aggregate, k, threshold, agents, ..., retriever, versions):
+-- the rule label of each document, from the MeSH scores of the questions generated for it.
+--   versions (default NULL, all): only the questions whose 'agent|model|prompt_version' is
+--   listed, i.e. those one config wrote (see pair_scores_with).
 --   Among the questions of a PMID from the given agents (default domain and general) that have
 --   a score, the best-scoring one is chosen and the worst-scoring one rejected (ties among
 --   equals broken by question_id). margin = chosen_score - rejected_score.
@@ -18,7 +20,8 @@ create or replace macro rule_preferences_with(
     agents := ['domain', 'general'],
     index_table := 'mesh_sim_index',
     kailin_index_table := 'mesh_kailin_index',
-    retriever := null
+    retriever := null,
+    versions := null
 ) as table
 with scored as (
     select
@@ -27,7 +30,9 @@ with scored as (
         s.similarity,
         s.scorer as scorer_label,
         q.question
-    from pair_scores_with(scorer, ic, aggregate, k, index_table, kailin_index_table, retriever)
+    from pair_scores_with(
+        scorer, ic, aggregate, k, index_table, kailin_index_table, retriever, versions
+    )
         as s
     join questions as q
       on q.question_id = s.question_id

@@ -282,3 +282,81 @@ def test_same_backend_puts_the_domain_agent_on_the_general_model(pqa_lake, smoll
     (models,) = pqa_lake.query("select models from runs where stage = 'generate-questions:domain'")
     assert json.loads(models[0])["domain"] == general
     assert {m for (m,) in pqa_lake.query("select distinct model from questions")} <= {general}
+
+
+def test_two_ablations_share_a_lake_with_separate_results(ab_lake, smollm2_available):
+    """same-backend (another domain model) and topk-8 (another k) on one lake: each generates,
+    retrieves and prefers on its own questions, a rerun of one leaves the other's rows alone,
+    DPO reads each one's own pairs, and status shows both side by side."""
+    from mkailin.agents.question import generate_questions
+    from mkailin.status import status_table
+    from mkailin.train.dpo import preference_records
+
+    same, top8 = tiny("same-backend"), tiny("topk-8")
+    same.agents["domain"].max_new_tokens = 24
+    # top-8 keeps the paper's domain model, whose questions the lake already holds
+    (r8,) = generate_questions(ab_lake, top8, ("domain",), progress=False)
+    assert r8.rows_out == 0 and r8.quarantined == 0
+    # same-backend's domain model is another one: its questions are written, not resumed on
+    (rs,) = generate_questions(ab_lake, same, ("domain",), progress=False)
+    assert rs.rows_in == N_DOCS and rs.rows_out + rs.quarantined == N_DOCS
+    by_model = dict(
+        ab_lake.query("select model, count(*) from questions where agent = 'domain' group by 1")
+    )
+    assert by_model == {"smollm2-domain": N_DOCS, "smollm2": rs.rows_out}
+
+    def own(cfg) -> set[str]:
+        dom, gen = cfg.agent("domain"), cfg.agent("general")
+        return {
+            qid
+            for (qid,) in ab_lake.query(
+                "select question_id from questions where (agent = 'domain' and model = ?) "
+                "or (agent = 'general' and model = ?)",
+                [dom.model, gen.model],
+            )
+        }
+
+    for cfg in (same, top8):
+        retrieve(ab_lake, cfg, agents=("domain", "general"), progress=False)
+    k_by_question = dict(
+        ab_lake.query("select question_id, list(distinct top_k) from contexts group by 1")
+    )
+    for qid in own(same) - own(top8):
+        assert k_by_question[qid] == [4]  # same-backend's domain questions: its k only
+    pairs = {}
+    for cfg in (same, top8):
+        r = prefer(ab_lake, cfg, "rule")
+        pairs[cfg.retrieval.k] = r["pairs"]
+    held = ab_lake.query("select scorer, chosen_id, rejected_id from preferences")
+    for scorer, chosen, rejected in held:
+        cfg = top8 if scorer.endswith("/top8") else same
+        assert {chosen, rejected} <= own(cfg), scorer
+    assert pairs[8] > 0
+    # a rerun of same-backend's rule replaces its pairs, not top-8's
+    before = ab_lake.query("select * from preferences where scorer like '%/top8' order by pmid")
+    prefer(ab_lake, same, "rule")
+    assert ab_lake.query("select * from preferences where scorer like '%/top8' order by all") == (
+        sorted(before)
+    )
+    # DPO reads each config's own pairs
+    assert (
+        len(preference_records(ab_lake, top8, "rule"))
+        == ab_lake.query(
+            "select count(*) from preferences where scorer like '%/top8' and chosen <> rejected"
+        )[0][0]
+    )
+    # status: one line per stage and settings (top-8's domain questions came with the lake,
+    # so its generator has no run of its own here)
+    table, _ = status_table(ab_lake)
+    lines = [(r["stage"], r["settings"]) for r in table.to_pylist()]
+    gen_lines = [s for st, s in lines if st == "generate-questions:domain"]
+    assert gen_lines == ["domain smollm2, prompt qg-domain-v1"]
+    assert {st for st, _ in lines} >= {
+        "retrieve:dense:minilm:top4",
+        "retrieve:dense:minilm:top8",
+        "prefer:rule",
+    }
+    rule_lines = [s for st, s in lines if st == "prefer:rule"]
+    assert any(s.endswith("/top4") for s in rule_lines) and any(
+        s.endswith("/top8") for s in rule_lines
+    )

@@ -172,7 +172,7 @@ def test_status_summarises_the_runs(demo_lake, runner):
     lines = r.output.splitlines()
     assert (
         lines[0]
-        == "stage,status,rows_in,rows_out,seconds,tokens_in,tokens_out,cost_usd,started,run_id"
+        == "stage,status,rows_in,rows_out,seconds,tokens_in,tokens_out,cost_usd,started,run_id,settings"
     )
     stages = {ln.split(",")[0] for ln in lines[1:]}
     assert {"generate-questions:domain", "answer", "train-dpo:general", "embed:minilm"} <= stages

@@ -159,7 +159,7 @@ def test_k_is_part_of_the_output_and_downstream_reads_what_retrieve_made(
     assert got.retrieval.k == 4
     from mkailin.agents.answer import answer_input_sql
 
-    sql, params = answer_input_sql(got, ("domain",))
+    sql, params = answer_input_sql(lake, got, ("domain",))
     assert {len(c) for (_, _, c) in lake.query(sql, params)} == {4}  # the k=4 set only
     # a set the lake lacks: the error lists what it holds and the command that makes it
     r = runner.invoke(cli, ["--lake", str(lake.root), "prefer", "--judge", "rule"])

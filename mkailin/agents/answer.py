@@ -40,13 +40,14 @@ BATCHES_SCHEMA = pa.schema(
 )
 
 
-def answer_input_sql(cfg: Config, agents: tuple[str, ...]) -> tuple[str, list]:
-    """Questions with their top-k context texts, in rank order."""
-    from mkailin.labels import contexts_where
+def answer_input_sql(lake: Lake, cfg: Config, agents: tuple[str, ...]) -> tuple[str, list]:
+    """The agents' questions written under ``cfg``, with their top-k context texts in rank
+    order."""
+    from mkailin.labels import contexts_where, questions_where
 
     chars = int(cfg.answer.context_chars)
     where, params = contexts_where(cfg)
-    marks = ", ".join("?" * len(agents))
+    mine, mine_params = questions_where(lake, cfg, agents)
     sql = f"""
         with ctx as (
             select c.question_id,
@@ -58,9 +59,9 @@ def answer_input_sql(cfg: Config, agents: tuple[str, ...]) -> tuple[str, list]:
         )
         select q.question_id, q.question, ctx.contexts
         from questions as q join ctx using (question_id)
-        where q.agent in ({marks}) and q.question is not null
+        where {mine} and q.question is not null
     """
-    return sql, [*params, *agents]
+    return sql, [*params, *mine_params]
 
 
 def answer_messages(tpl_id: str, question: str, contexts: list[str]) -> list[dict]:
@@ -111,7 +112,7 @@ def answer_stage(lake: Lake, cfg: Config, agents: tuple[str, ...] | None = None)
     agents = agents or tuple(cfg.answer.agents)
     spec_agent = cfg.agent("answer")
     spec = cfg.model(spec_agent.model)
-    sql, params = answer_input_sql(cfg, agents)
+    sql, params = answer_input_sql(lake, cfg, agents)
     adapter = "" if spec_agent.adapter in ("auto", "none") else spec_agent.adapter
     return Stage(
         name="answer",
@@ -223,7 +224,7 @@ def batch_answer(
                     b = _create(lake, client, b)
                     pending[b["batch_id"]] = b
             in_flight = {q for b in pending.values() for q in (b["question_ids"] or [])}
-            sql, params = answer_input_sql(cfg, agents)
+            sql, params = answer_input_sql(lake, cfg, agents)
             todo = lake.query_arrow(
                 f"select * from ({sql}) where question_id not in (select question_id from answers)"
                 " order by question_id",

@@ -24,24 +24,42 @@ import pyarrow as pa
 from mkailin.agents.prompts import template
 from mkailin.config import Config, ModelSpec
 from mkailin.errors import InputError, StageError
-from mkailin.labels import contexts_where, retriever_label, scorer_label
+from mkailin.labels import (
+    contexts_where,
+    question_keys,
+    questions_where,
+    retriever_label,
+    scorer_label,
+)
 from mkailin.lake import Lake, quote_ident
 from mkailin.runs import log_event
 from mkailin.stage import RunResult, Stage, run_stage
 
 JUDGES = ("rule", "llm", "zero-shot")
+PAIR_AGENTS = ("domain", "general")  # the two question agents whose questions are compared
 
 
 # ------------------------------------------------------------------------------ rule
-def rule_sql(cfg: Config, retriever: str) -> tuple[str, list]:
-    """The rule labels for the configured scorer, top-k, retriever, margin and ceiling."""
+def rule_sql(lake: Lake, cfg: Config, retriever: str) -> tuple[str, list]:
+    """The rule labels for the configured scorer, top-k, retriever, margin and ceiling, over the
+    domain and general questions written under ``cfg``."""
     p = cfg.preference
     threshold = p.max_score if p.max_score < 1.0 else None
     sql = (
         "select * from rule_preferences_with(scorer := ?, ic := ?, aggregate := ?, k := ?, "
-        "threshold := ?, retriever := ?) where margin >= ?"
+        "threshold := ?, retriever := ?, versions := ?) where margin >= ?"
     )
-    return sql, [p.scorer, p.ic, p.aggregate, cfg.retrieval.k, threshold, retriever, p.min_margin]
+    versions = question_keys(lake, cfg, PAIR_AGENTS)
+    return sql, [
+        p.scorer,
+        p.ic,
+        p.aggregate,
+        cfg.retrieval.k,
+        threshold,
+        retriever,
+        versions,
+        p.min_margin,
+    ]
 
 
 def _replace_rows(lake: Lake, table: str, keep_where: str, params: list, new: pa.Table) -> None:
@@ -61,7 +79,8 @@ def _replace_rows(lake: Lake, table: str, keep_where: str, params: list, new: pa
 def prefer_rule(lake: Lake, cfg: Config) -> dict:
     """Write the rule preferences (replacing earlier rule rows of the same scorer)."""
     label = retriever_label(cfg)
-    sql, params = rule_sql(cfg, label)
+    sql, params = rule_sql(lake, cfg, label)
+    mine, mine_params = questions_where(lake, cfg, PAIR_AGENTS, alias="")
     from mkailin.runs import new_run_id
 
     run_id = new_run_id("prefer:rule")
@@ -76,7 +95,9 @@ def prefer_rule(lake: Lake, cfg: Config) -> dict:
             config_hash=cfg.hash("preference", "retrieval"),
         )
         rows = lake.query_arrow(sql, params)
-        n_pmids = lake.query("select count(distinct pmid) from questions")[0][0]
+        n_pmids = lake.query(
+            f"select count(distinct pmid) from questions where {mine}", mine_params
+        )[0][0]
         new = pa.table(
             {
                 "pmid": rows.column("pmid"),
@@ -92,7 +113,15 @@ def prefer_rule(lake: Lake, cfg: Config) -> dict:
                 "run_id": pa.array([run_id] * rows.num_rows, pa.string()),
             }
         )
-        _replace_rows(lake, "preferences", "not (judge = 'rule' and scorer = ?)", [scorer], new)
+        # this config's rule pairs of this scorer are replaced; other configs' pairs stay
+        _replace_rows(
+            lake,
+            "preferences",
+            "not (judge = 'rule' and scorer = ? "
+            f"and chosen_id in (select question_id from questions where {mine}))",
+            [scorer, *mine_params],
+            new,
+        )
         log_event(
             lake,
             run_id,
@@ -113,16 +142,17 @@ def prefer_rule(lake: Lake, cfg: Config) -> dict:
 
 
 # ------------------------------------------------------------------------------ judge prompts
-def pair_input_sql(cfg: Config) -> tuple[str, list]:
-    """One row per document with a domain and a general question, each with its top-k
-    context texts (rank order): the judge's input."""
+def pair_input_sql(lake: Lake, cfg: Config) -> tuple[str, list]:
+    """One row per document with a domain and a general question written under ``cfg``, each
+    with its top-k context texts (rank order): the judge's input."""
     where, params = contexts_where(cfg)
+    mine, mine_params = questions_where(lake, cfg, PAIR_AGENTS, alias="")
     ctx_chars = int(cfg.preference.judge_context_chars)
     doc_chars = int(cfg.preference.judge_document_chars)
     sql = f"""
         with q as (
             select * from questions
-            where agent in ('domain', 'general') and question is not null
+            where {mine} and question is not null
             qualify row_number() over (partition by pmid, agent order by question_id) = 1
         ),
         ctx as (
@@ -146,7 +176,7 @@ def pair_input_sql(cfg: Config) -> tuple[str, list]:
         join articles as art on art.pmid = d.pmid
         where d.agent = 'domain'
     """
-    return sql, params
+    return sql, [*mine_params, *params]
 
 
 def judge_messages(
@@ -240,15 +270,19 @@ def judge_stage(lake: Lake, cfg: Config, judge: str) -> Stage:
         scorer = f"judge:{adapter.rsplit('/', 1)[-1]}"
     else:
         adapter, scorer = "", f"zero-shot:{spec_agent.model}"
-    sql, params = pair_input_sql(cfg)
+    sql, params = pair_input_sql(lake, cfg)
+    mine, mine_params = questions_where(lake, cfg, PAIR_AGENTS, alias="")
     return Stage(
         name=f"prefer:{judge}",
         input_sql=sql,
         input_params=params,
         output="preferences",
         key=("pmid",),
-        output_filter="judge = ? and scorer = ?",
-        output_params=[judge, scorer],
+        # keyed by the document and this config's questions: another config's pairs of the
+        # same judge are not this run's
+        output_filter="judge = ? and scorer = ? "
+        f"and chosen_id in (select question_id from questions where {mine})",
+        output_params=[judge, scorer, *mine_params],
         fn=PairJudge,
         fn_args=(judge, spec_agent.model, spec, adapter, spec_agent.prompt, scorer),
         batch_size=max(1, cfg.runtime.batch_size // 2),

@@ -17,17 +17,13 @@ import re
 import pyarrow as pa
 
 from mkailin.agents.prompts import template
+from mkailin.artifacts import resolve_adapter
 from mkailin.config import AgentSpec, Config, ModelSpec
+from mkailin.labels import ADAPTER_STAGE, HEURISTIC_VERSION, model_label, questions_where
 from mkailin.lake import Lake
 from mkailin.stage import RunResult, Stage, run_stage
 
 AGENTS = ("domain", "general", "heuristic", "final")
-# which training run's adapter an agent uses when its adapter setting is "auto"
-ADAPTER_STAGE = {
-    "domain": "train-qg:domain",
-    "general": "train-qg:general",
-    "final": "train-dpo:general",
-}
 
 
 def question_id(agent: str, pmid: int, model: str, prompt_version: str) -> str:
@@ -266,7 +262,7 @@ class QuestionWriter:
         self.agent = agent
         self.template = template(agent_spec.prompt)
         self.gen = get_generator(spec, model_name, adapter)
-        self.model = model_name + (f"+{adapter.split('/')[-1]}" if adapter else "")
+        self.model = model_label(model_name, adapter)
         self.params = GenParams(
             max_new_tokens=agent_spec.max_new_tokens,
             temperature=agent_spec.temperature,
@@ -321,11 +317,11 @@ class HeuristicWriter:
             why = None if q else ("no title" if not title else "title has no verb the rule knows")
             rows.append(
                 {
-                    "question_id": question_id("heuristic", pmid, "title-rule", "title-rule-v1"),
+                    "question_id": question_id("heuristic", pmid, *HEURISTIC_VERSION),
                     "pmid": pmid,
                     "agent": "heuristic",
-                    "model": "title-rule",
-                    "prompt_version": "title-rule-v1",
+                    "model": HEURISTIC_VERSION[0],
+                    "prompt_version": HEURISTIC_VERSION[1],
                     "question": q,
                     "_error": why,
                     "_raw": title if why else None,
@@ -351,36 +347,41 @@ def sample_sql(cfg: Config) -> tuple[str, list]:
 
 
 def question_stage(lake: Lake, cfg: Config, agent: str) -> Stage:
+    """The stage that writes ``agent``'s questions under ``cfg``. Its rows are keyed by the model
+    (with its adapter chain) and the prompt as well as the article, so a config that changes
+    either writes new questions instead of resuming on another config's."""
     sql, params = sample_sql(cfg)
+    if agent == "heuristic":
+        model, prompt, adapter, model_name = *HEURISTIC_VERSION, "", ""
+    else:
+        spec_name = cfg.agent("general" if agent == "final" else agent)
+        model_name = spec_name.model
+        spec = cfg.model(model_name)
+        adapter = resolve_adapter(lake, spec_name.adapter, ADAPTER_STAGE[agent], spec.model)
+        if agent == "final" and not adapter:
+            from mkailin.errors import StageError
+
+            raise StageError(
+                "no DPO-optimised generator yet: run `mkailin train dpo` first "
+                "(or set agents.general.adapter)"
+            )
+        model, prompt = model_label(model_name, adapter), spec_name.prompt
     common = dict(
         input_sql=sql,
         input_params=params,
         output="questions",
         key=("pmid",),
-        output_filter="agent = ?",
-        output_params=[agent],
+        output_filter="agent = ? and model = ? and prompt_version = ?",
+        output_params=[agent, model, prompt],
         batch_size=cfg.runtime.batch_size,
         name=f"generate-questions:{agent}",
     )
     if agent == "heuristic":
         return Stage(
             fn=HeuristicWriter,
-            models={"heuristic": "title-rule"},
+            models={"heuristic": model, "prompt": prompt},
             config_hash=cfg.hash("generate"),
             **common,
-        )
-    spec_name = cfg.agent("general" if agent == "final" else agent)
-    model_name = spec_name.model
-    spec = cfg.model(model_name)
-    from mkailin.artifacts import resolve_adapter
-
-    adapter = resolve_adapter(lake, spec_name.adapter, ADAPTER_STAGE[agent], spec.model)
-    if agent == "final" and not adapter:
-        from mkailin.errors import StageError
-
-        raise StageError(
-            "no DPO-optimised generator yet: run `mkailin train dpo` first "
-            "(or set agents.general.adapter)"
         )
     return Stage(
         fn=QuestionWriter,
@@ -393,7 +394,7 @@ def question_stage(lake: Lake, cfg: Config, agent: str) -> Stage:
             cfg.generate.max_input_chars,
             cfg.generate.max_question_chars,
         ),
-        models={agent: model_name, "adapter": adapter},
+        models={agent: model_name, "adapter": adapter, "prompt": prompt},
         config_hash=cfg.hash("generate", "models", "agents"),
         **common,
     )
@@ -431,10 +432,11 @@ def usable_counts(lake: Lake, cfg: Config, agents: tuple[str, ...]) -> dict[str,
     out = {}
     n = lake.query(f"select count(*) from ({sql})", params)[0][0]
     for agent in agents:
+        mine, mine_params = questions_where(lake, cfg, (agent,))
         (k,) = lake.query(
             f"select count(distinct q.pmid) from questions as q join ({sql}) as s using (pmid) "
-            "where q.agent = ? and q.question is not null",
-            [*params, agent],
+            f"where {mine} and q.question is not null",
+            [*params, *mine_params],
         )[0]
         out[agent] = (k, n)
     return out
@@ -449,6 +451,8 @@ def select_final_generator(lake: Lake, cfg: Config, dpo_trained: bool) -> dict:
     from mkailin.runs import log_event, new_run_id
 
     counts = usable_counts(lake, cfg, ("general", "final"))
+    finals, finals_params = questions_where(lake, cfg, ("final",), alias="")
+    general, general_params = questions_where(lake, cfg, ("general",), alias="")
     (u_gen, n), (u_dpo, _) = counts["general"], counts["final"]
     if not dpo_trained:
         chosen, why = "general", "DPO did not run"
@@ -476,16 +480,17 @@ def select_final_generator(lake: Lake, cfg: Config, dpo_trained: bool) -> dict:
             try:
                 from mkailin.lake import fetch_arrow
 
+                # this config's final questions of the sample are replaced; other configs' stay
                 kept = fetch_arrow(
                     con,
-                    f"select * from questions where not (agent = 'final' and pmid in ({sample}))",
-                    params,
+                    f"select * from questions where not ({finals} and pmid in ({sample}))",
+                    [*finals_params, *params],
                 )
                 gen = fetch_arrow(
                     con,
-                    f"select * from questions where agent = 'general' and pmid in ({sample}) "
+                    f"select * from questions where {general} and pmid in ({sample}) "
                     "and question is not null",
-                    params,
+                    [*general_params, *params],
                 ).to_pylist()
             finally:
                 con.close()

@@ -25,7 +25,7 @@ import pyarrow as pa
 from mkailin.agents.topk import Hits, gemm_topk
 from mkailin.config import Config, EncoderSpec, RetrievalConfig
 from mkailin.errors import InputError, StageError
-from mkailin.labels import encoder_for, retriever_label
+from mkailin.labels import encoder_for, questions_where, retriever_label
 from mkailin.lake import Lake
 from mkailin.stage import LanceSink, RunResult, Stage, run_stage, scan
 
@@ -435,9 +435,9 @@ def retrieve_stage(
     label = retriever_label(cfg, method)
     where = "question is not null"
     params: list = []
-    if agents:
-        where += " and agent in (" + ", ".join("?" * len(agents)) + ")"
-        params += list(agents)
+    if agents:  # the agents' questions written under this config (every question otherwise)
+        mine, params = questions_where(lake, cfg, agents, alias="")
+        where += f" and {mine}"
     return Stage(
         # k is part of the stage's identity: -k 8 after -k 4 is a new run with 8 contexts
         name=f"retrieve:{label}:top{k}",

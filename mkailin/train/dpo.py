@@ -17,7 +17,7 @@ from mkailin.agents.prompts import template
 from mkailin.artifacts import artifact_dir, resolve_adapter
 from mkailin.config import Config
 from mkailin.errors import InputError, StepSkipped
-from mkailin.labels import scorer_label
+from mkailin.labels import questions_where, scorer_label
 from mkailin.lake import Lake
 from mkailin.train import (
     lora_config,
@@ -39,6 +39,10 @@ def preference_records(lake: Lake, cfg: Config, judge: str | None = None) -> lis
     if judge == "rule":
         where += " and p.scorer = ?"
         params.append(scorer_label(cfg))
+    # the pairs of the questions written under cfg (another config's share the lake)
+    mine, mine_params = questions_where(lake, cfg, ("domain", "general"), alias="")
+    where += f" and p.chosen_id in (select question_id from questions where {mine})"
+    params += mine_params
     rows = lake.query(
         f"select a.abstract, p.chosen, p.rejected from preferences as p "
         f"join articles as a using (pmid) where {where} and p.chosen <> p.rejected "

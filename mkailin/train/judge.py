@@ -30,10 +30,11 @@ from mkailin.train.sft import lora_sft
 def labelled_pairs(lake: Lake, cfg: Config) -> list[dict]:
     """Judge inputs joined with the rule label: ``domain_wins`` per document. Empty when the
     rule ran and labelled nothing; an error when it never ran."""
-    sql, params = pair_input_sql(cfg)
+    sql, params = pair_input_sql(lake, cfg)
     rows = lake.query_arrow(
         f"select i.*, p.chosen_id = i.q1_id as domain_wins from ({sql}) as i "
         "join preferences as p on p.pmid = i.pmid and p.judge = 'rule' and p.scorer = ? "
+        "and p.chosen_id in (i.q1_id, i.q2_id) and p.rejected_id in (i.q1_id, i.q2_id) "
         "order by i.pmid",
         [*params, scorer_label(cfg)],
     ).to_pylist()
