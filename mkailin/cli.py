@@ -412,11 +412,7 @@ def train_qg_cmd(app, agent, source, limit, steps):
     cfg = app.config
     if steps:
         cfg.train.max_steps = steps
-    d = train_qg(app.lake(), cfg, agent, source, limit)
-    click.echo(
-        f"train-qg:{agent}: {d['steps']} steps on {d['examples']:,} {d['source']} pairs, "
-        f"loss {d['loss_first']:.3f} -> {d['loss_last']:.3f}; adapter {d['adapter']}"
-    )
+    echo_runs(train_qg(app.lake(), cfg, agent, source, limit))
 
 
 @cli.command()
@@ -570,15 +566,7 @@ def prefer(app, judge, scorer, ic, aggregate, min_margin, max_score, from_run, e
     ):
         if value is not None:
             setattr(p, key, value)
-    result = do_prefer(lake, cfg, judge, executor, limit)
-    if isinstance(result, dict):
-        click.echo(
-            f"prefer:rule: {result['pairs']:,} pairs from {result['documents']:,} documents "
-            f"(scorer {result['scorer']}, contexts {result['retriever']}) "
-            f"[run {result['run_id']}]"
-        )
-    else:
-        echo_runs(result)
+    echo_runs(do_prefer(lake, cfg, judge, executor, limit))
 
 
 @train.command("judge")
@@ -596,17 +584,7 @@ def train_judge_cmd(app, steps):
     cfg = app.config
     if steps:
         cfg.train.max_steps = steps
-    d = train_judge(app.lake(), cfg)
-    h = d["holdout"]
-    agree = (
-        f"held-out agreement {h['accuracy']:.2f}, kappa {h['kappa']:.2f} on {h['n']} pairs"
-        if h["n"]
-        else "no held-out pairs (too few documents)"
-    )
-    click.echo(
-        f"train-judge: {d['steps']} steps on {d['train_pairs']} pairs; {agree}; "
-        f"adapter {d['adapter']}"
-    )
+    echo_runs(train_judge(app.lake(), cfg))
 
 
 @train.command("dpo")
@@ -636,11 +614,7 @@ def train_dpo_cmd(app, judge, beta, steps, from_run):
         cfg.train.max_steps = steps
     if beta is not None:
         cfg.train.beta = beta
-    d = train_dpo(lake, cfg, cfg.preference.judge)
-    click.echo(
-        f"train-dpo: {d['steps']} steps on {d['pairs']} pairs, reward margin "
-        f"{d['margin_first']:.3f} -> {d['margin_last']:.3f}; adapter {d['adapter']}"
-    )
+    echo_runs(train_dpo(lake, cfg, cfg.preference.judge))
 
 
 @cli.group()
@@ -779,11 +753,7 @@ def export_cmd(app, kind, out, repo, dry_run, allow_contamination, from_run):
     if allow_contamination:
         cfg.export.allow_contamination = True
     r = export(lake, cfg, kind, out)
-    click.echo(
-        f"corpus_{kind}: {r['records']:,} records to {r['path']} ({r['exact_duplicates']:,} "
-        f"exact and {r['near_duplicates']:,} near-duplicate questions removed, "
-        f"{r['blocked_removed']:,} overlapping the evaluation set removed)"
-    )
+    echo_runs(r)
     if allow_contamination:
         click.echo("  --allow-contamination: eval-blocklist articles kept; manifest.json says so")
     if repo:
@@ -832,11 +802,7 @@ def train_cpt_cmd(app, corpus, steps):
     cfg = app.config
     if steps:
         cfg.train.max_steps = steps
-    d = train_cpt(app.lake(), cfg, corpus)
-    click.echo(
-        f"train-cpt: {d['steps']} steps on {d['examples']:,} texts, loss "
-        f"{d['loss_first']:.3f} -> {d['loss_last']:.3f}; adapter {d['adapter']}"
-    )
+    echo_runs(train_cpt(app.lake(), cfg, corpus))
 
 
 @train.command("sft")
@@ -862,11 +828,7 @@ def train_sft_cmd(app, corpus, mix_pubmedqa, steps):
     cfg = app.config
     if steps:
         cfg.train.max_steps = steps
-    d = train_sft(app.lake(), cfg, corpus, mix_pubmedqa)
-    click.echo(
-        f"train-sft: {d['steps']} steps on {d['examples']:,} records, loss "
-        f"{d['loss_first']:.3f} -> {d['loss_last']:.3f}; adapter {d['adapter']}"
-    )
+    echo_runs(train_sft(app.lake(), cfg, corpus, mix_pubmedqa))
 
 
 @eval_group.command("pubmedqa")

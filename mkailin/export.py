@@ -431,7 +431,9 @@ def _export(lake: Lake, cfg: Config, kind: str, folder: Path) -> dict:
             rows_out=r["records"],
             detail=json.dumps({"path": r["path"], **r.pop("dedup")}),
         )
-    return r
+    from mkailin.results import Result
+
+    return Result(f"export:{kind}", r)
 
 
 def _export_run(lake: Lake, cfg: Config, kind: str, folder: Path, run_id: str) -> dict:

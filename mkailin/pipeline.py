@@ -163,13 +163,7 @@ def _train_qg(agent):
     def run(lake: Lake, cfg: Config, ctx: dict) -> list[str]:
         from mkailin.train.sft import train_qg
 
-        d = train_qg(lake, cfg, agent)
-        return [
-            f"train-qg:{agent}: {d['steps']} steps on {d['examples_used']:,} of "
-            f"{d['examples']:,} {d['source']} pairs ({d['prompts_cut']:,} prompts cut to "
-            "train.max_length), "
-            f"loss {d['loss_first']:.3f} -> {d['loss_last']:.3f}"
-        ]
+        return _lines(train_qg(lake, cfg, agent))
 
     return run
 
@@ -225,24 +219,13 @@ def _answer_todo(lake: Lake, cfg: Config, ctx: dict) -> str:
 def _prefer_rule(lake: Lake, cfg: Config, ctx: dict) -> list[str]:
     from mkailin.agents.preference import prefer_rule
 
-    r = prefer_rule(lake, cfg)
-    return [
-        f"prefer:rule: {r['pairs']:,} pairs from {r['documents']:,} documents "
-        f"(scorer {r['scorer']})"
-    ]
+    return _lines(prefer_rule(lake, cfg))
 
 
 def _train_judge(lake: Lake, cfg: Config, ctx: dict) -> list[str]:
     from mkailin.train.judge import train_judge
 
-    d = train_judge(lake, cfg)
-    h = d["holdout"]
-    agree = (
-        f"held-out accuracy {h['accuracy']:.2f}, kappa {h['kappa']:.2f} on {h['n']} pairs"
-        if h["n"]
-        else "no held-out pairs"
-    )
-    return [f"train-judge: {d['steps']} steps on {d['train_pairs']} pairs; {agree}"]
+    return _lines(train_judge(lake, cfg))
 
 
 def _prefer_judge(lake: Lake, cfg: Config, ctx: dict) -> list[str]:
@@ -266,11 +249,7 @@ def _dpo(lake: Lake, cfg: Config, ctx: dict) -> list[str]:
     from mkailin.train.dpo import train_dpo
 
     judge = dpo_judge(cfg, ctx["skipped"])
-    d = train_dpo(lake, cfg, judge)
-    return [
-        f"train-dpo: {d['steps']} steps on {d['pairs']} pairs from the {judge!r} judge, "
-        f"reward margin {d['margin_first']:.3f} -> {d['margin_last']:.3f}"
-    ]
+    return _lines(train_dpo(lake, cfg, judge))
 
 
 def _final_questions(lake: Lake, cfg: Config, ctx: dict) -> list[str]:
@@ -301,11 +280,7 @@ def _export(lake: Lake, cfg: Config, ctx: dict) -> list[str]:
                 raise StepSkipped(str(e), "no corpus: downstream training is skipped") from None
             raise
         ctx.setdefault("exports", {})[kind] = r["path"]
-        out.append(
-            f"corpus_{kind}: {r['records']:,} records to {r['path']} "
-            f"({r['exact_duplicates']} exact, {r['near_duplicates']} near duplicates, "
-            f"{r['blocked_removed']} overlapping the evaluation set removed)"
-        )
+        out += _lines(r)
         from mkailin.coverage import describe, write_coverage
 
         try:  # the MeSH coverage report beside the export (A-Z against the lake)
@@ -320,12 +295,7 @@ def _downstream(lake: Lake, cfg: Config, ctx: dict) -> list[str]:
 
     if "export" in ctx["skipped"]:
         raise StepSkipped("no corpus was exported", "the target is evaluated untuned")
-    c = train_cpt(lake, cfg)
-    s = train_sft(lake, cfg)
-    return [
-        f"train-cpt: {c['steps']} steps, loss {c['loss_first']:.3f} -> {c['loss_last']:.3f}",
-        f"train-sft: {s['steps']} steps, loss {s['loss_first']:.3f} -> {s['loss_last']:.3f}",
-    ]
+    return _lines([train_cpt(lake, cfg), train_sft(lake, cfg)])
 
 
 def _evaluate(lake: Lake, cfg: Config, ctx: dict) -> list[str]:

@@ -32,6 +32,7 @@ from mkailin.labels import (
     scorer_label,
 )
 from mkailin.lake import Lake, quote_ident
+from mkailin.results import Result
 from mkailin.runs import log_event
 from mkailin.stage import RunResult, Stage, run_stage
 
@@ -132,13 +133,14 @@ def prefer_rule(lake: Lake, cfg: Config) -> dict:
             rows_out=rows.num_rows,
         )
         lake.sync_catalog()
-    return {
-        "run_id": run_id,
-        "pairs": rows.num_rows,
-        "documents": n_pmids,
-        "scorer": scorer,
-        "retriever": label,
-    }
+    return Result(
+        "prefer:rule",
+        run_id=run_id,
+        pairs=rows.num_rows,
+        documents=n_pmids,
+        scorer=scorer,
+        retriever=label,
+    )
 
 
 # ------------------------------------------------------------------------------ judge prompts

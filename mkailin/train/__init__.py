@@ -10,6 +10,7 @@ from contextlib import contextmanager
 
 from mkailin.errors import MissingDependencyError
 from mkailin.lake import Lake
+from mkailin.results import Result
 from mkailin.runs import (
     log_event,
     new_run_id,  # noqa: F401  (re-exported)
@@ -33,7 +34,7 @@ def training_run(lake: Lake, stage: str, models: dict, config_hash: str, rows_in
     under ``lake/artifacts`` is removed when the run does not finish, so no half-trained
     adapter is ever picked up."""
     run_id = new_run_id(stage)
-    detail: dict = {"run_id": run_id}
+    detail = Result(stage, run_id=run_id)
     with lake.lock(f"train {stage}"):
         log_event(
             lake,
