@@ -185,16 +185,23 @@ class Lineage:
             self.scores = {q: s for q, s in rows}
         except MkailinError:  # no MeSH in the lake: the scores stay empty
             pass
-        # the judge whose preferences trained the final generator, as its DPO run recorded it
-        dpo = lake.query(
-            "select detail from runs where stage = 'train-dpo' and status = 'finished' "
-            "order by finished desc limit 1"
-        )
-        detail = json.loads(dpo[0][0]) if dpo and dpo[0][0] else {}
-        self.judge = detail.get("judge")
-        self.dpo_run = detail.get("run_id")
+        # the DPO runs by the adapter they wrote: a final question's model label ends with it
+        # ("smollm2+<adapter folder>"), and the run recorded the judge it trained on
+        self.dpo: dict[str, tuple[str | None, str | None]] = {}
+        for (detail,) in lake.query(
+            "select detail from runs where stage like 'train-dpo%' and status = 'finished' "
+            "and detail is not null order by finished"
+        ):
+            d = json.loads(detail)
+            if d.get("adapter"):
+                self.dpo[Path(d["adapter"]).name] = (d.get("judge"), d.get("run_id"))
 
     def of(self, r: dict, kind: str) -> dict:
+        judge, dpo_run = None, None
+        if r["agent"] == "final":  # a final question the general generator kept has no DPO run
+            judge, dpo_run = self.dpo.get(
+                (r["question_model"] or "").rpartition("+")[2], (None,) * 2
+            )
         out = {
             "source_pmid": r["pmid"],
             "contexts": [{"pmid": c["pmid"], "rank": c["rank"]} for c in r["contexts"]],
@@ -206,11 +213,11 @@ class Lineage:
                 "model": r["question_model"],
                 "prompt_version": r["question_prompt"],
             },
-            "judge": self.judge if r["agent"] == "final" else None,
+            "judge": judge,
             "runs": {
                 "question": r["question_run"],
                 "contexts": r["contexts_run"],
-                "dpo": self.dpo_run if r["agent"] == "final" else None,
+                "dpo": dpo_run,
             },
         }
         if kind == "sft":

@@ -100,6 +100,14 @@ def check_demo(path, out: str) -> None:
         "where stage = 'select-final-generator' and status = 'finished'"
     )
     assert chosen[0] in ("final", "general")
+    # each exported final question names the DPO run and judge behind it, when DPO wrote it
+    dpo_runs = {r for (r,) in lake.query("select run_id from runs where stage like 'train-dpo%'")}
+    for line in (path / "exports" / "corpus_sft" / "data.jsonl").read_text().splitlines():
+        lin = json.loads(line)["lineage"]
+        if chosen[0] == "final":
+            assert lin["runs"]["dpo"] in dpo_runs and lin["judge"] in ("rule", "llm")
+        else:
+            assert lin["runs"]["dpo"] is None and lin["judge"] is None
 
 
 def test_demo_runs_end_to_end_and_summarises(demo_lake):
