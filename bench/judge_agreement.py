@@ -7,8 +7,8 @@ MeSH headings). The PubMedQA evaluation blocklist is off (``generate.exclude_eva
 since nothing here is evaluated on PubMedQA, so all 1,000 articles are sources and retrieval
 candidates.
 
-The two agents' questions are written, not generated (SmolLM2 writing 2,000 questions takes
-most of an hour on two cores): the domain question of an article is its own PubMedQA question,
+The two agents' questions are written, not generated (SmolLM2 writes about one question a
+second on two cores, and each article needs two): the domain question of an article is its own PubMedQA question,
 the general question the PubMedQA question of the article before it in the sample's hash order
 (another article's topic), as ``tests/test_ablations.py`` ``write_questions`` does. Everything
 after that is the pipeline's own: MiniLM vectors and dense top-k contexts for every question
