@@ -165,8 +165,9 @@ def test_cli_prefer_and_report(pref_lake, runner, tmp_path):
         ],
     )
     assert r.exit_code == 0, r.output
-    said, result = r.output.splitlines()[:2]
+    said, questions, result = r.output.splitlines()[:3]
     assert said.startswith("reading contexts from ") and "(retriever dense:minilm, k 4;" in said
+    assert questions.startswith("reading questions of domain (") and "; 8 rows)" in questions
     assert result.startswith(
         "prefer:rule: 8 pairs from 8 documents (scorer resnik/corpus/mean/top4"
     )
