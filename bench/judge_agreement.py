@@ -10,7 +10,7 @@ candidates.
 The two agents' questions are written, not generated (SmolLM2 writes about one question a
 second on two cores, and each article needs two): the domain question of an article is its own PubMedQA question,
 the general question the PubMedQA question of the article before it in the sample's hash order
-(another article's topic), as ``tests/test_ablations.py`` ``write_questions`` does. Everything
+(another article's topic), as ``tests/written_questions.py`` writes them. Everything
 after that is the pipeline's own: MiniLM vectors and dense top-k contexts for every question
 (``retrieve``), the rule labels (``prefer --judge rule``, Lin similarity), and the judge
 (``train judge``: LoRA SFT of SmolLM2-135M-Instruct on both orders of every training pair; the
@@ -45,9 +45,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from mkailin import schema  # noqa: E402
 from mkailin.agents.preference import cohen_kappa, pair_probability, prefer  # noqa: E402
-from mkailin.agents.question import question_id, sample_sql  # noqa: E402
 from mkailin.agents.retrieval import embed, retrieve  # noqa: E402
 from mkailin.config import Config, load  # noqa: E402
 from mkailin.ingest.mesh import ingest_mesh  # noqa: E402
@@ -55,6 +53,9 @@ from mkailin.ingest.pubmedqa import ingest_pubmedqa  # noqa: E402
 from mkailin.lake import Lake  # noqa: E402
 
 from loadmeter import Timer, cpu_and_memory  # noqa: E402  (bench/ is on sys.path)
+
+sys.path.insert(0, str(ROOT / "tests"))
+from written_questions import write_questions  # noqa: E402
 
 Z95 = 1.959963984540054
 
@@ -106,32 +107,6 @@ def config(args) -> Config:
     return cfg
 
 
-def write_questions(lake: Lake, cfg: Config) -> int:
-    """The domain question of each sampled article is its own PubMedQA question; the general
-    one is the previous sampled article's (another topic)."""
-    sql, params = sample_sql(cfg)
-    pmids = [p for p, *_ in lake.query(sql, params)]
-    text = dict(lake.query("select pmid, question from pubmedqa"))
-    rows = []
-    for i, pmid in enumerate(pmids):
-        for agent, q in (("domain", text[pmid]), ("general", text[pmids[i - 1]])):
-            a = cfg.agent(agent)
-            rows.append(
-                {
-                    "question_id": question_id(agent, pmid, a.model, a.prompt),
-                    "pmid": pmid,
-                    "agent": agent,
-                    "model": a.model,
-                    "prompt_version": a.prompt,
-                    "question": q,
-                    "run_id": "bench-written",
-                }
-            )
-    lake.write_part("questions", schema.conform("questions", _table(rows)))
-    lake.sync_catalog()
-    return len(pmids)
-
-
 def record_scorings() -> list[tuple[str, list[float]]]:
     """Keep every ``pair_probability`` result of ``train_judge`` as (adapter, probabilities):
     the trained judge's and the untrained model's scorings of the held-out pairs."""
@@ -176,12 +151,6 @@ def figures(probs: list[float], held: list[dict], n_boot: int, seed: int) -> dic
     }
 
 
-def _table(rows: list[dict]):
-    import pyarrow as pa
-
-    return pa.Table.from_pylist(rows)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
@@ -217,7 +186,7 @@ def main() -> None:
                 data / "pubmedqa" / "ori_pqal.json",
                 data / "pubmedqa" / "test_ground_truth.json",
             )
-            n_docs = write_questions(lake, cfg)
+            n_docs = len(write_questions(lake, cfg, "bench-written"))
         steps["ingest + questions"] = t.seconds
         with Timer() as t:
             embed(lake, cfg, progress=False)

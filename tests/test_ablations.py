@@ -12,12 +12,11 @@ import dataclasses
 import re
 import shutil
 
-import pyarrow as pa
 import pytest
+from written_questions import write_questions
 
-from mkailin import schema
 from mkailin.agents.preference import prefer
-from mkailin.agents.question import question_id, question_stage, sample_sql
+from mkailin.agents.question import question_stage
 from mkailin.agents.retrieval import embed, retrieve
 from mkailin.config import Config, configs_dir, load
 from mkailin.lake import Lake
@@ -90,34 +89,6 @@ def tiny(name: str) -> Config:
         assert hasattr(obj, last), f"{name}: {key} is not a setting of the tiny config"
         setattr(obj, last, _tiny_value(key, value))
     return cfg
-
-
-def write_questions(lake: Lake, cfg: Config) -> list[int]:
-    """Questions from the domain and the general agent for the sampled articles, written as
-    the agents would write them: the domain question is the article's own PubMedQA question,
-    the general one another article's (off topic). PubMedQA articles have no titles in the
-    lake, so the heuristic title agent has nothing to work on here."""
-    sql, params = sample_sql(cfg)
-    pmids = [p for p, *_ in lake.query(sql, params)]
-    text = dict(lake.query("select pmid, question from pubmedqa"))
-    rows = []
-    for i, pmid in enumerate(pmids):
-        for agent, q in (("domain", text[pmid]), ("general", text[pmids[i - 1]])):
-            a = cfg.agent(agent)
-            rows.append(
-                {
-                    "question_id": question_id(agent, pmid, a.model, a.prompt),
-                    "pmid": pmid,
-                    "agent": agent,
-                    "model": a.model,
-                    "prompt_version": a.prompt,
-                    "question": q,
-                    "run_id": "test-fixture",
-                }
-            )
-    lake.write_part("questions", schema.conform("questions", pa.Table.from_pylist(rows)))
-    lake.sync_catalog()
-    return pmids
 
 
 @pytest.fixture(scope="module")
