@@ -38,7 +38,10 @@ def settings_text(models: str | None, scorer: str | None) -> str:
         m = json.loads(models) if models else {}
     except ValueError:
         m = {}
-    for k, v in (m or {}).items():
+    # the role's model first, then what qualifies it
+    last = ("adapter", "prompt")
+    items = sorted((m or {}).items(), key=lambda kv: kv[0] in last)
+    for k, v in items:
         if v not in (None, ""):
             v = str(v)
             parts.append(f"{k} {v.rsplit('/', 1)[-1] if k == 'adapter' else v}")
