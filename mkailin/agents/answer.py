@@ -123,7 +123,7 @@ def answer_stage(lake: Lake, cfg: Config, agents: tuple[str, ...] | None = None)
         fn=AnswerWriter,
         fn_args=(spec_agent.model, spec, spec_agent, adapter),
         batch_size=cfg.runtime.batch_size,
-        models={"answer": spec_agent.model},
+        models={"answer": spec_agent.model, "adapter": adapter, "prompt": spec_agent.prompt},
         config_hash=cfg.hash("agents", "models", "answer"),
     )
 

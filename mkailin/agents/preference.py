@@ -288,7 +288,7 @@ def judge_stage(lake: Lake, cfg: Config, judge: str) -> Stage:
         fn=PairJudge,
         fn_args=(judge, spec_agent.model, spec, adapter, spec_agent.prompt, scorer),
         batch_size=max(1, cfg.runtime.batch_size // 2),
-        models={"judge": spec_agent.model, "adapter": adapter},
+        models={"judge": spec_agent.model, "adapter": adapter, "prompt": spec_agent.prompt},
         scorer=scorer,
         config_hash=cfg.hash("agents", "models", "retrieval"),
     )
