@@ -16,12 +16,16 @@ def artifact_dir(lake: Lake, kind: str, run_id: str) -> Path:
     return d
 
 
-def latest(lake: Lake, stage: str, base_model: str | None = None) -> dict | None:
-    """The ``detail`` of the newest finished run of ``stage`` whose artifact still exists."""
+def latest(
+    lake: Lake, stage: str, base_model: str | None = None, config_hash: str | None = None
+) -> dict | None:
+    """The ``detail`` of the newest finished run of ``stage`` whose artifact still exists; with
+    ``config_hash``, the newest run trained under that config first (another config's newer
+    run on a shared lake is taken only when this config has none)."""
     rows = lake.query(
         "select detail from runs where stage = ? and status = 'finished' and detail is not null "
-        "order by finished desc",
-        [stage],
+        "order by coalesce(config_hash = ?, false) desc, finished desc",
+        [stage, config_hash],
     )
     for (detail,) in rows:
         d = json.loads(detail)
@@ -39,17 +43,20 @@ def latest(lake: Lake, stage: str, base_model: str | None = None) -> dict | None
     return None
 
 
-def resolve_adapter(lake: Lake, setting: str, stage: str, base_model: str) -> str:
+def resolve_adapter(
+    lake: Lake, setting: str, stage: str, base_model: str, config_hash: str | None = None
+) -> str:
     """An agent's ``adapter`` setting as a chain of adapter paths ('' for the base model).
 
     ``auto`` takes the newest adapter trained by ``stage`` for ``base_model`` (with the adapters
-    it was trained on top of); ``none`` the base model; anything else is a path.
+    it was trained on top of), the newest trained under ``config_hash`` first when given;
+    ``none`` the base model; anything else is a path.
     """
     if setting in ("", "none"):
         return ""
     if setting != "auto":
         return setting
-    d = latest(lake, stage, base_model)
+    d = latest(lake, stage, base_model, config_hash)
     if d is None:
         return ""
     return "+".join([*d.get("base_adapters", []), d["adapter"]])

@@ -21,6 +21,23 @@ ADAPTER_STAGE = {
 HEURISTIC_VERSION = ("title-rule", "title-rule-v1")  # the heuristic agent's (model, prompt)
 
 
+def dpo_config_hash(cfg: Config) -> str:
+    """What a DPO run records as its config: the sections that shape its preference set and
+    training. The final agent's ``auto`` adapter is the newest DPO run with this hash, so two
+    configs sharing a lake each use their own DPO adapter."""
+    return cfg.hash("train", "preference", "retrieval", "generate", "agents", "models")
+
+
+def agent_adapter(lake, cfg: Config, agent: str) -> str:
+    """The adapter chain ``agent`` runs with under ``cfg`` ('' for the base model)."""
+    from mkailin.artifacts import resolve_adapter
+
+    spec_agent = cfg.agent("general" if agent == "final" else agent)
+    spec = cfg.model(spec_agent.model)
+    config_hash = dpo_config_hash(cfg) if agent == "final" else None
+    return resolve_adapter(lake, spec_agent.adapter, ADAPTER_STAGE[agent], spec.model, config_hash)
+
+
 def model_label(model_name: str, adapter: str) -> str:
     """A question model as recorded in ``questions.model``: the config's model name, and the
     last adapter of its chain (``smollm2+<run id>``)."""
@@ -31,14 +48,10 @@ def question_versions(lake, cfg: Config, agent: str) -> list[tuple[str, str]]:
     """The (model label, prompt version) pairs of ``agent``'s questions under ``cfg``. The final
     agent has two: the DPO-tuned generator's, and the general generator's own (which
     ``select-final-generator`` keeps as the final questions when DPO did worse)."""
-    from mkailin.artifacts import resolve_adapter
-
     if agent == "heuristic":
         return [HEURISTIC_VERSION]
     spec_agent = cfg.agent("general" if agent == "final" else agent)
-    spec = cfg.model(spec_agent.model)
-    adapter = resolve_adapter(lake, spec_agent.adapter, ADAPTER_STAGE[agent], spec.model)
-    out = [(model_label(spec_agent.model, adapter), spec_agent.prompt)]
+    out = [(model_label(spec_agent.model, agent_adapter(lake, cfg, agent)), spec_agent.prompt)]
     if agent == "final":
         out += [v for v in question_versions(lake, cfg, "general") if v not in out]
     return out

@@ -17,9 +17,8 @@ import re
 import pyarrow as pa
 
 from mkailin.agents.prompts import template
-from mkailin.artifacts import resolve_adapter
 from mkailin.config import AgentSpec, Config, ModelSpec
-from mkailin.labels import ADAPTER_STAGE, HEURISTIC_VERSION, model_label, questions_where
+from mkailin.labels import HEURISTIC_VERSION, agent_adapter, model_label, questions_where
 from mkailin.lake import Lake
 from mkailin.stage import RunResult, Stage, run_stage
 
@@ -357,7 +356,7 @@ def question_stage(lake: Lake, cfg: Config, agent: str) -> Stage:
         spec_name = cfg.agent("general" if agent == "final" else agent)
         model_name = spec_name.model
         spec = cfg.model(model_name)
-        adapter = resolve_adapter(lake, spec_name.adapter, ADAPTER_STAGE[agent], spec.model)
+        adapter = agent_adapter(lake, cfg, agent)
         if agent == "final" and not adapter:
             from mkailin.errors import StageError
 

@@ -17,7 +17,7 @@ from mkailin.agents.prompts import template
 from mkailin.artifacts import artifact_dir, resolve_adapter
 from mkailin.config import Config
 from mkailin.errors import InputError, StepSkipped
-from mkailin.labels import questions_where, scorer_label
+from mkailin.labels import dpo_config_hash, questions_where, scorer_label
 from mkailin.lake import Lake
 from mkailin.train import (
     lora_config,
@@ -107,7 +107,7 @@ def train_dpo(lake: Lake, cfg: Config, judge: str | None = None) -> dict:
         lake,
         "train-dpo:general",
         {"general": agent.model},
-        cfg.hash("train", "preference"),
+        dpo_config_hash(cfg),
         len(records),
     ) as detail:
         need = max(1, t.dpo_min_pairs)
